@@ -1,0 +1,3 @@
+"""minidock: a daemonless container engine, written to show what containers really are."""
+
+__version__ = "0.1.0"

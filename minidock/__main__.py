@@ -1,0 +1,3 @@
+from minidock.cli import main
+
+main()

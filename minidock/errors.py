@@ -1,0 +1,78 @@
+"""The one exception tree of minidock.
+
+Every error the engine raises on purpose derives from MinidockError. The CLI has a single
+error boundary (minidock.cli) that prints ``Error: <message>`` as one line and maps the class
+to Docker's exit status; commands never call sys.exit themselves.
+
+    MinidockError                      125  engine error (Docker's "daemon" error)
+     +-- InvalidArgument               125  a flag, name, reference or value is malformed
+     +-- NotFound                      125  (base of the "no such ..." errors)
+     |    +-- ImageNotFound            125
+     |    +-- ContainerNotFound        125
+     +-- Conflict                      125  name in use, image in use, wrong container state
+     +-- StorageError                  125  the overlay2 store or the image store failed
+     |    +-- LayerError               125  a layer tar is invalid or tries to escape its root
+     +-- ContainerRuntimeError         125  the OCI runtime failed to create or start a container
+          +-- CommandCannotInvoke      126  the command exists but cannot be executed
+          +-- CommandNotFound          127  the command does not exist in the container
+
+Syscall failures are plain OSError(errno, strerror, path) (see minidock.linux); the layer
+that knows what it was doing wraps them into one of the classes above with a message that
+names the action and the path.
+"""
+
+from __future__ import annotations
+
+
+class MinidockError(Exception):
+    """Root of minidock's errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 125
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(MinidockError):
+    pass
+
+
+class NotFound(MinidockError):
+    pass
+
+
+class ImageNotFound(NotFound):
+    pass
+
+
+class ContainerNotFound(NotFound):
+    pass
+
+
+class Conflict(MinidockError):
+    pass
+
+
+class StorageError(MinidockError):
+    pass
+
+
+class LayerError(StorageError):
+    pass
+
+
+class ContainerRuntimeError(MinidockError):
+    pass
+
+
+class CommandCannotInvoke(ContainerRuntimeError):
+    exit_code = 126
+
+
+class CommandNotFound(ContainerRuntimeError):
+    exit_code = 127

@@ -1,0 +1,251 @@
+"""Typed wrappers over the kernel calls minidock needs.
+
+This package is the only importer of the compiled cffi module ``minidock._native``. Every
+wrapper raises ``OSError(errno, strerror, path)`` on failure (so callers can catch
+FileNotFoundError, PermissionError, ...) and reports itself to :mod:`minidock.linux.trace`,
+which is what ``minidock run --trace`` prints. Calls Python's os module already has
+(chdir, sethostname, setuid, execve, ...) are wrapped here too when the runtime uses them as
+container-setup steps, so the trace shows the whole story.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from minidock._native import ffi, lib
+from minidock.linux import trace
+
+CLONE_NEWNS: int = lib.CLONE_NEWNS
+CLONE_NEWUTS: int = lib.CLONE_NEWUTS
+CLONE_NEWIPC: int = lib.CLONE_NEWIPC
+CLONE_NEWNET: int = lib.CLONE_NEWNET
+CLONE_NEWPID: int = lib.CLONE_NEWPID
+CLONE_NEWUSER: int = lib.CLONE_NEWUSER
+CLONE_NEWCGROUP: int = lib.CLONE_NEWCGROUP
+CLONE_FS: int = lib.CLONE_FS
+
+MS_RDONLY: int = lib.MS_RDONLY
+MS_NOSUID: int = lib.MS_NOSUID
+MS_NODEV: int = lib.MS_NODEV
+MS_NOEXEC: int = lib.MS_NOEXEC
+MS_SYNCHRONOUS: int = lib.MS_SYNCHRONOUS
+MS_REMOUNT: int = lib.MS_REMOUNT
+MS_MANDLOCK: int = lib.MS_MANDLOCK
+MS_DIRSYNC: int = lib.MS_DIRSYNC
+MS_NOATIME: int = lib.MS_NOATIME
+MS_NODIRATIME: int = lib.MS_NODIRATIME
+MS_BIND: int = lib.MS_BIND
+MS_MOVE: int = lib.MS_MOVE
+MS_REC: int = lib.MS_REC
+MS_SILENT: int = lib.MS_SILENT
+MS_UNBINDABLE: int = lib.MS_UNBINDABLE
+MS_PRIVATE: int = lib.MS_PRIVATE
+MS_SLAVE: int = lib.MS_SLAVE
+MS_SHARED: int = lib.MS_SHARED
+MS_RELATIME: int = lib.MS_RELATIME
+MS_STRICTATIME: int = lib.MS_STRICTATIME
+MS_LAZYTIME: int = lib.MS_LAZYTIME
+
+MNT_FORCE: int = lib.MNT_FORCE
+MNT_DETACH: int = lib.MNT_DETACH
+MNT_EXPIRE: int = lib.MNT_EXPIRE
+UMOUNT_NOFOLLOW: int = lib.UMOUNT_NOFOLLOW
+
+RESOLVE_NO_XDEV: int = lib.RESOLVE_NO_XDEV
+RESOLVE_NO_MAGICLINKS: int = lib.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_SYMLINKS: int = lib.RESOLVE_NO_SYMLINKS
+RESOLVE_BENEATH: int = lib.RESOLVE_BENEATH
+RESOLVE_IN_ROOT: int = lib.RESOLVE_IN_ROOT
+
+_CLONE_NAMES = {
+    CLONE_NEWNS: "CLONE_NEWNS",
+    CLONE_NEWUTS: "CLONE_NEWUTS",
+    CLONE_NEWIPC: "CLONE_NEWIPC",
+    CLONE_NEWNET: "CLONE_NEWNET",
+    CLONE_NEWPID: "CLONE_NEWPID",
+    CLONE_NEWUSER: "CLONE_NEWUSER",
+    CLONE_NEWCGROUP: "CLONE_NEWCGROUP",
+    CLONE_FS: "CLONE_FS",
+}
+_MS_NAMES = {
+    MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NODEV",
+    MS_NOEXEC: "MS_NOEXEC", MS_REMOUNT: "MS_REMOUNT", MS_BIND: "MS_BIND", MS_MOVE: "MS_MOVE",
+    MS_REC: "MS_REC", MS_UNBINDABLE: "MS_UNBINDABLE", MS_PRIVATE: "MS_PRIVATE",
+    MS_SLAVE: "MS_SLAVE", MS_SHARED: "MS_SHARED", MS_RELATIME: "MS_RELATIME",
+    MS_STRICTATIME: "MS_STRICTATIME", MS_NOATIME: "MS_NOATIME", MS_SILENT: "MS_SILENT",
+    MS_NODIRATIME: "MS_NODIRATIME", MS_SYNCHRONOUS: "MS_SYNCHRONOUS",
+    MS_DIRSYNC: "MS_DIRSYNC", MS_LAZYTIME: "MS_LAZYTIME", MS_MANDLOCK: "MS_MANDLOCK",
+}
+_MNT_NAMES = {MNT_FORCE: "MNT_FORCE", MNT_DETACH: "MNT_DETACH", MNT_EXPIRE: "MNT_EXPIRE",
+              UMOUNT_NOFOLLOW: "UMOUNT_NOFOLLOW"}
+
+
+def flag_names(value: int, names: Mapping[int, str]) -> str:
+    """Render a bit mask as ``A|B|0x..``, as strace does."""
+    parts = []
+    for bit, name in names.items():
+        if value & bit:
+            parts.append(name)
+            value &= ~bit
+    if value or not parts:
+        parts.append(hex(value) if value else "0")
+    return "|".join(parts)
+
+
+def _raise(action: str, path: str | None = None) -> None:
+    err = ffi.errno
+    raise OSError(err, f"{action}: {os.strerror(err)}", path)
+
+
+def _check(ret: int, action: str, path: str | None = None) -> int:
+    if ret < 0:
+        _raise(action, path)
+    return ret
+
+
+def unshare(flags: int, why: str = "") -> None:
+    def call() -> None:
+        _check(lib.unshare(flags), "unshare")
+
+    trace.step(f"unshare({flag_names(flags, _CLONE_NAMES)})", call, why)
+
+
+def setns(fd: int, nstype: int = 0, why: str = "") -> None:
+    def call() -> None:
+        _check(lib.setns(fd, nstype), "setns")
+
+    trace.step(f"setns({fd}, {flag_names(nstype, _CLONE_NAMES)})", call, why)
+
+
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
+    why: str = "",
+) -> None:
+    src = ffi.NULL if source is None else source.encode()
+    fst = ffi.NULL if fstype is None else fstype.encode()
+    dat = ffi.NULL if data is None else ffi.new("char[]", data.encode())
+
+    def call() -> None:
+        _check(lib.mount(src, target.encode(), fst, flags, dat), f"mount {target}", target)
+
+    shown_data = "" if data is None else f', "{data}"'
+    trace.step(
+        f'mount({source!r}, "{target}", {fstype!r}, {flag_names(flags, _MS_NAMES)}{shown_data})',
+        call,
+        why,
+    )
+
+
+def umount2(target: str, flags: int = 0, why: str = "") -> None:
+    def call() -> None:
+        _check(lib.umount2(target.encode(), flags), f"umount {target}", target)
+
+    trace.step(f'umount2("{target}", {flag_names(flags, _MNT_NAMES)})', call, why)
+
+
+def pivot_root(new_root: str, put_old: str, why: str = "") -> None:
+    def call() -> None:
+        _check(lib.md_pivot_root(new_root.encode(), put_old.encode()), "pivot_root", new_root)
+
+    trace.step(f'pivot_root("{new_root}", "{put_old}")', call, why)
+
+
+def mknod(path: str, mode: int, major: int, minor: int, why: str = "") -> None:
+    def call() -> None:
+        _check(lib.mknod(path.encode(), mode, lib.md_makedev(major, minor)), "mknod", path)
+
+    trace.step(f'mknod("{path}", {oct(mode)}, makedev({major}, {minor}))', call, why)
+
+
+def sethostname(name: str, why: str = "") -> None:
+    raw = name.encode()
+
+    def call() -> None:
+        _check(lib.sethostname(raw, len(raw)), "sethostname", name)
+
+    trace.step(f'sethostname("{name}")', call, why)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, why: str = "") -> None:
+    """Close every fd in [first, last]; falls back to a /proc/self/fd walk before Linux 5.9."""
+
+    def call() -> None:
+        if lib.md_close_range(first, last, 0) == 0:
+            return
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if first <= fd <= last:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    trace.step(f"close_range({first}, {'~0U' if last == 0xFFFFFFFF else last})", call, why)
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2); raises OSError(ENOSYS) on kernels before 5.6 so callers can fall back."""
+    fd = lib.md_openat2(dirfd, path.encode(), flags, mode, resolve)
+    if fd < 0:
+        _raise(f"open {path}", path)
+    return int(fd)
+
+
+# --- os-module calls that are container-setup steps, wrapped so --trace shows them ---
+
+
+def chdir(path: str, why: str = "") -> None:
+    trace.step(f'chdir("{path}")', lambda: os.chdir(path), why)
+
+
+def chroot(path: str, why: str = "") -> None:
+    trace.step(f'chroot("{path}")', lambda: os.chroot(path), why)
+
+
+def mkdir(path: str, mode: int = 0o755, why: str = "") -> None:
+    trace.step(f'mkdir("{path}", {oct(mode)})', lambda: os.mkdir(path, mode), why)
+
+
+def symlink(target: str, path: str, why: str = "") -> None:
+    trace.step(f'symlink("{target}", "{path}")', lambda: os.symlink(target, path), why)
+
+
+def write_file(path: str, data: str, why: str = "") -> None:
+    """One write to a kernel interface file (cgroup.procs, /proc/self/..., ...)."""
+
+    def call() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data.encode())
+        finally:
+            os.close(fd)
+
+    trace.step(f'write("{path}", "{data.strip()}")', call, why)
+
+
+def setgroups(groups: Sequence[int], why: str = "") -> None:
+    trace.step(f"setgroups({list(groups)})", lambda: os.setgroups(list(groups)), why)
+
+
+def setresgid(gid: int, why: str = "") -> None:
+    trace.step(f"setresgid({gid}, {gid}, {gid})", lambda: os.setresgid(gid, gid, gid), why)
+
+
+def setresuid(uid: int, why: str = "") -> None:
+    trace.step(f"setresuid({uid}, {uid}, {uid})", lambda: os.setresuid(uid, uid, uid), why)
+
+
+def setsid(why: str = "") -> int:
+    return trace.step("setsid()", os.setsid, why)
+
+
+def execve(path: str, argv: Sequence[str], env: Mapping[str, str], why: str = "") -> Any:
+    if trace.enabled():
+        trace.step(f'execve("{path}", {list(argv)!r}, [{len(env)} vars])', lambda: None, why)
+    os.execve(path, list(argv), dict(env))

@@ -1,0 +1,138 @@
+"""cffi build script for minidock._native (API mode, compiled when the package is installed).
+
+Mechanism only: thin entry points to the syscalls Python's os module lacks. Policy (which
+namespaces, which mounts, in which order) lives in minidock.runtime; typed wrappers that
+turn failures into OSError live in minidock.linux, the only importer of this module.
+"""
+
+from cffi import FFI
+
+ffibuilder = FFI()
+
+ffibuilder.cdef(
+    """
+    #define CLONE_NEWNS ...
+    #define CLONE_NEWUTS ...
+    #define CLONE_NEWIPC ...
+    #define CLONE_NEWNET ...
+    #define CLONE_NEWPID ...
+    #define CLONE_NEWUSER ...
+    #define CLONE_NEWCGROUP ...
+    #define CLONE_FS ...
+
+    #define MS_RDONLY ...
+    #define MS_NOSUID ...
+    #define MS_NODEV ...
+    #define MS_NOEXEC ...
+    #define MS_SYNCHRONOUS ...
+    #define MS_REMOUNT ...
+    #define MS_MANDLOCK ...
+    #define MS_DIRSYNC ...
+    #define MS_NOATIME ...
+    #define MS_NODIRATIME ...
+    #define MS_BIND ...
+    #define MS_MOVE ...
+    #define MS_REC ...
+    #define MS_SILENT ...
+    #define MS_UNBINDABLE ...
+    #define MS_PRIVATE ...
+    #define MS_SLAVE ...
+    #define MS_SHARED ...
+    #define MS_RELATIME ...
+    #define MS_STRICTATIME ...
+    #define MS_LAZYTIME ...
+
+    #define MNT_FORCE ...
+    #define MNT_DETACH ...
+    #define MNT_EXPIRE ...
+    #define UMOUNT_NOFOLLOW ...
+
+    #define RESOLVE_NO_XDEV ...
+    #define RESOLVE_NO_MAGICLINKS ...
+    #define RESOLVE_NO_SYMLINKS ...
+    #define RESOLVE_BENEATH ...
+    #define RESOLVE_IN_ROOT ...
+
+    int unshare(int flags);
+    int setns(int fd, int nstype);
+    int mount(const char *source, const char *target, const char *filesystemtype,
+              unsigned long mountflags, const void *data);
+    int umount2(const char *target, int flags);
+    int mknod(const char *pathname, unsigned int mode, unsigned long dev);
+    unsigned long md_makedev(unsigned int major, unsigned int minor);
+    int sethostname(const char *name, size_t len);
+    int md_pivot_root(const char *new_root, const char *put_old);
+    int md_close_range(unsigned int first, unsigned int last, unsigned int flags);
+    int md_openat2(int dirfd, const char *path, unsigned long long flags,
+                   unsigned long long mode, unsigned long long resolve);
+    """
+)
+
+ffibuilder.set_source(
+    "minidock._native",
+    r"""
+    #define _GNU_SOURCE
+    #include <errno.h>
+    #include <sched.h>
+    #include <stdint.h>
+    #include <string.h>
+    #include <unistd.h>
+    #include <sys/mount.h>
+    #include <sys/stat.h>
+    #include <sys/syscall.h>
+    #include <sys/sysmacros.h>
+
+    /* Older libc headers lack the numbers of syscalls added after 5.x; since 424 the
+       numbers are the same on every architecture. */
+    #ifndef SYS_close_range
+    #define SYS_close_range 436
+    #endif
+    #ifndef SYS_openat2
+    #define SYS_openat2 437
+    #endif
+    #ifndef CLONE_NEWCGROUP
+    #define CLONE_NEWCGROUP 0x02000000
+    #endif
+    #ifndef RESOLVE_NO_XDEV
+    #define RESOLVE_NO_XDEV 0x01
+    #define RESOLVE_NO_MAGICLINKS 0x02
+    #define RESOLVE_NO_SYMLINKS 0x04
+    #define RESOLVE_BENEATH 0x08
+    #define RESOLVE_IN_ROOT 0x10
+    #endif
+    #ifndef MS_LAZYTIME
+    #define MS_LAZYTIME (1 << 25)
+    #endif
+
+    struct md_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+
+    static unsigned long md_makedev(unsigned int major, unsigned int minor)
+    {
+        return makedev(major, minor);
+    }
+
+    static int md_pivot_root(const char *new_root, const char *put_old)
+    {
+        return (int)syscall(SYS_pivot_root, new_root, put_old);
+    }
+
+    static int md_close_range(unsigned int first, unsigned int last, unsigned int flags)
+    {
+        return (int)syscall(SYS_close_range, first, last, flags);
+    }
+
+    static int md_openat2(int dirfd, const char *path, unsigned long long flags,
+                          unsigned long long mode, unsigned long long resolve)
+    {
+        struct md_open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = flags;
+        how.mode = mode;
+        how.resolve = resolve;
+        return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    }
+    """,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
