@@ -65,6 +65,7 @@ ffibuilder.cdef(
     int md_close_range(unsigned int first, unsigned int last, unsigned int flags);
     int md_openat2(int dirfd, const char *path, unsigned long long flags,
                    unsigned long long mode, unsigned long long resolve);
+    int md_link_up(const char *ifname);
     """
 )
 
@@ -77,7 +78,10 @@ ffibuilder.set_source(
     #include <stdint.h>
     #include <string.h>
     #include <unistd.h>
+    #include <net/if.h>
+    #include <sys/ioctl.h>
     #include <sys/mount.h>
+    #include <sys/socket.h>
     #include <sys/stat.h>
     #include <sys/syscall.h>
     #include <sys/sysmacros.h>
@@ -130,6 +134,27 @@ ffibuilder.set_source(
         how.mode = mode;
         how.resolve = resolve;
         return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    }
+
+    /* Set IFF_UP on a link of the calling thread's network namespace (the loopback of a
+       fresh namespace starts down). An ioctl is all it takes; no netlink needed. */
+    static int md_link_up(const char *ifname)
+    {
+        struct ifreq ifr;
+        int fd, ret = -1, saved;
+        if (strlen(ifname) >= IFNAMSIZ) { errno = EINVAL; return -1; }
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -1;
+        memset(&ifr, 0, sizeof ifr);
+        strcpy(ifr.ifr_name, ifname);
+        if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+            ifr.ifr_flags |= IFF_UP;
+            ret = ioctl(fd, SIOCSIFFLAGS, &ifr);
+        }
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return ret;
     }
     """,
 )

@@ -126,7 +126,10 @@ def mount(
     flags: int = 0,
     data: str | None = None,
     why: str = "",
+    shown_target: str | None = None,
 ) -> None:
+    """mount(2). ``shown_target`` is what --trace prints instead of ``target`` (for a
+    /proc/self/fd/N target, the path it stands for)."""
     src = ffi.NULL if source is None else source.encode()
     fst = ffi.NULL if fstype is None else fstype.encode()
     dat = ffi.NULL if data is None else ffi.new("char[]", data.encode())
@@ -136,7 +139,8 @@ def mount(
 
     shown_data = "" if data is None else f', "{data}"'
     trace.step(
-        f'mount({source!r}, "{target}", {fstype!r}, {flag_names(flags, _MS_NAMES)}{shown_data})',
+        f'mount({source!r}, "{shown_target or target}", {fstype!r}, '
+        f"{flag_names(flags, _MS_NAMES)}{shown_data})",
         call,
         why,
     )
@@ -195,6 +199,13 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     if fd < 0:
         _raise(f"open {path}", path)
     return int(fd)
+
+
+def link_up(ifname: str, why: str = "") -> None:
+    def call() -> None:
+        _check(lib.md_link_up(ifname.encode()), f"set link {ifname} up", ifname)
+
+    trace.step(f'ioctl(SIOCSIFFLAGS, "{ifname}", IFF_UP)', call, why)
 
 
 # --- os-module calls that are container-setup steps, wrapped so --trace shows them ---

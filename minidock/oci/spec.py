@@ -1,0 +1,250 @@
+"""The OCI runtime-spec ``config.json``, converted once into validated dataclasses.
+
+The engine writes config.json; the runtime reads it with :func:`load` and from then on works
+only with these types, never with the raw dict. Only the fields minidock implements are
+modelled; unknown fields are ignored as the spec allows, but a field that we model and that
+has the wrong type is an error, so a hand-edited bundle fails early and clearly.
+Spec: https://github.com/opencontainers/runtime-spec/blob/main/config.md
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from minidock.errors import InvalidArgument
+
+OCI_VERSION = "1.0.2"
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup")
+
+# Docker's default capability set (security.md): CapEff 00000000a80425fb.
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+
+
+def _bad(where: str, expected: str) -> InvalidArgument:
+    return InvalidArgument(f"invalid OCI config: {where} must be {expected}")
+
+
+def _str(d: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    v = d.get(key, default)
+    if not isinstance(v, str):
+        raise _bad(f"{where}.{key}", "a string")
+    return v
+
+
+def _strlist(d: dict[str, Any], key: str, where: str) -> list[str]:
+    v = d.get(key) or []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _bad(f"{where}.{key}", "a list of strings")
+    return list(v)
+
+
+def _int(d: dict[str, Any], key: str, where: str, default: int = 0) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _bad(f"{where}.{key}", "an integer")
+    return v
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Capabilities:
+    bounding: list[str] = field(default_factory=list)
+    effective: list[str] = field(default_factory=list)
+    permitted: list[str] = field(default_factory=list)
+    inheritable: list[str] = field(default_factory=list)
+    ambient: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Process:
+    args: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    terminal: bool = False
+    user: User = field(default_factory=User)
+    capabilities: Capabilities | None = None
+    no_new_privileges: bool = False
+    console_size: tuple[int, int] | None = None  # (height, width)
+
+
+@dataclass
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Namespace:
+    type: str
+    path: str | None = None
+
+
+@dataclass
+class DeviceRule:
+    allow: bool
+    type: str = "a"
+    major: int | None = None
+    minor: int | None = None
+    access: str = "rwm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allow": self.allow, "type": self.type, "major": self.major,
+                "minor": self.minor, "access": self.access}
+
+
+@dataclass
+class Device:
+    path: str
+    type: str
+    major: int
+    minor: int
+    file_mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class Linux:
+    namespaces: list[Namespace] = field(default_factory=list)
+    cgroups_path: str | None = None
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+    device_rules: list[DeviceRule] = field(default_factory=list)
+    rootfs_propagation: str = "private"
+
+    def namespace(self, kind: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == kind:
+                return ns
+        return None
+
+
+@dataclass
+class Spec:
+    process: Process
+    root_path: str
+    root_readonly: bool = False
+    hostname: str = ""
+    mounts: list[Mount] = field(default_factory=list)
+    linux: Linux = field(default_factory=Linux)
+    annotations: dict[str, str] = field(default_factory=dict)
+    oci_version: str = OCI_VERSION
+
+
+def parse(doc: Any) -> Spec:
+    """Validate a decoded config.json and convert it to a :class:`Spec`."""
+    if not isinstance(doc, dict):
+        raise _bad("config", "a JSON object")
+    p = doc.get("process")
+    if not isinstance(p, dict):
+        raise _bad("process", "an object")
+    args = _strlist(p, "args", "process")
+    if not args:
+        raise InvalidArgument("invalid OCI config: process.args must not be empty")
+    u = p.get("user") or {}
+    if not isinstance(u, dict):
+        raise _bad("process.user", "an object")
+    gids = u.get("additionalGids") or []
+    if not isinstance(gids, list) or not all(isinstance(g, int) for g in gids):
+        raise _bad("process.user.additionalGids", "a list of integers")
+    caps = None
+    if isinstance(p.get("capabilities"), dict):
+        c = p["capabilities"]
+        caps = Capabilities(*(_strlist(c, k, "process.capabilities") for k in
+                              ("bounding", "effective", "permitted", "inheritable", "ambient")))
+    size = p.get("consoleSize")
+    console_size = None
+    if isinstance(size, dict):
+        console_size = (_int(size, "height", "process.consoleSize"),
+                        _int(size, "width", "process.consoleSize"))
+    cwd = _str(p, "cwd", "process", "/")
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"invalid OCI config: process.cwd {cwd!r} must be absolute")
+    process = Process(
+        args=args,
+        env=_strlist(p, "env", "process"),
+        cwd=cwd,
+        terminal=bool(p.get("terminal", False)),
+        user=User(_int(u, "uid", "process.user"), _int(u, "gid", "process.user"), list(gids)),
+        capabilities=caps,
+        no_new_privileges=bool(p.get("noNewPrivileges", False)),
+        console_size=console_size,
+    )
+    root = doc.get("root")
+    if not isinstance(root, dict):
+        raise _bad("root", "an object")
+    mounts = []
+    for i, m in enumerate(doc.get("mounts") or []):
+        if not isinstance(m, dict):
+            raise _bad(f"mounts[{i}]", "an object")
+        dest = _str(m, "destination", f"mounts[{i}]")
+        if not dest.startswith("/"):
+            raise InvalidArgument(f"invalid OCI config: mount destination {dest!r} must be absolute")
+        mounts.append(Mount(dest, m.get("type"), m.get("source"),
+                            _strlist(m, "options", f"mounts[{i}]")))
+    lx = doc.get("linux") or {}
+    if not isinstance(lx, dict):
+        raise _bad("linux", "an object")
+    namespaces = []
+    for i, ns in enumerate(lx.get("namespaces") or []):
+        kind = _str(ns, "type", f"linux.namespaces[{i}]")
+        if kind not in NAMESPACE_TYPES:
+            raise InvalidArgument(f"invalid OCI config: unknown namespace type {kind!r}")
+        namespaces.append(Namespace(kind, ns.get("path") or None))
+    devices = [
+        Device(_str(d, "path", "linux.devices"), _str(d, "type", "linux.devices"),
+               _int(d, "major", "linux.devices"), _int(d, "minor", "linux.devices"),
+               _int(d, "fileMode", "linux.devices", 0o666), _int(d, "uid", "linux.devices"),
+               _int(d, "gid", "linux.devices"))
+        for d in lx.get("devices") or []
+    ]
+    res = lx.get("resources") or {}
+    rules = [
+        DeviceRule(bool(r.get("allow")), r.get("type") or "a", r.get("major"), r.get("minor"),
+                   r.get("access") or "rwm")
+        for r in res.get("devices") or []
+    ]
+    linux = Linux(
+        namespaces=namespaces,
+        cgroups_path=lx.get("cgroupsPath") or None,
+        masked_paths=_strlist(lx, "maskedPaths", "linux"),
+        readonly_paths=_strlist(lx, "readonlyPaths", "linux"),
+        devices=devices,
+        device_rules=rules,
+        rootfs_propagation=lx.get("rootfsPropagation") or "private",
+    )
+    annotations = doc.get("annotations") or {}
+    return Spec(
+        process=process,
+        root_path=_str(root, "path", "root"),
+        root_readonly=bool(root.get("readonly", False)),
+        hostname=doc.get("hostname") or "",
+        mounts=mounts,
+        linux=linux,
+        annotations=dict(annotations),
+        oci_version=doc.get("ociVersion") or OCI_VERSION,
+    )
+
+
+def loads(text: str | bytes) -> Spec:
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise InvalidArgument(f"invalid OCI config: {e}") from None
+    return parse(doc)

@@ -1,0 +1,108 @@
+"""minidock's OCI runtime: runc's verbs on an OCI bundle.
+
+    create(id, bundle)   namespaces, cgroup, rootfs; the init waits on exec.fifo
+    start(id)            release the init: it execs the container's command
+    state(id)            the OCI state document
+    kill(id, signal)     signal the init
+    delete(id)           remove what create made (the cgroup and the state directory)
+
+The engine uses these functions in-process; ``minidock runtime ...`` exposes the same verbs
+with runc's command-line contract, so podman (``--runtime``) or a test can drive them.
+This package never imports the engine, the image or storage code: its only input is a
+bundle directory with config.json (the OCI seam).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal as _signal
+import time
+from typing import Any
+
+from minidock import cgroups
+from minidock.errors import Conflict, ContainerNotFound, ContainerRuntimeError
+from minidock.runtime.process import CreateOptions, create, wait_gone
+from minidock.runtime.state import FIFO, RuntimeState, check_id
+
+__all__ = ["CreateOptions", "create", "delete", "kill", "list_ids", "load", "start", "state"]
+
+
+def _dir(state_root: str, container_id: str) -> str:
+    return os.path.join(state_root, check_id(container_id))
+
+
+def load(state_root: str, container_id: str) -> RuntimeState:
+    try:
+        return RuntimeState.load(_dir(state_root, container_id))
+    except FileNotFoundError:
+        raise ContainerNotFound(f"container {container_id} does not exist") from None
+
+
+def state(state_root: str, container_id: str) -> dict[str, Any]:
+    return load(state_root, container_id).oci(_dir(state_root, container_id))
+
+
+def list_ids(state_root: str) -> list[str]:
+    try:
+        return sorted(os.listdir(state_root))
+    except FileNotFoundError:
+        return []
+
+
+def start(state_root: str, container_id: str, timeout: float = 10.0) -> None:
+    """Open exec.fifo for reading: the init, blocked opening it for writing, writes one
+    byte and execs. The fifo's disappearance is what makes the state "running"."""
+    st = load(state_root, container_id)
+    d = _dir(state_root, container_id)
+    status = st.status(d)
+    if status != "created":
+        raise Conflict(f"cannot start a container in state {status!r}: {container_id}")
+    fifo = os.path.join(d, FIFO)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            select.select([fd], [], [], 0.01)
+            try:
+                if os.read(fd, 1) == b"0":
+                    break
+            except BlockingIOError:
+                pass
+            if st.status(d) == "stopped":
+                raise ContainerRuntimeError(f"start {container_id}: the container's init died")
+            if time.monotonic() > deadline:
+                raise ContainerRuntimeError(f"start {container_id}: init did not answer")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def kill(state_root: str, container_id: str, sig: int = _signal.SIGTERM) -> None:
+    st = load(state_root, container_id)
+    if st.status(_dir(state_root, container_id)) not in ("created", "running"):
+        raise Conflict(f"container {container_id} is not running")
+    os.kill(st.pid, sig)
+
+
+def delete(state_root: str, container_id: str, force: bool = False) -> None:
+    """Remove the container's cgroup and state; ``force`` kills a live one first."""
+    d = _dir(state_root, container_id)
+    st = load(state_root, container_id)
+    status = st.status(d)
+    if status in ("created", "running"):
+        if not force:
+            raise Conflict(f"cannot delete container {container_id} that is {status}")
+        try:
+            os.kill(st.pid, _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(st.pid, st.start_time)
+    manager = cgroups.new_manager(st.cgroups_path)
+    manager.destroy()
+    for name in (FIFO, "state.json"):
+        try:
+            os.unlink(os.path.join(d, name))
+        except FileNotFoundError:
+            pass
+    os.rmdir(d)

@@ -1,0 +1,446 @@
+"""Creating a container: the runtime, its short-lived child and the container's init.
+
+The sync protocol (two pipes; messages are JSON lines, each well under PIPE_BUF):
+
+  runtime (caller)                 child (stage 1)               init (stage 2, pid 1)
+  ----------------                 ---------------               ---------------------
+  fork() ------------------------> stdio onto 0-2, close
+                                   every other inherited fd
+  join cgroup (child's pid)        read "go"
+  write "go" --------------------> setns / unshare
+                                   fork() ---------------------> pid 1 of the new PID ns
+  <------------------ {"pid": N} -- _exit(0)
+  waitpid(child); init is now                                    read "go"
+  ours if we are a subreaper
+  write "go" ------------------------------------------------->  arm pdeathsig (optional)
+                                                                 lo up, rootfs, pivot_root,
+                                                                 console, hostname, user,
+                                                                 capabilities, find command
+  <------------------------------------ {"ready": 1} | {"error": "...", "code": 127}
+  write state.json: "created"                                    open exec.fifo for write:
+  return                                                         blocks until `start`
+  start(): open exec.fifo, read ------------------------------->  execve(command)
+
+Why two forks: unshare(CLONE_NEWPID) moves only the *children* of the caller into the new
+PID namespace, and the runtime's own process must stay where it is.
+
+Why fork rather than re-exec: a fork of a single-threaded process inherits no thread and
+no held lock, and the child closes every fd it does not need before it runs a line of
+container setup. A re-exec would cost a second interpreter start (about 25 ms with our
+imports), a third of the start-latency budget. :func:`create` refuses to fork if the
+calling process has started a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from minidock import cgroups, linux
+from minidock.errors import (
+    CommandCannotInvoke,
+    CommandNotFound,
+    Conflict,
+    ContainerRuntimeError,
+    MinidockError,
+)
+from minidock.linux import trace
+from minidock.oci import spec as oci
+from minidock.runtime import caps, rootfs
+from minidock.runtime.state import FIFO, RuntimeState, check_id, process_start_time
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_NS_FLAGS = {
+    "mount": linux.CLONE_NEWNS,
+    "uts": linux.CLONE_NEWUTS,
+    "ipc": linux.CLONE_NEWIPC,
+    "network": linux.CLONE_NEWNET,
+    "pid": linux.CLONE_NEWPID,
+    "cgroup": linux.CLONE_NEWCGROUP,
+    "user": linux.CLONE_NEWUSER,
+}
+
+
+@dataclass
+class CreateOptions:
+    """How the caller wants the container's stdio and lifetime handled."""
+
+    stdio: tuple[int, int, int] = (0, 1, 2)
+    console_socket: str | None = None  # runc's --console-socket (a unix socket path)
+    console_fd: int = -1  # or an already connected AF_UNIX socket (in-process callers)
+    pid_file: str | None = None
+    kill_with_parent: bool = False  # foreground `run`: the container dies with the CLI
+    subreaper: bool = False  # the caller wants to waitpid() the container's init
+
+
+def load_spec(bundle: str) -> oci.Spec:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            spec = oci.loads(f.read())
+    except FileNotFoundError:
+        raise ContainerRuntimeError(f"read OCI config {path}: no such file") from None
+    if not os.path.isabs(spec.root_path):
+        spec.root_path = os.path.join(bundle, spec.root_path)
+    return spec
+
+
+def _send(fd: int, **msg: object) -> None:
+    os.write(fd, json.dumps(msg).encode() + b"\n")
+
+
+def _keep_only(fds: set[int]) -> None:
+    """Close every fd not in ``fds``: nothing of the caller's leaks into the container."""
+    prev = -1
+    for fd in sorted(fds) + [0x7FFFFFFF]:
+        if fd - prev > 1:
+            linux.close_range(prev + 1, min(fd - 1, 0xFFFFFFFF))
+        prev = fd
+
+
+def _place_stdio(stdio: Sequence[int]) -> None:
+    """dup2 the given fds onto 0, 1, 2 (they may themselves be any of 0-2)."""
+    high = [os.dup(fd) if fd >= 0 else os.open(os.devnull, os.O_RDWR) for fd in stdio]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target, inheritable=True)
+        os.close(fd)
+
+
+def lookup_command(arg0: str, env: dict[str, str]) -> str:
+    """Find the command as execvp would, inside the container (after pivot_root)."""
+    if "/" in arg0:
+        candidates = [arg0]
+    else:
+        candidates = [os.path.join(d or ".", arg0)
+                      for d in env.get("PATH", DEFAULT_PATH).split(":")]
+    denied = None
+    for path in candidates:
+        if os.path.isdir(path):
+            if "/" in arg0:
+                raise CommandCannotInvoke(f'exec: "{arg0}": is a directory')
+            continue
+        if os.path.exists(path):
+            if os.access(path, os.X_OK):
+                return path
+            denied = path
+            continue
+        if "/" in arg0:
+            raise CommandNotFound(f'exec: "{arg0}": stat {arg0}: no such file or directory')
+    if denied:
+        raise CommandCannotInvoke(f'exec: "{arg0}": permission denied')
+    raise CommandNotFound(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go_r: int,
+          cgroup_dirs: dict[str, str] | None) -> None:
+    """Stage 2: pid 1 of the container. Never returns: execs the command or exits."""
+    trace.set_role("init")
+    if os.read(go_r, 1) != b"g":
+        os._exit(1)  # the runtime went away before we were told to go on
+    os.close(go_r)
+    if opts.kill_with_parent:
+        import prctl
+
+        prctl.set_pdeathsig(signal.SIGKILL)
+    proc = spec.process
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    try:
+        netns = spec.linux.namespace("network")
+        if netns is not None and netns.path is None:
+            linux.link_up("lo", why="the loopback of a new network namespace starts down")
+        fifo_fd = os.open(os.path.join(state_dir, FIFO), os.O_PATH | os.O_CLOEXEC)
+        rootfs.prepare(spec, cgroup_dirs)
+        rootfs.pivot(os.path.realpath(spec.root_path))
+        slave = -1
+        if proc.terminal:
+            slave = _setup_console(spec, opts)
+        rootfs.finish(spec)
+        uts = spec.linux.namespace("uts")
+        if spec.hostname and uts is not None:
+            linux.sethostname(spec.hostname, why="the UTS namespace has its own hostname")
+        linux.setsid(why="a session of its own, detached from the caller's terminal")
+        if slave >= 0:
+            import fcntl
+            import termios
+
+            trace.step("ioctl(TIOCSCTTY)", lambda: fcntl.ioctl(slave, termios.TIOCSCTTY, 0),
+                       why="the pty becomes the controlling terminal: ^C, ^Z, job control")
+            _place_stdio((slave, slave, slave))
+            os.close(slave)
+        try:
+            linux.chdir(proc.cwd, why="the working directory (-w / WORKDIR)")
+        except OSError as e:
+            raise ContainerRuntimeError(
+                f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
+                f"{os.strerror(e.errno or 0).lower()}") from None
+        if proc.capabilities is not None:
+            caps.apply_bounding(proc.capabilities)
+        if proc.no_new_privileges:
+            import prctl
+
+            trace.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", lambda: prctl.set_no_new_privs(1),
+                       why="no setuid binary can raise privileges any more")
+        _switch_user(proc, keep_caps=proc.capabilities is not None)
+        if proc.capabilities is not None:
+            caps.apply_sets(proc.capabilities)
+        path = lookup_command(proc.args[0], env)
+    except MinidockError as e:
+        _send(status_w, error=e.message, code=e.exit_code)
+        os._exit(1)
+    except OSError as e:
+        _send(status_w, error=str(e), code=125)
+        os._exit(1)
+    except BaseException as e:  # noqa: BLE001 - report, never unwind into the caller's code
+        _send(status_w, error=f"{type(e).__name__}: {e}", code=125)
+        os._exit(1)
+    _send(status_w, ready=1)
+    os.close(status_w)
+    # Blocks until `start` opens the fifo for reading. The fd was opened O_PATH before
+    # pivot_root; /proc/self/fd reopens it for writing from inside the container.
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+    try:
+        linux.execve(path, proc.args, env, why="become the container's command")
+    except OSError as e:
+        os.write(2, f"minidock: exec {proc.args[0]}: {e.strerror}\n".encode())
+        os._exit(126)
+
+
+def _switch_user(proc: oci.Process, keep_caps: bool) -> None:
+    import prctl
+
+    u = proc.user
+    if keep_caps and u.uid != 0:
+        prctl.set_keepcaps(True)  # keep permitted caps across setuid; effective set later
+    linux.setgroups(u.additional_gids, why="supplementary groups of the container's user")
+    linux.setresgid(u.gid, why="the container's group")
+    linux.setresuid(u.uid, why="the container's user")
+    if keep_caps and u.uid != 0:
+        prctl.set_keepcaps(False)
+
+
+def _setup_console(spec: oci.Spec, opts: CreateOptions) -> int:
+    """A pty from the container's own devpts; the master goes to the caller over a unix
+    socket (runc's --console-socket contract), the slave becomes /dev/console and stdio."""
+    import fcntl
+    import socket
+    import struct
+    import termios
+
+    master, slave = trace.step("openpty()", os.openpty,
+                               why="a terminal pair from the container's /dev/pts")
+    os.set_inheritable(master, False)
+    os.set_inheritable(slave, False)
+    name = os.ttyname(slave)
+    os.fchown(slave, spec.process.user.uid, 5 if spec.process.user.uid else 0)
+    linux.mount(name, "/dev/console", None, linux.MS_BIND, None,
+                why="/dev/console is the container's terminal")
+    if spec.process.console_size:
+        h, w = spec.process.console_size
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+    if opts.console_fd >= 0:
+        sock = socket.socket(fileno=opts.console_fd)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(opts.console_socket or "")
+    trace.step("sendmsg(SCM_RIGHTS, pty master)",
+               lambda: socket.send_fds(sock, [name.encode()], [master]),
+               why="hand the terminal's master side to the caller")
+    sock.close()
+    os.close(master)
+    return slave
+
+
+def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go_r: int,
+            cgroup_dirs: dict[str, str] | None) -> None:
+    trace.set_role("child")
+    if not spec.process.terminal:
+        _place_stdio(opts.stdio)
+    keep = {0, 1, 2, status_w, go_r}
+    if opts.console_fd >= 0:
+        keep.add(opts.console_fd)
+    if trace.enabled():
+        keep.add(trace.trace_fd())
+    _keep_only(keep)
+    if os.read(go_r, 1) != b"g":
+        os._exit(1)
+    flags = 0
+    for ns in spec.linux.namespaces:
+        if ns.path:
+            nsfd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+            linux.setns(nsfd, _NS_FLAGS[ns.type], why=f"join the {ns.type} namespace {ns.path}")
+            os.close(nsfd)
+        else:
+            flags |= _NS_FLAGS[ns.type]
+    linux.unshare(flags, why="new namespaces: what the container sees of the system is its own")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _init(spec, opts, state_dir, status_w, go_r, cgroup_dirs)
+        finally:
+            os._exit(1)
+    _send(status_w, pid=pid)
+    os._exit(0)
+
+
+def _read_msg(f: object) -> dict[str, object]:
+    line = f.readline()  # type: ignore[attr-defined]
+    if not line:
+        return {}
+    result: dict[str, object] = json.loads(line)
+    return result
+
+
+def create(state_root: str, container_id: str, bundle: str,
+           opts: CreateOptions | None = None) -> RuntimeState:
+    """Create the container: namespaces, cgroup, rootfs; its init waits for :func:`start`."""
+    opts = opts or CreateOptions()
+    check_id(container_id)
+    spec = load_spec(bundle)
+    if spec.process.terminal and opts.console_fd < 0 and not opts.console_socket:
+        raise ContainerRuntimeError("create: process.terminal is set but no console socket "
+                                    "was given (--console-socket)")
+    # After pivot_root the host's site-packages are out of reach: everything the init
+    # will need is imported now, before the fork.
+    import _prctl  # noqa: F401
+    import prctl  # noqa: F401
+
+    if spec.process.terminal:
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
+    if threading.active_count() > 1:
+        raise ContainerRuntimeError("create: refusing to fork a multi-threaded process")
+    os.makedirs(state_root, mode=0o700, exist_ok=True)
+    state_dir = os.path.join(state_root, container_id)
+    try:
+        os.mkdir(state_dir, 0o711)
+    except FileExistsError:
+        raise Conflict(f"container with id {container_id} exists") from None
+    cgroups_path = spec.linux.cgroups_path or f"/minidock/{container_id}"
+    state = RuntimeState(id=container_id, bundle=os.path.abspath(bundle),
+                         created=_now(), cgroups_path=cgroups_path,
+                         annotations=spec.annotations)
+    with ExitStack() as undo:
+        undo.callback(_remove_state_dir, state_dir)
+        os.mkfifo(os.path.join(state_dir, FIFO), 0o622)
+        manager = cgroups.new_manager(cgroups_path)
+        manager.create()
+        undo.callback(manager.destroy)
+        if spec.linux.device_rules:
+            manager.apply_device_rules([r.to_dict() for r in spec.linux.device_rules])
+        cgroup_dirs = None
+        if manager.version == 1:
+            cgroup_dirs = {k.removeprefix("name="): v for k, v in manager.paths.items() if k}
+        if opts.subreaper:
+            import prctl
+
+            prctl.set_child_subreaper(1)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:
+            try:
+                os.close(status_r)
+                os.close(go_w)
+                _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs)
+            except BaseException as e:  # noqa: BLE001 - nothing may unwind into the caller
+                try:
+                    msg = e.message if isinstance(e, MinidockError) else str(e)
+                    _send(status_w, error=msg, code=125)
+                finally:
+                    os._exit(1)
+            os._exit(1)
+        os.close(status_w)
+        os.close(go_r)
+        status = os.fdopen(status_r, "rb")
+        undo.callback(status.close)
+        undo.callback(os.close, go_w)
+        init_pid = 0
+        try:
+            manager.add_process(child)
+            os.write(go_w, b"g")
+            msg = _read_msg(status)
+            os.waitpid(child, 0)
+            if "pid" not in msg:
+                raise ContainerRuntimeError(
+                    f"create container {container_id}: {msg.get('error', 'child died')}")
+            init_pid = int(msg["pid"])  # type: ignore[call-overload]
+            os.write(go_w, b"g")
+            msg = _read_msg(status)
+            if not msg.get("ready"):
+                code = int(msg.get("code", 125))  # type: ignore[call-overload]
+                text = str(msg.get("error", "container init died"))
+                cls = {126: CommandCannotInvoke, 127: CommandNotFound}.get(
+                    code, ContainerRuntimeError)
+                raise cls(f"OCI runtime create failed: {text}")
+        except BaseException:
+            if init_pid:
+                _kill_and_reap(init_pid)
+            raise
+        state.pid = init_pid
+        state.start_time = process_start_time(init_pid) or 0
+        state.save(state_dir)
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, init_pid)
+        undo.pop_all()
+        status.close()
+        os.close(go_w)
+    return state
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    wait_gone(pid, None)
+
+
+def wait_gone(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
+    """Wait until a process we may or may not be the parent of has died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            st = process_start_time(pid)
+            if st is None or (start_time is not None and st != start_time):
+                return
+        time.sleep(0.002)
+
+
+def _remove_state_dir(state_dir: str) -> None:
+    for name in (FIFO, "state.json", ".state.json.tmp"):
+        try:
+            os.unlink(os.path.join(state_dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(state_dir)
+    except FileNotFoundError:
+        pass

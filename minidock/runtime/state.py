@@ -1,0 +1,97 @@
+"""Runtime state of one container, as runc keeps it: ``<state-root>/<id>/state.json``.
+
+The status is never stored as a plain word that could go stale: it is derived each time
+from facts that cannot lie (OCI runtime-spec "state"):
+
+    creating  state.json not yet written (the directory exists, create is under way)
+    created   init is alive and still blocked on exec.fifo, waiting for ``start``
+    running   init is alive and has exec'ed the container's command (exec.fifo is gone)
+    stopped   init is gone (or its pid was reused: the start time no longer matches)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from minidock.errors import InvalidArgument
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+FIFO = "exec.fifo"
+STATE = "state.json"
+
+
+def check_id(container_id: str) -> str:
+    if not ID_RE.match(container_id):
+        raise InvalidArgument(f"invalid container id {container_id!r}")
+    return container_id
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if there is no such pid.
+
+    Together with the pid it names one process for good: a recycled pid has another start time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = data[data.rindex(b")") + 2 :].split()
+    if rest[0] == b"Z":  # a zombie is gone for our purposes (only its parent can reap it)
+        return None
+    return int(rest[19])
+
+
+@dataclass
+class RuntimeState:
+    id: str
+    bundle: str
+    pid: int = 0
+    start_time: int = 0
+    created: str = ""
+    cgroups_path: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def status(self, state_dir: str) -> str:
+        if not self.pid:
+            return "creating"
+        if process_start_time(self.pid) != self.start_time:
+            return "stopped"
+        if os.path.exists(os.path.join(state_dir, FIFO)):
+            return "created"
+        return "running"
+
+    def oci(self, state_dir: str) -> dict[str, Any]:
+        status = self.status(state_dir)
+        return {
+            "ociVersion": "1.0.2",
+            "id": self.id,
+            "status": status,
+            "pid": self.pid if status in ("created", "running") else 0,
+            "bundle": self.bundle,
+            "rootfs": "",
+            "created": self.created,
+            "annotations": self.annotations,
+        }
+
+    def save(self, state_dir: str) -> None:
+        data = json.dumps(asdict(self)).encode()
+        tmp = os.path.join(state_dir, f".{STATE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(state_dir, STATE))
+
+    @classmethod
+    def load(cls, state_dir: str) -> RuntimeState:
+        with open(os.path.join(state_dir, STATE), "rb") as f:
+            doc = json.load(f)
+        return cls(**doc)
