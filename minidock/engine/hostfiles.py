@@ -1,0 +1,57 @@
+"""The three files Docker writes for every container: hostname, hosts and resolv.conf.
+
+They live in the container's directory (containers/<id>/) and are bind-mounted over the
+image's /etc files, so the image stays untouched and the host can read what the container
+sees.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_HOSTS = """127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+
+# Docker's fallback when the host has no usable nameserver (libnetwork resolvconf)
+FALLBACK_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]
+SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
+
+_LOOPBACK = re.compile(r"^\s*nameserver\s+(127\.\d+\.\d+\.\d+|::1)\s*$")
+
+
+def hosts_file(ip: str | None = None, hostname: str | None = None) -> str:
+    text = DEFAULT_HOSTS
+    if ip and hostname:
+        text += f"{ip}\t{hostname}\n"
+    return text
+
+
+def container_resolv_conf(host_text: str) -> str:
+    """Drop loopback nameservers (they would point at the container itself); if none is
+    left, fall back to public resolvers, as Docker does."""
+    lines = [ln for ln in host_text.splitlines() if not _LOOPBACK.match(ln)]
+    if not any(re.match(r"^\s*nameserver\s+\S+", ln) for ln in lines):
+        lines += [f"nameserver {ns}" for ns in FALLBACK_NAMESERVERS]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def read_host_resolv_conf() -> str:
+    """The host's resolv.conf, or systemd-resolved's upstream list when the host points at
+    the 127.0.0.53 stub."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    if re.search(r"^\s*nameserver\s+127\.0\.0\.53\s*$", text, re.M):
+        try:
+            with open(SYSTEMD_RESOLVED_UPSTREAM) as f:
+                return f.read()
+        except FileNotFoundError:
+            pass
+    return text

@@ -1,0 +1,91 @@
+"""Pure parts of the runtime and engine: mount options, in-root joins, state machine,
+host files, output formatting."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from minidock import linux
+from minidock.cli import _fmt
+from minidock.engine import hostfiles
+from minidock.engine.state import State, Status
+from minidock.errors import Conflict
+from minidock.runtime.rootfs import parse_options, secure_join
+from minidock.runtime.state import process_start_time
+
+
+def test_parse_options():
+    flags, prop, data = parse_options(["nosuid", "noexec", "mode=755", "size=65536k", "ro"])
+    assert flags == linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_RDONLY
+    assert prop == 0
+    assert data == "mode=755,size=65536k"
+    flags, prop, data = parse_options(["rbind", "rprivate", "rw"])
+    assert flags == linux.MS_BIND | linux.MS_REC
+    assert prop == linux.MS_PRIVATE | linux.MS_REC
+    assert data == ""
+
+
+def test_secure_join_clamps_symlinks(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../etc", root / "rel")
+    os.symlink("loop", root / "loop")
+    r = str(root)
+    assert secure_join(r, "/abs/passwd") == f"{r}/etc/passwd"
+    assert secure_join(r, "rel/passwd") == f"{r}/etc/passwd"
+    assert secure_join(r, "/../../x") == f"{r}/x"
+    assert secure_join(r, "/new/dir") == f"{r}/new/dir"
+    with pytest.raises(OSError):
+        secure_join(r, "/loop/x")
+
+
+def test_state_machine_guards():
+    st = State()
+    st.transition(Status.RUNNING)
+    st.transition(Status.EXITED)
+    st.transition(Status.RUNNING)
+    with pytest.raises(Conflict):
+        st.transition(Status.CREATED)
+    doc = st.to_docker()
+    assert doc["Status"] == "running" and doc["Running"] is True
+    assert State.from_docker(doc) == st
+
+
+def test_process_start_time_names_a_process():
+    assert process_start_time(os.getpid()) == process_start_time(os.getpid())
+    assert process_start_time(2**22 + 1) is None
+
+
+def test_resolv_conf_drops_loopback():
+    text = "search lan\nnameserver 127.0.0.53\nnameserver 10.0.0.1\noptions edns0\n"
+    assert hostfiles.container_resolv_conf(text) == "search lan\nnameserver 10.0.0.1\noptions edns0\n"
+    only_local = hostfiles.container_resolv_conf("nameserver 127.0.0.1\nnameserver ::1\n")
+    assert only_local == "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+
+
+def test_hosts_file():
+    assert hostfiles.hosts_file().startswith("127.0.0.1\tlocalhost\n")
+    assert hostfiles.hosts_file("172.17.0.2", "abc").endswith("172.17.0.2\tabc\n")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"),
+    (180, "3 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86400, "3 days"),
+])
+def test_human_duration(seconds, text):
+    assert _fmt.human_duration(seconds) == text
+
+
+@pytest.mark.parametrize(("size", "text"), [
+    (0, "0B"), (999, "999B"), (4_260_000, "4.26MB"), (1_000_000_000, "1GB"), (12_345, "12.3kB"),
+])
+def test_human_size(size, text):
+    assert _fmt.human_size(size) == text
+
+
+def test_table_padding():
+    out = _fmt.table(["A", "BB"], [["xxxx", "y"]])
+    assert out.splitlines() == ["A      BB", "xxxx   y"]
