@@ -252,8 +252,8 @@ def setresuid(uid: int, why: str = "") -> None:
     trace.step(f"setresuid({uid}, {uid}, {uid})", lambda: os.setresuid(uid, uid, uid), why)
 
 
-def setsid(why: str = "") -> int:
-    return trace.step("setsid()", os.setsid, why)
+def setsid(why: str = "") -> None:
+    trace.step("setsid()", os.setsid, why)
 
 
 def execve(path: str, argv: Sequence[str], env: Mapping[str, str], why: str = "") -> Any:

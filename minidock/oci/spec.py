@@ -195,7 +195,8 @@ def parse(doc: Any) -> Spec:
             raise _bad(f"mounts[{i}]", "an object")
         dest = _str(m, "destination", f"mounts[{i}]")
         if not dest.startswith("/"):
-            raise InvalidArgument(f"invalid OCI config: mount destination {dest!r} must be absolute")
+            raise InvalidArgument(
+                f"invalid OCI config: mount destination {dest!r} must be absolute")
         mounts.append(Mount(dest, m.get("type"), m.get("source"),
                             _strlist(m, "options", f"mounts[{i}]")))
     lx = doc.get("linux") or {}

@@ -99,7 +99,7 @@ def _send(fd: int, **msg: object) -> None:
 def _keep_only(fds: set[int]) -> None:
     """Close every fd not in ``fds``: nothing of the caller's leaks into the container."""
     prev = -1
-    for fd in sorted(fds) + [0x7FFFFFFF]:
+    for fd in [*sorted(fds), 0x7FFFFFFF]:
         if fd - prev > 1:
             linux.close_range(prev + 1, min(fd - 1, 0xFFFFFFFF))
         prev = fd
@@ -150,7 +150,10 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
 
         prctl.set_pdeathsig(signal.SIGKILL)
     proc = spec.process
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    env: dict[str, str] = {}
+    for item in proc.env:
+        key, _, value = item.partition("=")
+        env[key] = value
     try:
         netns = spec.linux.namespace("network")
         if netns is not None and netns.path is None:
@@ -197,7 +200,7 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
     except OSError as e:
         _send(status_w, error=str(e), code=125)
         os._exit(1)
-    except BaseException as e:  # noqa: BLE001 - report, never unwind into the caller's code
+    except BaseException as e:
         _send(status_w, error=f"{type(e).__name__}: {e}", code=125)
         os._exit(1)
     _send(status_w, ready=1)
@@ -312,7 +315,7 @@ def create(state_root: str, container_id: str, bundle: str,
     # After pivot_root the host's site-packages are out of reach: everything the init
     # will need is imported now, before the fork.
     import _prctl  # noqa: F401
-    import prctl  # noqa: F401
+    import prctl
 
     if spec.process.terminal:
         import fcntl  # noqa: F401
@@ -354,10 +357,10 @@ def create(state_root: str, container_id: str, bundle: str,
                 os.close(status_r)
                 os.close(go_w)
                 _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs)
-            except BaseException as e:  # noqa: BLE001 - nothing may unwind into the caller
+            except BaseException as e:
                 try:
-                    msg = e.message if isinstance(e, MinidockError) else str(e)
-                    _send(status_w, error=msg, code=125)
+                    text = e.message if isinstance(e, MinidockError) else str(e)
+                    _send(status_w, error=text, code=125)
                 finally:
                     os._exit(1)
             os._exit(1)
@@ -375,11 +378,11 @@ def create(state_root: str, container_id: str, bundle: str,
             if "pid" not in msg:
                 raise ContainerRuntimeError(
                     f"create container {container_id}: {msg.get('error', 'child died')}")
-            init_pid = int(msg["pid"])  # type: ignore[call-overload]
+            init_pid = int(str(msg["pid"]))
             os.write(go_w, b"g")
             msg = _read_msg(status)
             if not msg.get("ready"):
-                code = int(msg.get("code", 125))  # type: ignore[call-overload]
+                code = int(str(msg.get("code", 125)))
                 text = str(msg.get("error", "container init died"))
                 cls = {126: CommandCannotInvoke, 127: CommandNotFound}.get(
                     code, ContainerRuntimeError)

@@ -1,0 +1,179 @@
+"""The cgroup manager interface shared by the v1 and v2 implementations, and its pure helpers."""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from minidock.errors import InvalidArgument
+
+#: Parent of every container's cgroup: a container gets ``/minidock/<id>``.
+PARENT = "/minidock"
+
+
+def default_cgroups_path(container_id: str) -> str:
+    """What the engine puts in the OCI spec's ``linux.cgroupsPath`` for a container."""
+    return f"{PARENT}/{container_id}"
+
+
+def normalize_cgroups_path(cgroups_path: str) -> str:
+    """``minidock/abc`` or ``/minidock//abc/`` -> ``/minidock/abc``.
+
+    Paths are taken relative to the root of every hierarchy (never relative to the caller's
+    own cgroup). systemd-driver paths (``slice:prefix:name``) and ``..`` are refused.
+    """
+    if ":" in cgroups_path:
+        raise InvalidArgument(
+            f"cgroups path {cgroups_path!r}: the systemd form slice:prefix:name is not supported",
+            hint="use a cgroupfs path such as /minidock/<container-id>",
+        )
+    parts = [p for p in cgroups_path.split("/") if p and p != "."]
+    if not parts or ".." in parts:
+        raise InvalidArgument(
+            f"cgroups path {cgroups_path!r}: must name a cgroup below the root, without '..'"
+        )
+    return posixpath.join("/", *parts)
+
+
+class _DeviceRuleRequired(TypedDict):
+    allow: bool
+
+
+class DeviceRule(_DeviceRuleRequired, total=False):
+    """One OCI ``linux.resources.devices`` entry; a missing major/minor (or -1) means any."""
+
+    type: str  # "a" (all), "c" (char), "b" (block)
+    major: int | None
+    minor: int | None
+    access: str  # a subset of "rwm"
+
+
+def _dev(
+    type_: str, major: int | None, minor: int | None, access: str = "rwm"
+) -> DeviceRule:
+    return {"allow": True, "type": type_, "major": major, "minor": minor, "access": access}
+
+
+#: Docker's default device policy: nothing except the basic character devices, the ptys, and
+#: mknod (but no read/write) of anything.
+DEFAULT_DEVICE_RULES: tuple[DeviceRule, ...] = (
+    {"allow": False, "access": "rwm"},  # deny all
+    _dev("c", None, None, "m"),  # mknod of any char device
+    _dev("b", None, None, "m"),  # mknod of any block device
+    _dev("c", 1, 3),  # /dev/null
+    _dev("c", 1, 5),  # /dev/zero
+    _dev("c", 1, 7),  # /dev/full
+    _dev("c", 1, 8),  # /dev/random
+    _dev("c", 1, 9),  # /dev/urandom
+    _dev("c", 5, 0),  # /dev/tty
+    _dev("c", 5, 1),  # /dev/console
+    _dev("c", 5, 2),  # /dev/ptmx
+    _dev("c", 136, None),  # /dev/pts/*
+)
+
+
+def device_rule_line(rule: Mapping[str, Any]) -> tuple[str, str]:
+    """An OCI device rule as the v1 devices cgroup takes it: (file, line).
+
+    ``{"allow": False}`` -> ``("devices.deny", "a")``;
+    ``{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}``
+    -> ``("devices.allow", "c 1:3 rwm")``. Takes plain dicts (config.json) as well as
+    :class:`DeviceRule`, so the fields are checked here.
+    """
+    type_ = rule.get("type") or "a"
+    access = rule.get("access") or "rwm"
+    allow = rule.get("allow")
+    major, minor = rule.get("major"), rule.get("minor")
+    if not isinstance(allow, bool):
+        raise InvalidArgument(f"device rule {dict(rule)!r}: allow must be true or false")
+    if type_ not in ("a", "b", "c"):
+        raise InvalidArgument(f"device rule {dict(rule)!r}: type must be a, b or c")
+    if not isinstance(access, str) or set(access) - set("rwm"):
+        raise InvalidArgument(f"device rule {dict(rule)!r}: access must be a subset of rwm")
+    for v in (major, minor):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise InvalidArgument(f"device rule {dict(rule)!r}: major/minor must be numbers")
+    target = "devices.allow" if allow else "devices.deny"
+
+    def num(v: int | None) -> str:
+        return "*" if v is None or v < 0 else str(v)
+
+    if type_ == "a" and major in (None, -1) and minor in (None, -1) and access == "rwm":
+        return target, "a"
+    return target, f"{type_} {num(major)}:{num(minor)} {access}"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A minimal snapshot; None where the controller is not available."""
+
+    memory_usage_bytes: int | None
+    pids_current: int | None
+
+
+class Manager(abc.ABC):
+    """One container's cgroup, in every hierarchy the host has.
+
+    Get one from :func:`minidock.cgroups.new_manager`. Every method raises
+    ContainerRuntimeError naming the action and the path (with the OSError chained).
+    """
+
+    #: 1 (v1 or hybrid host) or 2 (pure cgroup v2 host)
+    version: int
+    #: The container's cgroup relative to each hierarchy root, e.g. ``/minidock/<id>``.
+    path: str
+
+    @property
+    @abc.abstractmethod
+    def paths(self) -> dict[str, str]:
+        """Directory of the cgroup per hierarchy, keyed by controller (``""``: cgroup2)."""
+
+    @abc.abstractmethod
+    def create(self) -> None:
+        """Create the cgroup (and missing parents) wherever needed. Idempotent.
+
+        A failure removes what this call created.
+        """
+
+    @abc.abstractmethod
+    def add_process(self, pid: int) -> None:
+        """Move ``pid`` into the cgroup in every hierarchy."""
+
+    @abc.abstractmethod
+    def pids(self) -> list[int]:
+        """The processes in the cgroup and its sub-cgroups, sorted."""
+
+    @abc.abstractmethod
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to every process; for SIGKILL, return once the cgroup is empty."""
+
+    @abc.abstractmethod
+    def freeze(self) -> None:
+        """Freeze every process and return once the kernel reports the cgroup frozen."""
+
+    @abc.abstractmethod
+    def thaw(self) -> None:
+        """Undo :meth:`freeze`."""
+
+    @abc.abstractmethod
+    def destroy(self) -> None:
+        """Kill what is left and remove the cgroup everywhere. Idempotent.
+
+        The parent (``/minidock``) stays: other containers share it.
+        """
+
+    @abc.abstractmethod
+    def exists(self) -> bool:
+        """True while the cgroup directory exists in any hierarchy."""
+
+    @abc.abstractmethod
+    def apply_device_rules(self, rules: Sequence[Mapping[str, Any]]) -> None:
+        """Apply OCI device rules in order (the first is normally "deny all")."""
+
+    @abc.abstractmethod
+    def stats(self) -> Stats:
+        """Memory usage and process count."""

@@ -1,0 +1,12 @@
+"""v2 memory controller (limits come in a later issue)."""
+
+from __future__ import annotations
+
+import os
+
+from minidock.cgroups import _fs
+
+
+def usage(cgroup_dir: str) -> int | None:
+    """Bytes charged to the cgroup and its descendants (memory.current)."""
+    return _fs.read_int(os.path.join(cgroup_dir, "memory.current"))
