@@ -1,0 +1,1 @@
+"""Images: references, registry client, blob store and secure layer apply."""
