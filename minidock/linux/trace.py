@@ -8,7 +8,7 @@ container's command never sees it).
 
 Output, one line per step::
 
-    [init 4121] mount("proc", "/proc", "proc", MS_NOSUID|MS_NODEV|MS_NOEXEC) = 0   0.03ms  fresh /proc for the new PID namespace
+    [init 1] mount('proc', "/r/proc", 'proc', MS_NOSUID|MS_NODEV|MS_NOEXEC) = 0  0.16ms  a procfs...
 """
 
 from __future__ import annotations

@@ -245,6 +245,8 @@ def _setup_console(spec: oci.Spec, opts: CreateOptions) -> int:
     os.set_inheritable(slave, False)
     name = os.ttyname(slave)
     os.fchown(slave, spec.process.user.uid, 5 if spec.process.user.uid else 0)
+    if not os.path.lexists("/dev/console"):  # /dev is the runtime's tmpfs: make the target
+        os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     linux.mount(name, "/dev/console", None, linux.MS_BIND, None,
                 why="/dev/console is the container's terminal")
     if spec.process.console_size:

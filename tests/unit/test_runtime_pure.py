@@ -1,5 +1,5 @@
 """Pure parts of the runtime and engine: mount options, in-root joins, state machine,
-host files, output formatting."""
+and host files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import pytest
 
 from minidock import linux
-from minidock.cli import _fmt
 from minidock.engine import hostfiles
 from minidock.engine.state import State, Status
 from minidock.errors import Conflict
@@ -61,7 +60,8 @@ def test_process_start_time_names_a_process():
 
 def test_resolv_conf_drops_loopback():
     text = "search lan\nnameserver 127.0.0.53\nnameserver 10.0.0.1\noptions edns0\n"
-    assert hostfiles.container_resolv_conf(text) == "search lan\nnameserver 10.0.0.1\noptions edns0\n"
+    expected = "search lan\nnameserver 10.0.0.1\noptions edns0\n"
+    assert hostfiles.container_resolv_conf(text) == expected
     only_local = hostfiles.container_resolv_conf("nameserver 127.0.0.1\nnameserver ::1\n")
     assert only_local == "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 
@@ -69,23 +69,3 @@ def test_resolv_conf_drops_loopback():
 def test_hosts_file():
     assert hostfiles.hosts_file().startswith("127.0.0.1\tlocalhost\n")
     assert hostfiles.hosts_file("172.17.0.2", "abc").endswith("172.17.0.2\tabc\n")
-
-
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.5, "Less than a second"), (1, "1 second"), (59, "59 seconds"), (60, "About a minute"),
-    (180, "3 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86400, "3 days"),
-])
-def test_human_duration(seconds, text):
-    assert _fmt.human_duration(seconds) == text
-
-
-@pytest.mark.parametrize(("size", "text"), [
-    (0, "0B"), (999, "999B"), (4_260_000, "4.26MB"), (1_000_000_000, "1GB"), (12_345, "12.3kB"),
-])
-def test_human_size(size, text):
-    assert _fmt.human_size(size) == text
-
-
-def test_table_padding():
-    out = _fmt.table(["A", "BB"], [["xxxx", "y"]])
-    assert out.splitlines() == ["A      BB", "xxxx   y"]

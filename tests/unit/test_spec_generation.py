@@ -80,7 +80,7 @@ def test_default_spec_is_valid_and_docker_like():
 def test_oci_parse_rejects_bad_types():
     doc = specgen.base_spec("/r", ["sh"], [], "/", ExecUser(0, 0), "h", False)
     doc["process"]["args"] = "sh"
-    with pytest.raises(InvalidArgument, match="process.args"):
+    with pytest.raises(InvalidArgument, match=r"process\.args"):
         oci.parse(doc)
     doc["process"]["args"] = []
     with pytest.raises(InvalidArgument, match="must not be empty"):

@@ -1,0 +1,236 @@
+"""Container commands: run, create, start, ps, rm, inspect, container prune."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import click
+
+from minidock.cli import format as fmt
+from minidock.cli import paths
+from minidock.engine import containers as engine
+from minidock.engine.spec import ProcessOptions
+from minidock.errors import InvalidArgument, MinidockError
+
+RUN_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
+
+
+def _env_from_flags(env: tuple[str, ...], env_files: tuple[str, ...]) -> list[str]:
+    """-e KEY=VALUE, -e KEY (value from our environment, dropped if unset) and
+    --env-file lines in the same two forms; # comments and blank lines ignored."""
+    items: list[str] = []
+    for path in env_files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise InvalidArgument(f"open env file {path}: {(e.strerror or '').lower()}") from None
+        items += [ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    items += list(env)
+    out = []
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"invalid environment variable: {item}")
+        if sep:
+            out.append(item)
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return out
+
+
+def _entrypoint(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if value else []
+
+
+def container_options(f: click.decorators.FC) -> click.decorators.FC:
+    """Flags shared by run and create (Docker's names)."""
+    for decorator in reversed([
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        click.option("--name", help="Assign a name to the container."),
+        click.option("-e", "--env", multiple=True, help="Set environment variables."),
+        click.option("--env-file", multiple=True,
+                     help="Read in a file of environment variables."),
+        click.option("-w", "--workdir", help="Working directory inside the container."),
+        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])."),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
+        click.option("-h", "--hostname", help="Container host name."),
+        click.option("--network", "--net", default="none", show_default=True,
+                     help="Connect a container to a network (none or host for now)."),
+        click.option("--rm", is_flag=True,
+                     help="Automatically remove the container when it exits."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def _create_options(image: str, command: tuple[str, ...], interactive: bool, tty: bool,
+                    name: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
+                    workdir: str | None, user: str | None, entrypoint: str | None,
+                    hostname: str | None, network: str, rm: bool) -> engine.CreateOptions:
+    return engine.CreateOptions(
+        image=image,
+        process=ProcessOptions(
+            cmd=list(command) or None, entrypoint=_entrypoint(entrypoint),
+            env=_env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
+            stdin_open=interactive),
+        name=name, hostname=hostname, network=network, auto_remove=rm)
+
+
+@click.command(context_settings=RUN_CONTEXT)
+@container_options
+@click.option("--trace", "trace_", is_flag=True,
+              help="Print every kernel step the runtime takes to stderr.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool,
+        **flags: object) -> None:
+    """Create and run a new container from an image."""
+    if trace_:
+        from minidock.linux import trace
+
+        trace.enable(os.dup(2), "minidock")
+    opts = _create_options(image, command, **flags)  # type: ignore[arg-type]
+    code = engine.run(paths(ctx), opts)
+    ctx.exit(code)
+
+
+@click.command(context_settings=RUN_CONTEXT)
+@container_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def create(ctx: click.Context, image: str, command: tuple[str, ...], **flags: object) -> None:
+    """Create a new container."""
+    opts = _create_options(image, command, **flags)  # type: ignore[arg-type]
+    c = engine.create(paths(ctx), opts)
+    click.echo(c.id)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.option("--trace", "trace_", is_flag=True, help="Print every kernel step to stderr.")
+@click.argument("container")
+@click.pass_context
+def start(ctx: click.Context, container: str, attach: bool, interactive: bool,
+          trace_: bool) -> None:
+    """Start a stopped container (attached: detached containers arrive with `run -d`)."""
+    if not attach:
+        raise InvalidArgument(
+            "start: only attached starts (-a) are supported until detached containers land; "
+            f"use: minidock start -a {container}")
+    if trace_:
+        from minidock.linux import trace
+
+        trace.enable(os.dup(2), "minidock")
+    code = engine.start(paths(ctx), container, interactive=interactive)
+    ctx.exit(code)
+
+
+def _status_text(c: engine.Container) -> str:
+    """Docker's STATUS column: "Up 3 minutes", "Exited (137) 5 seconds ago", "Created"."""
+    st = c.state
+    if st.status.value in ("running", "paused"):
+        up = "Up " + fmt.human_duration(time.time() - (fmt.parse_rfc3339(st.started_at) or 0))
+        return up + (" (Paused)" if st.status.value == "paused" else "")
+    if st.status.value == "exited":
+        return f"Exited ({st.exit_code}) {fmt.since(st.finished_at)}"
+    return st.status.value.capitalize()
+
+
+def _command_text(c: engine.Container, trunc: bool) -> str:
+    text = " ".join([c.path, *c.args])
+    if trunc and len(text) > 20:
+        text = text[:19] + "…"
+    return f'"{text}"'
+
+
+@click.command("ps")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.pass_context
+def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool) -> None:
+    """List containers."""
+    items = engine.list_containers(paths(ctx), all_=all_)
+    if quiet:
+        for c in items:
+            click.echo(c.id if no_trunc else c.short_id)
+        return
+    rows = [[c.id if no_trunc else c.short_id, c.image_ref, _command_text(c, not no_trunc),
+             fmt.since(c.created), _status_text(c), "", c.name] for c in items]
+    click.echo(fmt.table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
+                           "NAMES"], *rows]))
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, containers: tuple[str, ...], force: bool) -> None:
+    """Remove one or more containers."""
+    failed = None
+    for ref in containers:
+        try:
+            engine.remove(paths(ctx), ref, force=force)
+            click.echo(ref)
+        except MinidockError as e:
+            click.echo(f"Error response from daemon: {e.message}", err=True)
+            failed = e
+    if failed is not None:
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("-f", "--format", "format_", help="Format output using a Go template.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx: click.Context, containers: tuple[str, ...], format_: str | None) -> None:
+    """Return low-level information on containers."""
+    docs = [engine.inspect(paths(ctx), ref) for ref in containers]
+    if format_:
+        for d in docs:
+            click.echo(fmt.render(format_, d))
+        return
+    click.echo(json.dumps(docs, indent=4))
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def prune(ctx: click.Context, force: bool) -> None:
+    """Remove all stopped containers."""
+    if not force:
+        if not os.isatty(0):
+            raise InvalidArgument("container prune: confirmation needed: use -f in scripts")
+        click.confirm("WARNING! This will remove all stopped containers.\n"
+                      "Are you sure you want to continue?", abort=True)
+    removed, reclaimed = engine.prune(paths(ctx))
+    if removed:
+        click.echo("Deleted Containers:")
+        for cid in removed:
+            click.echo(cid)
+        click.echo()
+    click.echo(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+
+
+@click.group()
+def container() -> None:
+    """Manage containers."""
+
+
+container.add_command(run)
+container.add_command(create)
+container.add_command(start)
+container.add_command(ps, "ls")
+container.add_command(ps)
+container.add_command(rm)
+container.add_command(inspect)
+container.add_command(prune)

@@ -1,0 +1,119 @@
+"""``minidock runtime``: the OCI runtime with runc's command-line contract.
+
+    minidock runtime [--root DIR] create [--bundle DIR] [--console-socket SOCK]
+                                         [--pid-file FILE] ID
+    minidock runtime start ID
+    minidock runtime state ID
+    minidock runtime kill ID [SIGNAL]
+    minidock runtime delete [--force] ID
+    minidock runtime list
+
+so that a test (or podman --runtime) can drive it exactly like runc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import click
+
+from minidock import runtime as rt
+from minidock.errors import InvalidArgument
+
+
+def _state_root(ctx: click.Context) -> str:
+    root = ctx.find_object(dict)
+    assert root is not None
+    return str(root["root"])
+
+
+@click.group()
+@click.option("--root", default=None, help="State directory [<run-root>/runtime].")
+@click.option("--trace", "trace_", is_flag=True, help="Print every kernel step to stderr.")
+@click.pass_context
+def runtime(ctx: click.Context, root: str | None, trace_: bool) -> None:
+    """The OCI runtime (runc's CLI contract)."""
+    from minidock.cli import paths
+
+    if trace_:
+        from minidock.linux import trace
+
+        trace.enable(os.dup(2), "runtime")
+    ctx.obj = {"root": root or paths(ctx).runtime_state}
+
+
+@runtime.command()
+@click.option("-b", "--bundle", default=".", help="Path to the bundle directory.")
+@click.option("--console-socket", help="Unix socket that receives the pty master.")
+@click.option("--pid-file", help="File to write the init's pid to.")
+@click.argument("container_id")
+@click.pass_context
+def create(ctx: click.Context, container_id: str, bundle: str, console_socket: str | None,
+           pid_file: str | None) -> None:
+    """Create a container from an OCI bundle; its init waits for `start`."""
+    opts = rt.CreateOptions(console_socket=console_socket,
+                            pid_file=os.path.abspath(pid_file) if pid_file else None)
+    rt.create(_state_root(ctx), container_id, os.path.abspath(bundle), opts)
+
+
+@runtime.command()
+@click.argument("container_id")
+@click.pass_context
+def start(ctx: click.Context, container_id: str) -> None:
+    """Run the user-defined process of a created container."""
+    rt.start(_state_root(ctx), container_id)
+
+
+@runtime.command()
+@click.argument("container_id")
+@click.pass_context
+def state(ctx: click.Context, container_id: str) -> None:
+    """Print the OCI state of a container."""
+    click.echo(json.dumps(rt.state(_state_root(ctx), container_id), indent=2))
+
+
+def _signal(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {value}") from None
+
+
+@runtime.command()
+@click.argument("container_id")
+@click.argument("sig", default="SIGTERM")
+@click.pass_context
+def kill(ctx: click.Context, container_id: str, sig: str) -> None:
+    """Send a signal to the container's init."""
+    rt.kill(_state_root(ctx), container_id, _signal(sig))
+
+
+@runtime.command()
+@click.option("-f", "--force", is_flag=True, help="Kill the container first if it runs.")
+@click.argument("container_id")
+@click.pass_context
+def delete(ctx: click.Context, container_id: str, force: bool) -> None:
+    """Delete what `create` made (cgroup, state)."""
+    rt.delete(_state_root(ctx), container_id, force=force)
+
+
+@runtime.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """List the containers of this state directory."""
+    root = _state_root(ctx)
+    click.echo("ID\tPID\tSTATUS\tBUNDLE")
+    for cid in rt.list_ids(root):
+        try:
+            s = rt.state(root, cid)
+        except Exception:
+            click.echo(f"{cid}\t0\tcreating\t")
+            continue
+        click.echo(f"{cid}\t{s['pid']}\t{s['status']}\t{s['bundle']}")

@@ -1,0 +1,133 @@
+"""info and version."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import click
+
+from minidock import __version__
+from minidock.cli import paths
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _backing_fs(path: str) -> str:
+    """Docker's name for the filesystem under the root (extfs, xfs, tmpfs, ...)."""
+    best, fstype = "", "unknown"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mnt = fields[4]
+            sep = fields.index("-")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, fstype = mnt, fields[sep + 1]
+    return {"ext4": "extfs", "ext3": "extfs", "ext2": "extfs"}.get(fstype, fstype)
+
+
+@click.command()
+@click.pass_context
+def info(ctx: click.Context) -> None:
+    """Display system-wide information."""
+    from minidock import cgroups
+    from minidock.engine import containers
+
+    p = paths(ctx)
+    items = containers.list_containers(p, all_=True)
+    running = sum(1 for c in items if c.state.status.value == "running")
+    paused = sum(1 for c in items if c.state.status.value == "paused")
+    try:
+        from minidock.image.store import ImageStore
+
+        n_images = len(ImageStore(p).list_images())
+    except FileNotFoundError:
+        n_images = 0
+    root = p.root
+    existing = root
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    lines = [
+        "Client:",
+        f" Version:    {__version__}",
+        " Context:    default (no daemon: every command is its own engine)",
+        "",
+        "Server:",
+        f" Containers: {len(items)}",
+        f"  Running: {running}",
+        f"  Paused: {paused}",
+        f"  Stopped: {len(items) - running - paused}",
+        f" Images: {n_images}",
+        f" Server Version: {__version__}",
+        " Storage Driver: overlay2",
+        f"  Backing Filesystem: {_backing_fs(existing)}",
+        "  Supports d_type: true",
+        f"  Using metacopy: {_overlay_param('metacopy')}",
+        "  Native Overlay Diff: true",
+        "  userxattr: false",
+        " Logging Driver: none",
+        " Cgroup Driver: cgroupfs",
+        f" Cgroup Version: {cgroups.detect_version()}",
+        " Runtimes: minidock runc-compatible",
+        " Default Runtime: minidock",
+        f" Kernel Version: {platform.release()}",
+        f" Operating System: {_os_name()}",
+        " OSType: linux",
+        f" Architecture: {platform.machine()}",
+        f" CPUs: {os.cpu_count()}",
+        f" Total Memory: {_fmt_gib(_mem_total())}",
+        f" Name: {platform.node()}",
+        f" Minidock Root Dir: {root}",
+        f" Minidock Run Dir: {p.run_root}",
+        " Debug Mode: false",
+    ]
+    click.echo("\n".join(lines))
+
+
+def _fmt_gib(n: int) -> str:
+    return f"{n / (1 << 30):.4g}GiB"
+
+
+def _overlay_param(name: str) -> str:
+    try:
+        with open(f"/sys/module/overlay/parameters/{name}") as f:
+            return "true" if f.read().strip() == "Y" else "false"
+    except OSError:
+        return "false"
+
+
+@click.command()
+def version() -> None:
+    """Show the minidock version information."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    click.echo("\n".join([
+        "Client:",
+        f" Version:           {__version__}",
+        f" Python version:    {platform.python_version()}",
+        f" OS/Arch:           linux/{arch}",
+        "",
+        "Engine (daemonless, in-process):",
+        f" Version:           {__version__}",
+        " Runtime:           minidock (OCI runtime-spec 1.0.2)",
+        f" Kernel:            {platform.release()}",
+        f" Executable:        {sys.executable}",
+    ]))
+

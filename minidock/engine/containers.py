@@ -1,0 +1,649 @@
+"""Containers: records on disk in Docker's layout, and their lifecycle.
+
+``<root>/containers/<id>/`` holds config.v2.json (with Docker's ``State``),
+hostconfig.json, hostname, hosts and resolv.conf. The container's filesystem is an
+overlay2 rw layer on top of an -init layer on top of the image (layerdb/mounts/<id>).
+
+Locks (all flock, so a SIGKILLed CLI never leaves one behind):
+    <run>/locks/containers.lock     names and ids: held while creating or removing
+    <run>/locks/<id>.lock           one container's record: held for each state change
+    <run>/locks/<id>.monitor        held by the process that waits for the container's
+                                    init (the foreground ``run``). If a record says
+                                    "running" and nobody holds this, the CLI that ran it
+                                    died: the next command records the container as
+                                    exited and cleans up its mount, cgroup and bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from minidock import runtime
+from minidock.engine import hostfiles, io, locks
+from minidock.engine import spec as specgen
+from minidock.engine.passwd import resolve_user
+from minidock.engine.state import State, Status
+from minidock.errors import (
+    Conflict,
+    ContainerNotFound,
+    InvalidArgument,
+    MinidockError,
+)
+from minidock.linux import trace
+from minidock.paths import Paths
+from minidock.storage.atomic import atomic_write
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ID_RE = re.compile(r"^[0-9a-f]{64}$")
+DRIVER = "overlay2"
+EXIT_UNKNOWN = 255  # Docker's code for a container whose end nobody saw
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    process: specgen.ProcessOptions = field(default_factory=specgen.ProcessOptions)
+    name: str | None = None
+    hostname: str | None = None
+    network: str = "none"
+    auto_remove: bool = False
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created: str
+    image_id: str
+    image_ref: str
+    path: str
+    args: list[str]
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    state: State = field(default_factory=State)
+    dir: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_config_v2(self, paths: Paths) -> dict[str, Any]:
+        d = self.dir
+        return {
+            "StreamConfig": {},
+            "State": self.state.to_docker(),
+            "ID": self.id,
+            "Created": self.created,
+            "Managed": False,
+            "Path": self.path,
+            "Args": self.args,
+            "Config": self.config,
+            "Image": self.image_id,
+            "ImageManifest": None,
+            "NetworkSettings": network_settings(self),
+            "LogPath": "",
+            "Name": "/" + self.name,
+            "Driver": DRIVER,
+            "OS": "linux",
+            "RestartCount": 0,
+            "HasBeenStartedBefore": self.state.started_at != "0001-01-01T00:00:00Z",
+            "HasBeenManuallyStopped": False,
+            "MountPoints": {},
+            "SecretReferences": None,
+            "ConfigReferences": None,
+            "AppArmorProfile": "",
+            "HostnamePath": os.path.join(d, "hostname"),
+            "HostsPath": os.path.join(d, "hosts"),
+            "ShmPath": "",
+            "ResolvConfPath": os.path.join(d, "resolv.conf"),
+            "SeccompProfile": "",
+            "NoNewPrivileges": False,
+            "LocalLogCacheMeta": {"HaveNotifyEnabled": False},
+        }
+
+    @classmethod
+    def from_config_v2(cls, doc: dict[str, Any], host_config: dict[str, Any],
+                       directory: str) -> Container:
+        return cls(
+            id=doc["ID"],
+            name=doc["Name"].lstrip("/"),
+            created=doc["Created"],
+            image_id=doc["Image"],
+            image_ref=doc["Config"].get("Image", ""),
+            path=doc["Path"],
+            args=doc["Args"],
+            config=doc["Config"],
+            host_config=host_config,
+            state=State.from_docker(doc["State"]),
+            dir=directory,
+        )
+
+
+def network_settings(c: Container) -> dict[str, Any]:
+    mode = c.host_config.get("NetworkMode", "none")
+    return {
+        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": {mode: {"IPAMConfig": None, "Links": None, "Aliases": None,
+                            "NetworkID": "", "EndpointID": "", "Gateway": "",
+                            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                            "MacAddress": "", "DriverOpts": None}},
+    }
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+# --- the store of container records -------------------------------------------------
+
+
+def _lock_path(paths: Paths, name: str) -> str:
+    return os.path.join(paths.locks, name)
+
+
+def _save(paths: Paths, c: Container) -> None:
+    atomic_write(os.path.join(c.dir, "config.v2.json"),
+                 json.dumps(c.to_config_v2(paths)).encode(), 0o600)
+    atomic_write(os.path.join(c.dir, "hostconfig.json"),
+                 json.dumps(c.host_config).encode(), 0o600)
+
+
+def _load(paths: Paths, cid: str) -> Container:
+    d = os.path.join(paths.containers, cid)
+    try:
+        with open(os.path.join(d, "config.v2.json"), "rb") as f:
+            doc = json.load(f)
+        with open(os.path.join(d, "hostconfig.json"), "rb") as f:
+            hc = json.load(f)
+    except FileNotFoundError:
+        raise ContainerNotFound(f"No such container: {cid}") from None
+    return Container.from_config_v2(doc, hc, d)
+
+
+def _all_ids(paths: Paths) -> list[str]:
+    try:
+        return [n for n in os.listdir(paths.containers) if ID_RE.match(n)]
+    except FileNotFoundError:
+        return []
+
+
+def resolve(paths: Paths, ref: str) -> str:
+    """A container id from a full id, a unique id prefix or a name (Docker's order)."""
+    ids = _all_ids(paths)
+    if ref in ids:
+        return ref
+    name = ref.lstrip("/")
+    for cid in ids:
+        try:
+            if _load(paths, cid).name == name:
+                return cid
+        except ContainerNotFound:
+            continue
+    if re.fullmatch(r"[0-9a-f]+", ref):
+        matches = [cid for cid in ids if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+    raise ContainerNotFound(f"No such container: {ref}")
+
+
+def get(paths: Paths, ref: str) -> Container:
+    cid = resolve(paths, ref)
+    reconcile(paths, cid)
+    return _load(paths, cid)
+
+
+def list_containers(paths: Paths, all_: bool = False) -> list[Container]:
+    out = []
+    for cid in _all_ids(paths):
+        try:
+            reconcile(paths, cid)
+            c = _load(paths, cid)
+        except ContainerNotFound:
+            continue  # removed meanwhile
+        if all_ or c.state.running:
+            out.append(c)
+    out.sort(key=lambda c: c.created, reverse=True)
+    return out
+
+
+def users_of_image(paths: Paths, image_id: str) -> list[str]:
+    users = []
+    for cid in _all_ids(paths):
+        try:
+            if _load(paths, cid).image_id == image_id:
+                users.append(cid)
+        except ContainerNotFound:
+            continue
+    return users
+
+
+# --- names --------------------------------------------------------------------------
+
+_ADJECTIVES = ("brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen",
+               "lucid", "modest", "nifty", "quirky", "serene", "tender", "vibrant", "zen")
+_SURNAMES = ("babbage", "curie", "dijkstra", "euler", "hopper", "kare", "lamarr", "lovelace",
+             "noether", "pike", "ritchie", "shannon", "thompson", "torvalds", "turing", "wu")
+
+
+def _names_in_use(paths: Paths) -> set[str]:
+    names = set()
+    for cid in _all_ids(paths):
+        try:
+            names.add(_load(paths, cid).name)
+        except ContainerNotFound:
+            continue
+    return names
+
+
+def _pick_name(paths: Paths, wanted: str | None) -> str:
+    used = _names_in_use(paths)
+    if wanted is not None:
+        if not NAME_RE.match(wanted):
+            raise InvalidArgument(
+                f"Invalid container name ({wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        name = wanted.lstrip("/")
+        if name in used:
+            owner = next(c for c in _all_ids(paths) if _load(paths, c).name == name)
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                           f'container "{owner}". You have to remove (or rename) that '
+                           "container to be able to reuse that name.")
+        return name
+    while True:
+        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SURNAMES)}"
+        if name not in used:
+            return name
+        name += str(random.randint(0, 99))
+        if name not in used:
+            return name
+
+
+# --- create -------------------------------------------------------------------------
+
+
+def _store(paths: Paths) -> Any:
+    from minidock.image.store import ImageStore
+
+    return ImageStore(paths)
+
+
+def create(paths: Paths, opts: CreateOptions) -> Container:
+    from minidock.engine import images
+
+    image_id, image_config = images.image_for_container(paths, opts.image)
+    icfg = image_config.get("config") or {}
+    p = opts.process
+    entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
+    cmd = p.cmd if p.cmd else (None if p.entrypoint is not None else icfg.get("Cmd"))
+    args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
+    if opts.network not in ("none", "host"):
+        raise InvalidArgument(f"network {opts.network} not found (supported: none, host)")
+    cid = secrets.token_hex(32)
+    hostname = opts.hostname or (socket.gethostname() if opts.network == "host" else cid[:12])
+    env = [e for e in icfg.get("Env") or []] + list(p.env)
+    config = {
+        "Hostname": hostname, "Domainname": "", "User": p.user or icfg.get("User", ""),
+        "AttachStdin": p.stdin_open, "AttachStdout": True, "AttachStderr": True,
+        "Tty": p.tty, "OpenStdin": p.stdin_open, "StdinOnce": p.stdin_open,
+        "Env": env, "Cmd": cmd, "Image": opts.image, "Volumes": None,
+        "WorkingDir": p.workdir if p.workdir is not None else icfg.get("WorkingDir", ""),
+        "Entrypoint": entrypoint or None, "OnBuild": None,
+        "Labels": icfg.get("Labels") or {},
+    }
+    workdir = str(config["WorkingDir"] or "")
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+    host_config = {
+        "NetworkMode": opts.network, "AutoRemove": opts.auto_remove, "Privileged": False,
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
+        "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
+        "Runtime": "minidock", "LogConfig": {"Type": "none", "Config": {}},
+        "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
+        "SecurityOpt": None, "Init": None,
+    }
+    store = _store(paths)
+    with locks.locked(_lock_path(paths, "containers.lock")), ExitStack() as undo:
+        name = _pick_name(paths, opts.name)
+        d = os.path.join(paths.containers, cid)
+        os.makedirs(paths.containers, mode=0o710, exist_ok=True)
+        os.mkdir(d, 0o710)
+        undo.callback(shutil.rmtree, d, True)
+        store.create_rw_layer(cid, image_id)
+        undo.callback(store.remove_rw_layer, cid)
+        atomic_write(os.path.join(d, "hostname"), f"{hostname}\n".encode(), 0o644)
+        hosts = hostfiles.hosts_file()
+        resolv = hostfiles.container_resolv_conf(hostfiles.read_host_resolv_conf())
+        if opts.network == "host":
+            hosts = _read("/etc/hosts") or hosts
+            resolv = hostfiles.read_host_resolv_conf() or resolv
+        atomic_write(os.path.join(d, "hosts"), hosts.encode(), 0o644)
+        atomic_write(os.path.join(d, "resolv.conf"), resolv.encode(), 0o644)
+        c = Container(id=cid, name=name, created=now_rfc3339(), image_id=image_id,
+                      image_ref=opts.image, path=args[0], args=args[1:], config=config,
+                      host_config=host_config, dir=d)
+        _save(paths, c)
+        undo.pop_all()
+    return c
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _cgroupns() -> str:
+    from minidock import cgroups
+
+    return "private" if cgroups.detect_version() == 2 else "host"
+
+
+# --- start and wait -----------------------------------------------------------------
+
+
+@contextmanager
+def _container_lock(paths: Paths, cid: str) -> Iterator[None]:
+    with locks.locked(_lock_path(paths, f"{cid}.lock")):
+        yield
+
+
+def _bundle_dir(paths: Paths, cid: str) -> str:
+    return os.path.join(paths.bundles, cid)
+
+
+def _read_in_root(root: str, path: str) -> str | None:
+    from minidock.linux.fs import read_file_in_root
+
+    data = read_file_in_root(root, path, 4 << 20)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def _make_workdir(root: str, workdir: str, uid: int, gid: int) -> None:
+    """Docker creates a missing WORKDIR/-w inside the container, owned by its user."""
+    from minidock.runtime.rootfs import secure_join
+
+    host = secure_join(root, workdir)
+    if os.path.isdir(host):
+        return
+    rel = os.path.relpath(host, root)
+    cur = root
+    for part in rel.split("/"):
+        cur = os.path.join(cur, part)
+        if not os.path.lexists(cur):
+            os.mkdir(cur, 0o755)
+            os.chown(cur, uid, gid, follow_symlinks=False)
+
+
+def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int] | None
+                ) -> dict[str, Any]:
+    cfg = c.config
+    user = resolve_user(cfg.get("User") or "0", _read_in_root(rootfs, "/etc/passwd"),
+                        _read_in_root(rootfs, "/etc/group"))
+    workdir = cfg.get("WorkingDir") or "/"
+    if workdir != "/":
+        _make_workdir(rootfs, workdir, user.uid, user.gid)
+    env = specgen.merge_env([], cfg.get("Env") or [], cfg["Hostname"], cfg.get("Tty", False),
+                            user.home)
+    doc = specgen.base_spec(rootfs, [c.path, *c.args], env, workdir, user, cfg["Hostname"],
+                            bool(cfg.get("Tty")))
+    options = [
+        specgen.with_cgroups_path(f"/minidock/{c.id}"),
+        specgen.with_bind(os.path.join(c.dir, "resolv.conf"), "/etc/resolv.conf"),
+        specgen.with_bind(os.path.join(c.dir, "hostname"), "/etc/hostname"),
+        specgen.with_bind(os.path.join(c.dir, "hosts"), "/etc/hosts"),
+        specgen.with_annotations({"org.minidock.container.name": c.name}),
+    ]
+    if c.host_config.get("NetworkMode") == "host":
+        options.append(specgen.with_host_network())
+    if c.host_config.get("CgroupnsMode") == "private":
+        options.append(specgen.with_cgroup_namespace())
+    if console:
+        options.append(specgen.with_console_size(*console))
+    return specgen.build(doc, *options)
+
+
+def _waitpid(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def start(paths: Paths, ref: str, interactive: bool = False) -> int:
+    """Start a created or exited container attached to our stdio; returns its exit code.
+
+    The calling process stays the container's parent (a child subreaper) until the
+    container exits, then records the exit and releases the mount, cgroup and bundle.
+    """
+    c = get(paths, ref)
+    store = _store(paths)
+    monitor = None
+    with ExitStack() as undo:
+        record_lock = locks.HeldLock(_lock_path(paths, f"{c.id}.lock"))
+        undo.callback(record_lock.release)
+        c = _load(paths, c.id)
+        if c.state.status not in (Status.CREATED, Status.EXITED):
+            raise Conflict(f"container {c.short_id} is {c.state.status.value}")
+        monitor = locks.HeldLock(_lock_path(paths, f"{c.id}.monitor"))
+        undo.callback(monitor.release)
+        trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
+        rootfs = store.mount_rw_layer(c.id)
+        undo.callback(store.unmount_rw_layer, c.id)
+        tty = bool(c.config.get("Tty"))
+        console_size = io.window_size(0) if tty else None
+        try:
+            doc = _build_spec(paths, c, rootfs, console_size)
+        except MinidockError as e:
+            _record_failed_start(paths, c, e)
+            raise
+        bundle = _bundle_dir(paths, c.id)
+        os.makedirs(bundle, mode=0o700, exist_ok=True)
+        undo.callback(shutil.rmtree, bundle, True)
+        atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc, indent=2).encode(),
+                     0o600)
+        pipes = None
+        console_sock = None
+        if tty:
+            console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            undo.callback(console_sock.close)
+            undo.callback(child_sock.close)
+            opts = runtime.CreateOptions(console_fd=child_sock.fileno())
+        else:
+            pipes = io.PipeIO.make(interactive)
+            undo.callback(pipes.close)
+            opts = runtime.CreateOptions(stdio=pipes.child)
+        opts.subreaper = True
+        opts.kill_with_parent = True
+        trace.note(f"OCI bundle written to {bundle}; the runtime takes over")
+        try:
+            st = runtime.create(paths.runtime_state, c.id, bundle, opts)
+        except MinidockError as e:
+            _record_failed_start(paths, c, e)
+            raise
+        undo.callback(_runtime_delete, paths, c.id)
+        master = -1
+        if console_sock is not None:
+            _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
+            master = fds[0]
+            undo.callback(os.close, master)
+        elif pipes is not None:
+            pipes.close_child_ends()
+        c.state.transition(Status.RUNNING)
+        c.state.pid = st.pid
+        c.state.started_at = now_rfc3339()
+        c.state.exit_code = 0
+        c.state.error = ""
+        _save(paths, c)
+        runtime.start(paths.runtime_state, c.id)
+        record_lock.release()
+        trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
+        if master >= 0:
+            io.relay_pty(master, interactive)
+            code = _waitpid(st.pid)
+        else:
+            assert pipes is not None
+            with io.SignalProxy(st.pid):
+                pipes.relay()
+                code = _waitpid(st.pid)
+        trace.note(f"container {c.short_id} exited with {code}; cleaning up")
+        with _container_lock(paths, c.id):
+            c = _load(paths, c.id)
+            c.state.transition(Status.EXITED)
+            c.state.exit_code = code
+            c.state.finished_at = now_rfc3339()
+            _save(paths, c)
+    return code
+
+
+def _runtime_delete(paths: Paths, cid: str) -> None:
+    try:
+        runtime.delete(paths.runtime_state, cid, force=True)
+    except ContainerNotFound:
+        pass
+
+
+def _record_failed_start(paths: Paths, c: Container, e: MinidockError) -> None:
+    """Docker keeps a container whose command could not start as "created", with the
+    error and the exit code (126/127) in its State."""
+    c.state.exit_code = e.exit_code
+    c.state.error = e.message
+    _save(paths, c)
+
+
+def run(paths: Paths, opts: CreateOptions) -> int:
+    c = create(paths, opts)
+    try:
+        return start(paths, c.id, interactive=opts.process.stdin_open)
+    finally:
+        if opts.auto_remove:
+            remove(paths, c.id, force=True)
+
+
+# --- reconcile, remove, prune -------------------------------------------------------
+
+
+def reconcile(paths: Paths, cid: str) -> None:
+    """Make the record tell the truth when the CLI that ran the container died."""
+    try:
+        c = _load(paths, cid)
+    except ContainerNotFound:
+        return
+    if not c.state.running:
+        return
+    if locks.is_held(_lock_path(paths, f"{cid}.monitor")):
+        return  # someone is watching it: the record is theirs to update
+    with _container_lock(paths, cid):
+        c = _load(paths, cid)
+        if not c.state.running or locks.is_held(_lock_path(paths, f"{cid}.monitor")):
+            return
+        _runtime_delete(paths, cid)
+        _store(paths).unmount_rw_layer(cid)
+        shutil.rmtree(_bundle_dir(paths, cid), ignore_errors=True)
+        c.state.transition(Status.EXITED)
+        c.state.exit_code = EXIT_UNKNOWN
+        c.state.error = "the process that monitored the container died"
+        c.state.finished_at = now_rfc3339()
+        _save(paths, c)
+    if c.host_config.get("AutoRemove"):
+        remove(paths, cid, force=True)
+
+
+def remove(paths: Paths, ref: str, force: bool = False) -> str:
+    try:
+        c = get(paths, ref)
+    except ContainerNotFound:
+        raise
+    if c.state.running:
+        if not force:
+            raise Conflict(
+                f"cannot remove container \"/{c.name}\": container is running: stop the "
+                "container before removing or force remove")
+        try:
+            runtime.kill(paths.runtime_state, c.id, 9)
+        except MinidockError:
+            pass
+        # the monitor (a foreground run) records the exit; wait for it to let go
+        locks.HeldLock(_lock_path(paths, f"{c.id}.monitor")).release()
+        reconcile(paths, c.id)
+    store = _store(paths)
+    with locks.locked(_lock_path(paths, "containers.lock")), _container_lock(paths, c.id):
+        if not os.path.isdir(c.dir):
+            return c.id
+        _runtime_delete(paths, c.id)
+        shutil.rmtree(_bundle_dir(paths, c.id), ignore_errors=True)
+        store.unmount_rw_layer(c.id)
+        store.remove_rw_layer(c.id)
+        shutil.rmtree(c.dir)
+    for suffix in (".lock", ".monitor"):
+        try:
+            os.unlink(_lock_path(paths, c.id + suffix))
+        except FileNotFoundError:
+            pass
+    return c.id
+
+
+def prune(paths: Paths) -> tuple[list[str], int]:
+    removed, reclaimed = [], 0
+    store = _store(paths)
+    for c in list_containers(paths, all_=True):
+        if c.state.status in (Status.EXITED, Status.CREATED, Status.DEAD):
+            try:
+                reclaimed += store.rw_layer_size(c.id)
+            except (AttributeError, OSError):
+                pass
+            try:
+                remove(paths, c.id)
+            except ContainerNotFound:
+                continue
+            removed.append(c.id)
+    return removed, reclaimed
+
+
+def inspect(paths: Paths, ref: str) -> dict[str, Any]:
+    c = get(paths, ref)
+    doc = c.to_config_v2(paths)
+    return {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": doc["State"],
+        "Image": c.image_id,
+        "ResolvConfPath": doc["ResolvConfPath"],
+        "HostnamePath": doc["HostnamePath"],
+        "HostsPath": doc["HostsPath"],
+        "LogPath": doc["LogPath"],
+        "Name": "/" + c.name,
+        "RestartCount": 0,
+        "Driver": DRIVER,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": c.host_config,
+        "GraphDriver": {"Name": DRIVER, "Data": _store(paths).rw_layer_metadata(c.id)},
+        "Mounts": [],
+        "Config": c.config,
+        "NetworkSettings": doc["NetworkSettings"],
+    }

@@ -1,0 +1,190 @@
+"""Container records, Docker's on-disk layout, and cleanup in every way a run can end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
+
+
+def mounts_under(path: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(path)]
+
+
+def wait_for(pred, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_create_start_ps_inspect_rm(md, images):
+    cid = md.run("create", "--name", "lc1", "busybox", "sh", "-c", "echo started; exit 5",
+                 check=True).stdout.strip()
+    assert len(cid) == 64
+    ps = md.run("ps", "-a").stdout.splitlines()
+    assert ps[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
+                             "PORTS", "NAMES"]
+    row = next(r for r in ps if r.startswith(cid[:12]))
+    assert "Created" in row and row.rstrip().endswith("lc1") and "busybox" in row
+    assert md.run("ps", "-q").stdout == ""
+    assert cid[:12] in md.run("ps", "-aq").stdout
+    r = md.run("start", "-a", "lc1")
+    assert r.returncode == 5 and r.stdout == "started\n"
+    doc = json.loads(md.run("inspect", "lc1", check=True).stdout)[0]
+    assert doc["Id"] == cid and doc["Name"] == "/lc1"
+    assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 5
+    assert doc["State"]["Running"] is False and doc["State"]["Pid"] == 0
+    assert doc["Path"] == "sh" and doc["Args"] == ["-c", "echo started; exit 5"]
+    assert doc["Driver"] == "overlay2"
+    data = doc["GraphDriver"]["Data"]
+    for key in ("LowerDir", "UpperDir", "WorkDir", "MergedDir"):
+        assert data[key].startswith(os.path.join(md.root, "overlay2")), key
+    assert data["LowerDir"].split(":")[0].endswith("-init/diff")
+    row = next(r for r in md.run("ps", "-a").stdout.splitlines() if r.startswith(cid[:12]))
+    assert "Exited (5)" in row and "ago" in row
+    # the container can be started again
+    assert md.run("start", "-a", cid[:5]).returncode == 5
+    assert md.run("rm", "lc1", check=True).stdout.strip() == "lc1"
+    assert not os.path.exists(os.path.join(md.root, "containers", cid))
+    r = md.run("inspect", cid)
+    assert r.returncode != 0 and "No such container" in r.stderr
+
+
+def test_docker_layout_of_a_container(md, images):
+    cid = md.run("create", "busybox", "true", check=True).stdout.strip()
+    try:
+        cdir = os.path.join(md.root, "containers", cid)
+        assert sorted(os.listdir(cdir)) == ["config.v2.json", "hostconfig.json", "hostname",
+                                            "hosts", "resolv.conf"]
+        cfg = json.load(open(os.path.join(cdir, "config.v2.json")))  # noqa: SIM115
+        assert cfg["ID"] == cid and cfg["Driver"] == "overlay2"
+        assert cfg["State"]["Status"] == "created"
+        assert cfg["HostsPath"] == os.path.join(cdir, "hosts")
+        mounts = os.path.join(md.root, "image", "overlay2", "layerdb", "mounts", cid)
+        mount_id = open(os.path.join(mounts, "mount-id")).read()  # noqa: SIM115
+        init_id = open(os.path.join(mounts, "init-id")).read()  # noqa: SIM115
+        parent = open(os.path.join(mounts, "parent")).read()  # noqa: SIM115
+        assert init_id == mount_id + "-init" and parent.startswith("sha256:")
+        ov = os.path.join(md.root, "overlay2")
+        for layer in (mount_id, init_id):
+            assert {"diff", "link", "lower", "work"} <= set(os.listdir(os.path.join(ov, layer)))
+        init_diff = os.path.join(ov, init_id, "diff")
+        assert os.path.isfile(os.path.join(init_diff, ".dockerenv"))
+        assert os.readlink(os.path.join(init_diff, "etc/mtab")) == "/proc/mounts"
+    finally:
+        md.run("rm", cid, check=True)
+
+
+def test_copy_on_write_lands_in_the_upper_dir(md, images):
+    cid = md.run("create", "busybox", "sh", "-c", "echo new > /etc/created-here; rm /bin/vi",
+                 check=True).stdout.strip()
+    try:
+        assert md.run("start", "-a", cid).returncode == 0
+        data = json.loads(md.run("inspect", cid).stdout)[0]["GraphDriver"]["Data"]
+        upper = data["UpperDir"]
+        assert open(os.path.join(upper, "etc/created-here")).read() == "new\n"  # noqa: SIM115
+        wh = os.lstat(os.path.join(upper, "bin/vi"))
+        assert os.major(wh.st_rdev) == 0 and os.minor(wh.st_rdev) == 0  # overlay whiteout
+        lower_vi = [d for d in data["LowerDir"].split(":")
+                    if os.path.lexists(os.path.join(d, "bin/vi"))]
+        assert lower_vi  # still there in the image layer
+    finally:
+        md.run("rm", cid, check=True)
+
+
+def test_rm_refuses_running_and_name_conflict(md, images):
+    p = subprocess.Popen(md.argv("run", "--name", "busy1", "busybox", "sh", "-c",
+                                 "echo ready; sleep 60"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        r = md.run("rm", "busy1")
+        assert r.returncode == 1 and "container is running" in r.stderr
+        r = md.run("create", "--name", "busy1", "busybox")
+        assert r.returncode == 125 and "is already in use" in r.stderr
+        row = md.run("ps").stdout.splitlines()[1]
+        assert "Up " in row and row.endswith("busy1")
+        assert md.run("rm", "-f", "busy1").returncode == 0
+        assert p.wait(timeout=30) == 137
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert md.run("ps", "-aq").stdout == ""
+
+
+def test_failed_start_leaves_nothing_mounted(md, images):
+    r = md.run("run", "--name", "fail1", "busybox", "nosuchcommand")
+    assert r.returncode == 127
+    doc = json.loads(md.run("inspect", "fail1").stdout)[0]
+    assert doc["State"]["Status"] == "created" and doc["State"]["ExitCode"] == 127
+    assert "executable file not found" in doc["State"]["Error"]
+    assert mounts_under(md.root) == [] and mounts_under(md.run_root) == []
+    assert os.listdir(os.path.join(md.run_root, "runtime")) == []
+    md.run("rm", "fail1", check=True)
+    r = md.run("run", "--rm", "busybox", "nosuchcommand")
+    assert r.returncode == 127 and md.run("ps", "-aq").stdout == ""
+
+
+def test_killed_cli_takes_the_container_with_it(md, images):
+    p = subprocess.Popen(md.argv("run", "--rm", "--name", "orphan1", "busybox", "sh", "-c",
+                                 "echo ready; sleep 100"), stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    doc = json.loads(md.run("inspect", "orphan1", check=True).stdout)[0]
+    pid = doc["State"]["Pid"]
+    assert pid > 0 and os.path.exists(f"/proc/{pid}")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}")), "container outlived its CLI"
+    # the next command notices, records the exit and, as --rm asked, removes everything
+    assert md.run("ps", "-aq").stdout == ""
+    assert mounts_under(md.root) == []
+    assert not any(os.path.isdir(os.path.join("/sys/fs/cgroup", c, "minidock", doc["Id"]))
+                   for c in os.listdir("/sys/fs/cgroup"))
+
+
+def test_killed_cli_without_rm_shows_exited(md, images):
+    p = subprocess.Popen(md.argv("run", "--name", "orphan2", "busybox", "sh", "-c",
+                                 "echo ready; sleep 100"), stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert wait_for(lambda: "Exited" in md.run("ps", "-a").stdout)
+    doc = json.loads(md.run("inspect", "orphan2").stdout)[0]
+    assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 255
+    assert mounts_under(md.root) == []
+    md.run("rm", "orphan2", check=True)
+
+
+def test_container_prune(md, images):
+    keep = subprocess.Popen(md.argv("run", "--name", "keeper", "busybox", "sh", "-c",
+                                     "echo ready; sleep 60"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert keep.stdout is not None and keep.stdout.readline() == "ready\n"
+        a = md.run("create", "busybox", "true", check=True).stdout.strip()
+        md.run("run", "--name", "done1", "busybox", "true", check=True)
+        r = md.run("container", "prune", "-f", check=True)
+        assert r.stdout.startswith("Deleted Containers:\n")
+        assert a in r.stdout and "Total reclaimed space:" in r.stdout
+        assert md.run("ps", "-aq").stdout.split() == [md.run("ps", "-q").stdout.strip()]
+    finally:
+        md.run("rm", "-f", "keeper")
+        keep.wait(timeout=30)
+
+
+def test_info_and_version(md, images):
+    r = md.run("info", check=True)
+    assert " Storage Driver: overlay2" in r.stdout
+    assert f" Minidock Root Dir: {md.root}" in r.stdout
+    assert " Cgroup Version: " in r.stdout and " Kernel Version: " in r.stdout
+    assert " Images: " in r.stdout
+    assert md.run("version", check=True).stdout.startswith("Client:")

@@ -1,0 +1,247 @@
+"""`run` end to end on the real kernel: the process, its namespaces, exit codes, stdio."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
+
+
+def run(md, *args, **kw):
+    return md.run("run", "--rm", *args, **kw)
+
+
+def test_echo(md, images):
+    r = run(md, "busybox", "echo", "hello", "world")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hello world\n", "")
+
+
+def test_image_cmd_is_default(md, images):
+    r = run(md, "-i", "busybox", input="echo from-sh\n")
+    assert r.returncode == 0 and r.stdout == "from-sh\n"
+
+
+def test_debian_bash(md, images):
+    r = run(md, "debian:bookworm", "bash", "-c", "echo $BASH_VERSION; cat /etc/debian_version")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("5.") and lines[1].startswith("12.")
+
+
+@pytest.mark.parametrize(("cmd", "code", "message"), [
+    (["sh", "-c", "exit 3"], 3, None),
+    (["false"], 1, None),
+    (["nosuchcommand"], 127, 'exec: "nosuchcommand": executable file not found in $PATH'),
+    (["/bin/nosuch"], 127, "no such file or directory"),
+    (["/etc"], 126, "is a directory"),
+    (["/etc/passwd"], 126, "permission denied"),
+    # pid 1 cannot be SIGKILLed from inside its namespace: kill a child instead
+    (["sh", "-c", "sleep 100 & kill -9 $!; wait $!"], 137, None),
+])
+def test_exit_codes(md, images, cmd, code, message):
+    r = run(md, "busybox", *cmd)
+    assert r.returncode == code, r.stderr
+    if message:
+        assert message in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_engine_errors_are_125(md, images):
+    r = md.run("run", "--rm", "--no-such-flag", "busybox")
+    assert r.returncode == 125
+    r = md.run("run", "--rm", "nosuchimage:latest", "true")
+    assert r.returncode == 125 and "nosuchimage" in r.stderr
+    r = md.run("run", "--rm", "-u", "ghost", "busybox", "true")
+    assert r.returncode == 125 and "unable to find user ghost" in r.stderr
+
+
+def test_stdin_pipe_only_with_i(md, images):
+    r = run(md, "-i", "busybox", "cat", input="hi\n")
+    assert r.stdout == "hi\n"
+    r = run(md, "busybox", "cat", input="ignored\n")
+    assert r.returncode == 0 and r.stdout == ""
+
+
+def test_no_tty_without_t(md, images):
+    r = run(md, "busybox", "tty")
+    assert r.returncode == 1 and r.stdout.strip() == "not a tty"
+
+
+def test_stderr_is_separate(md, images):
+    r = run(md, "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+
+
+def test_env_sources(md, images, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\n\nFROM_FILE=1\nSHARED=file\nPASSED\n")
+    r = md.run("run", "--rm", "-e", "A=b c", "-e", "SHARED=flag", "--env-file", str(env_file),
+               "busybox", "env", env={**os.environ, "PASSED": "through"})
+    env = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert env["A"] == "b c" and env["FROM_FILE"] == "1" and env["SHARED"] == "flag"
+    assert env["PASSED"] == "through"
+    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert env["HOME"] == "/root" and len(env["HOSTNAME"]) == 12
+
+
+def test_hostname_workdir_user(md, images):
+    r = run(md, "--hostname", "box1", "busybox", "hostname")
+    assert r.stdout == "box1\n"
+    r = run(md, "-w", "/made/by/run", "busybox", "pwd")
+    assert r.stdout == "/made/by/run\n"
+    r = run(md, "-u", "user", "busybox", "id")
+    assert r.stdout.startswith("uid=1000(user) gid=1000(user)")
+    r = run(md, "-u", "4242:4343", "busybox", "id", "-u")
+    assert r.stdout == "4242\n"
+    r = run(md, "-u", "user", "-w", "/work", "busybox", "sh", "-c", "touch x && stat -c %U .")
+    assert r.returncode == 0 and r.stdout == "user\n"
+
+
+def test_entrypoint_flag(md, images):
+    r = run(md, "--entrypoint", "echo", "busybox", "a", "b")
+    assert r.stdout == "a b\n"
+
+
+def test_pid_namespace_and_hostname_default(md, images):
+    r = run(md, "busybox", "sh", "-c", "echo $$; ps -o pid,comm | wc -l; hostname")
+    lines = r.stdout.split()
+    assert lines[0] == "1"
+    assert int(lines[1]) <= 4  # header + sh + ps + wc
+    assert len(lines[2]) == 12
+
+
+def test_namespaces_differ_from_host(md, images):
+    r = run(md, "busybox", "sh", "-c",
+            "for n in mnt pid uts ipc net; do readlink /proc/self/ns/$n; done")
+    inside = r.stdout.split()
+    host = [os.readlink(f"/proc/self/ns/{n}") for n in ("mnt", "pid", "uts", "ipc", "net")]
+    assert len(inside) == 5
+    assert all(a != b for a, b in zip(inside, host, strict=True))
+
+
+def test_network_none_has_only_loopback_up(md, images):
+    r = run(md, "busybox", "ip", "-o", "link")
+    links = [ln.split(":")[1].strip() for ln in r.stdout.splitlines()]
+    assert links == ["lo"]
+    assert "UP" in r.stdout
+    r = run(md, "busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_network_host_shares_the_host_stack(md, images):
+    r = run(md, "--network", "host", "busybox", "readlink", "/proc/self/ns/net")
+    assert r.stdout.strip() == os.readlink("/proc/self/ns/net")
+
+
+def test_default_capabilities_match_docker(md, images):
+    r = run(md, "busybox", "grep", "Cap", "/proc/self/status")
+    caps = dict(line.split(":\t") for line in r.stdout.splitlines())
+    assert caps["CapEff"] == "00000000a80425fb"
+    assert caps["CapBnd"] == "00000000a80425fb"
+    assert caps["CapInh"] == "0000000000000000"
+    r = run(md, "-u", "user", "busybox", "grep", "CapEff", "/proc/self/status")
+    assert r.stdout.split()[1] == "0000000000000000"
+
+
+def test_masked_and_readonly_paths(md, images):
+    r = run(md, "busybox", "sh", "-c",
+            "wc -c < /proc/interrupts; ls /sys/firmware | wc -l; "
+            "echo 1 > /proc/sys/kernel/domainname && echo WROTE; "
+            "touch /sys/x 2>/dev/null || echo SYS-RO; echo ok > /etc/hello && cat /etc/hello")
+    out = r.stdout.split()
+    assert out[0] == "0" and out[1] == "0"
+    assert "WROTE" not in out and "SYS-RO" in out and out[-1] == "ok"
+
+
+def test_dev_is_built_by_the_runtime(md, images):
+    r = run(md, "busybox", "ls", "/dev")
+    names = set(r.stdout.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue",
+            "fd", "stdin", "stdout", "stderr", "ptmx"} <= names
+    assert "sda" not in names and "vda" not in names and "kmsg" not in names
+
+
+def test_etc_files_are_bind_mounted_from_container_dir(md, images):
+    r = run(md, "busybox", "sh", "-c", "cat /etc/hostname; head -1 /etc/hosts; grep -c . "
+            "/etc/resolv.conf; grep -E '/etc/(hosts|hostname|resolv.conf)' /proc/mounts | wc -l")
+    lines = r.stdout.splitlines()
+    assert len(lines[0]) == 12
+    assert lines[1] == "127.0.0.1\tlocalhost"
+    assert int(lines[2]) >= 1 and lines[3] == "3"
+
+
+def test_no_host_fd_reaches_the_container(md, images):
+    r_fd, w_fd = os.pipe()
+    try:
+        r = subprocess.run(md.argv("run", "--rm", "busybox", "ls", "/proc/self/fd"),
+                           capture_output=True, text=True, pass_fds=(r_fd, w_fd), timeout=60)
+    finally:
+        os.close(r_fd)
+        os.close(w_fd)
+    # 0-2 and the fd ls itself opens to read the directory
+    assert sorted(int(x) for x in r.stdout.split()) == [0, 1, 2, 3]
+
+
+def test_trace_shows_kernel_steps(md, images):
+    r = md.run("run", "--rm", "--trace", "busybox", "true")
+    assert r.returncode == 0
+    for step in ("unshare(CLONE_NEWNS", "pivot_root(", "sethostname(", "mknod(",
+                 'mount(\'proc\', "', "execve("):
+        assert step in r.stderr, step
+    assert r.stdout == ""
+
+
+def test_sig_proxy_forwards_sigterm(md, images):
+    p = subprocess.Popen(md.argv("run", "--rm", "busybox", "sh", "-c",
+                                 "trap 'echo got-term; exit 42' TERM; echo ready; "
+                                 "while true; do sleep 0.1; done"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "ready\n"
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 42 and "got-term" in out
+
+
+def test_cgroup_exists_while_running_and_goes_away(md, images):
+    p = subprocess.Popen(md.argv("run", "--rm", "busybox", "sh", "-c",
+                                 "echo ready; sleep 30"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        cid = md.run("ps", "-q", "--no-trunc").stdout.split()[0]
+        dirs = _cgroup_dirs(cid)
+        assert dirs and all(os.path.isdir(d) for d in dirs)
+        md.run("rm", "-f", cid, check=True)
+        p.wait(timeout=30)
+        assert not any(os.path.exists(d) for d in dirs)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _cgroup_dirs(cid: str) -> list[str]:
+    out = []
+    for entry in os.listdir("/sys/fs/cgroup"):
+        d = os.path.join("/sys/fs/cgroup", entry, "minidock", cid)
+        if os.path.isdir(d):
+            out.append(d)
+    d = os.path.join("/sys/fs/cgroup", "minidock", cid)
+    if os.path.isdir(d):
+        out.append(d)
+    return out
+
+
+def test_many_quick_runs_leave_nothing(md, images):
+    for _ in range(3):
+        assert run(md, "busybox", "true").returncode == 0
+    assert md.run("ps", "-aq").stdout == ""
