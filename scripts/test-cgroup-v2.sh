@@ -5,7 +5,7 @@
 #
 #   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: tests/integration/test_cgroups.py
 #
-# Env: V2VM_DIR   the v2vm tool folder (default /work/shared/tools/v2vm)
+# Env: V2VM_DIR   the v2vm tool folder (default: shared/tools/v2vm beside the checkout)
 #      V2VM_WORK  the guest image cache (default /var/tmp/v2vm-work); built on first use
 #                 (root, network, ~1-2 min), under a lock so parallel CI jobs build it once
 #      PYTHON     host interpreter whose _cffi_backend is lent to the guest (default python3)
@@ -19,7 +19,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-V2VM_DIR=${V2VM_DIR:-/work/shared/tools/v2vm}
+# CI lays shared/ beside the clone, as it is beside the work tree here.
+V2VM_DIR=${V2VM_DIR:-$REPO/../shared/tools/v2vm}
 export V2VM_WORK=${V2VM_WORK:-/var/tmp/v2vm-work}
 PYTHON=${PYTHON:-python3}
 [ $# -gt 0 ] || set -- -q tests/integration/test_cgroups.py

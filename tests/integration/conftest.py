@@ -1,0 +1,321 @@
+"""Fixtures for integration tests: a throwaway minidock root, the CLI, the test images.
+
+    test_images  (session) the directory with busybox.tar and debian-bookworm.tar
+                 ($MINIDOCK_TEST_IMAGES, default /var/cache/minidock/test-images), built with
+                 scripts/make-test-images when missing
+    md_dirs      (session) /var/tmp/minidock-test-XXXX with root/ and run/; removed at the end
+    md           (session) an MD: md.run("ps", "-a") runs `python -m minidock --root ... --run-root
+                 ... ps -a` and returns the CompletedProcess (text, stdout and stderr captured)
+    images       (session) imports busybox:latest (CMD ["sh"]) and debian:bookworm (CMD ["bash"])
+                 into md's root; {"busybox:latest": "sha256:...", "debian:bookworm": "sha256:..."}
+    leak_check   (autouse) after each test: no mount left under md_dirs, no minidock process left
+                 behind by the test, else the test errors (and the leftovers are cleaned up)
+
+Tests must clean up after themselves: if md_dirs finds mounts or processes at the end of the
+session, it cleans them up, reports them and the session fails.
+MINIDOCK_TEST_KEEP=1 keeps the temp dir for a post-mortem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MAKE_TEST_IMAGES = REPO / "scripts" / "make-test-images"
+DEFAULT_TEST_IMAGES = "/var/cache/minidock/test-images"
+IMAGE_TARBALLS = {"busybox": "busybox.tar", "debian-bookworm": "debian-bookworm.tar"}
+
+# Problems found when the session's temp dir was torn down; they fail the session.
+_SESSION_PROBLEMS: list[str] = []
+
+
+# -- the minidock CLI -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MD:
+    """The minidock CLI bound to one data root and run root."""
+
+    root: str
+    run_root: str
+
+    def argv(self, *args: object) -> list[str]:
+        return [
+            sys.executable, "-m", "minidock",
+            "--root", self.root, "--run-root", self.run_root,
+            *(str(a) for a in args),
+        ]  # fmt: skip
+
+    def run(
+        self,
+        *args: object,
+        input: str | bytes | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run minidock with ``args``; ``env`` is added to (not replacing) os.environ.
+
+        stdout and stderr come back as text (undecodable bytes replaced); ``input`` may be text
+        or bytes. With ``check=True`` a non-zero exit raises an AssertionError that shows the
+        command, its status and both outputs.
+        """
+        argv = self.argv(*args)
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(
+            argv,
+            input=data,
+            stdin=None if data is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, **env} if env else None,
+            check=False,
+        )
+        result = subprocess.CompletedProcess(
+            argv,
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(describe(result))
+        return result
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"command failed with exit status {result.returncode}: {' '.join(result.args)}\n"
+        f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
+    )
+
+
+# -- leftovers: mounts and processes under a directory --------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(base: Path) -> list[str]:
+    """Mount points at or below ``base`` in our mount namespace, deepest first."""
+    prefix = str(base).rstrip("/") + "/"
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if point == str(base) or point.startswith(prefix):
+                points.append(point)
+    # deepest first; among equal paths (stacked mounts) the latest (last listed) first
+    indexed = list(enumerate(points))
+    indexed.sort(key=lambda ip: (ip[1].count("/"), ip[0]), reverse=True)
+    return [p for _, p in indexed]
+
+
+def _proc_table() -> dict[int, tuple[int, list[str]]]:
+    """pid -> (ppid, argv) for every process we can read."""
+    table: dict[int, tuple[int, list[str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fb:
+                argv = [a.decode(errors="replace") for a in fb.read().split(b"\0") if a]
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] == "Z":  # zombies hold nothing and cannot be killed
+            continue
+        table[int(entry)] = (int(fields[1]), argv)
+    return table
+
+
+def _is_minidock(argv: list[str]) -> bool:
+    return any(os.path.basename(a).startswith("minidock") for a in argv[:4])
+
+
+def leaked_processes(base: Path) -> dict[int, str]:
+    """Processes left behind: minidock processes descending from this pytest, and any process
+    whose cwd or root is under ``base`` (a container's). pid -> description."""
+    me = os.getpid()
+    table = _proc_table()
+    found: dict[int, str] = {}
+    prefix = str(base).rstrip("/") + "/"
+    for pid, (_ppid, argv) in table.items():
+        if pid == me:
+            continue
+        ancestor, seen = pid, 0
+        while ancestor > 1 and seen < 64:
+            ancestor = table.get(ancestor, (0, []))[0]
+            seen += 1
+            if ancestor == me:
+                break
+        if ancestor == me and _is_minidock(argv):
+            found[pid] = " ".join(argv)
+            continue
+        for link in ("cwd", "root"):
+            try:
+                target = os.readlink(f"/proc/{pid}/{link}")
+            except OSError:
+                continue
+            if target == str(base) or target.startswith(prefix):
+                found[pid] = f"{' '.join(argv)} ({link} {target})"
+                break
+    return found
+
+
+def clean_up(base: Path) -> list[str]:
+    """Kill leaked processes and detach mounts under ``base``; describe what had to be done."""
+    done: list[str] = []
+    procs = leaked_processes(base)
+    for pid, what in procs.items():
+        try:
+            os.kill(pid, signal.SIGKILL)
+            done.append(f"killed process {pid}: {what}")
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5  # SIGKILL is asynchronous: let them go before unmounting
+    while procs and time.monotonic() < deadline and procs.keys() & _proc_table().keys():
+        time.sleep(0.05)
+    for _ in range(10):  # stacked mounts come off one per round
+        points = mounts_under(base)
+        if not points:
+            break
+        for point in points:
+            r = subprocess.run(["umount", "-l", point], capture_output=True, text=True)
+            done.append(
+                f"unmounted {point}" if r.returncode == 0 else f"umount -l {point}: {r.stderr}"
+            )
+    return done
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def test_images() -> Path:
+    """The directory holding the test image tarballs, building missing ones."""
+    cache = Path(os.environ.get("MINIDOCK_TEST_IMAGES") or DEFAULT_TEST_IMAGES)
+    missing = [name for name, tar in IMAGE_TARBALLS.items() if not (cache / tar).is_file()]
+    if missing:
+        if os.geteuid() != 0:
+            pytest.skip(f"test images {missing} missing in {cache}; building them needs root")
+        r = subprocess.run(
+            ["bash", str(MAKE_TEST_IMAGES), *missing],
+            env={**os.environ, "MINIDOCK_TEST_IMAGES": str(cache)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if r.returncode != 0:
+            pytest.fail(f"scripts/make-test-images failed:\n{r.stdout}{r.stderr}")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def md_dirs(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh /var/tmp/minidock-test-XXXX with root/ and run/; must be clean at the end."""
+    base = Path(tempfile.mkdtemp(prefix="minidock-test-", dir="/var/tmp"))
+    os.chmod(base, 0o711)
+    (base / "root").mkdir()
+    (base / "run").mkdir()
+    yield base
+
+    problems = [f"{base}: {what}" for what in clean_up(base)]
+    if os.environ.get("MINIDOCK_TEST_KEEP") == "1":
+        print(f"\nMINIDOCK_TEST_KEEP=1: kept {base}", file=sys.stderr)
+    else:
+        try:
+            shutil.rmtree(base)
+        except OSError as e:
+            problems.append(f"cannot remove {base}: {e}")
+    if problems:
+        _SESSION_PROBLEMS.extend(problems)
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        for line in problems:
+            if reporter is not None:
+                reporter.write_line(f"LEAK: {line}", red=True)
+            else:
+                print(f"LEAK: {line}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def md(md_dirs: Path) -> MD:
+    return MD(root=str(md_dirs / "root"), run_root=str(md_dirs / "run"))
+
+
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@pytest.fixture(scope="session")
+def images(md: MD, test_images: Path) -> dict[str, str]:
+    """Import the test images; reference -> image id ("sha256:<hex>")."""
+    wanted = [
+        ("busybox:latest", "busybox.tar", 'CMD ["sh"]'),
+        ("debian:bookworm", "debian-bookworm.tar", 'CMD ["bash"]'),
+    ]
+    ids: dict[str, str] = {}
+    for ref, tar, change in wanted:
+        r = md.run("import", "-c", change, test_images / tar, ref, timeout=600)
+        if r.returncode != 0:
+            pytest.fail(f"importing {tar} as {ref} failed:\n{describe(r)}")
+        found = _IMAGE_ID.findall(r.stdout)
+        if not found:
+            pytest.fail(f"`minidock import` printed no image id (sha256:...):\n{describe(r)}")
+        ids[ref] = found[-1]
+    return ids
+
+
+@pytest.fixture(autouse=True)
+def _require_images(request: pytest.FixtureRequest) -> None:
+    """Tests marked `images` get the test image tarballs (built if missing)."""
+    if request.node.get_closest_marker("images"):
+        request.getfixturevalue("test_images")
+
+
+@pytest.fixture(autouse=True)
+def leak_check(md_dirs: Path) -> Iterator[None]:
+    """After each test: no mount under md_dirs, no minidock process left by the test."""
+    yield
+    mounts = mounts_under(md_dirs)
+    procs = leaked_processes(md_dirs)
+    if mounts or procs:
+        cleaned = clean_up(md_dirs)
+        pytest.fail(
+            "the test left behind:\n"
+            + "".join(f"  mount {m}\n" for m in mounts)
+            + "".join(f"  process {pid}: {what}\n" for pid, what in procs.items())
+            + "cleaned up: "
+            + "; ".join(cleaned),
+            pytrace=False,
+        )
+
+
+# -- session verdict ------------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SESSION_PROBLEMS:
+        terminalreporter.section("leftovers under the test root (tests must clean up)", red=True)
+        for line in _SESSION_PROBLEMS:
+            terminalreporter.line(line, red=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _SESSION_PROBLEMS and session.exitstatus in (0, 5):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
