@@ -1,9 +1,10 @@
 #!/bin/bash
-# Run the cgroup integration tests on a real cgroup-v2-only kernel, for hosts whose own layout
-# is v1 or hybrid: boots the v2vm guest (tools/v2vm: Debian bookworm, cgroup_no_v1=all) and runs
-# pytest there as root.  Exits with pytest's status (125: the guest did not boot).
+# Run the cgroup and container integration tests on a real cgroup-v2-only kernel, for hosts
+# whose own layout is v1 or hybrid: boots the v2vm guest (tools/v2vm: Debian bookworm,
+# cgroup_no_v1=all) and runs pytest there as root.  Exits with pytest's status (125: the guest
+# did not boot).
 #
-#   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: tests/integration/test_cgroups.py
+#   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: the cgroup, run and tty tests
 #
 # Env: V2VM_DIR   the v2vm tool folder (default: shared/tools/v2vm beside the checkout)
 #      V2VM_WORK  the guest image cache (default /var/tmp/v2vm-work); built on first use
@@ -23,7 +24,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 V2VM_DIR=${V2VM_DIR:-$REPO/../shared/tools/v2vm}
 export V2VM_WORK=${V2VM_WORK:-/var/tmp/v2vm-work}
 PYTHON=${PYTHON:-python3}
-[ $# -gt 0 ] || set -- -q tests/integration/test_cgroups.py
+[ $# -gt 0 ] || set -- -q tests/integration/test_cgroups.py tests/integration/test_run.py \
+  tests/integration/test_tty.py
 
 for f in build-image.sh run-in-v2vm.sh; do
   [ -x "$V2VM_DIR/$f" ] || { echo "$0: $V2VM_DIR/$f not found (set V2VM_DIR)" >&2; exit 2; }
@@ -51,10 +53,33 @@ tar -C "$REPO" --exclude=.git --exclude=__pycache__ --exclude=.mypy_cache --excl
 mkdir -p "$STAGE/.v2vm-site"
 backend=$("$PYTHON" -c 'import _cffi_backend; print(_cffi_backend.__file__)' 2>/dev/null || true)
 [ -n "$backend" ] && cp "$backend" "$STAGE/.v2vm-site/"
+# The guest's Python is the same CPython 3.11 as the host's /usr/bin/python3, from which the
+# dev venv is made, so the venv's pure and compiled modules load there as they are: lend the
+# ones a container run needs (the guest has no network to pip install them).
+"$PYTHON" - "$STAGE/.v2vm-site" <<'PY'
+import importlib, os, shutil, sys
+dest = sys.argv[1]
+for name in ("click", "prctl", "_prctl", "pexpect", "ptyprocess", "zstandard"):
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        continue
+    path = mod.__file__ or ""
+    if os.path.basename(path) == "__init__.py":
+        shutil.copytree(os.path.dirname(path), os.path.join(dest, name), dirs_exist_ok=True)
+    else:
+        shutil.copy(path, dest)
+PY
+# and the test image tarballs, so the guest needs no network to build them
+IMAGES=${MINIDOCK_TEST_IMAGES:-/var/cache/minidock/test-images}
+if [ -d "$IMAGES" ]; then
+  mkdir -p "$STAGE/.v2vm-images"
+  cp "$IMAGES"/*.tar "$STAGE/.v2vm-images/"
+fi
 
 start=$(date +%s%N)
 set +e
-V2VM_ENV="PYTHONPATH=/mnt/host/.v2vm-site PYTHONDONTWRITEBYTECODE=1 ${V2VM_ENV:-}" \
+V2VM_ENV="PYTHONPATH=/mnt/host/.v2vm-site PYTHONDONTWRITEBYTECODE=1 MINIDOCK_TEST_IMAGES=/mnt/host/.v2vm-images ${CI:+CI=$CI} ${V2VM_ENV:-}" \
   "$V2VM_DIR/run-in-v2vm.sh" "$STAGE" python3 -m pytest -p no:cacheprovider -rs "$@"
 rc=$?
 set -e

@@ -158,11 +158,13 @@ def _lock_path(paths: Paths, name: str) -> str:
     return os.path.join(paths.locks, name)
 
 
-def _save(paths: Paths, c: Container) -> None:
+def _save(paths: Paths, c: Container, host_config: bool = False) -> None:
+    """Write config.v2.json (and hostconfig.json, which changes only at create)."""
+    if host_config:
+        atomic_write(os.path.join(c.dir, "hostconfig.json"),
+                     json.dumps(c.host_config).encode(), 0o600)
     atomic_write(os.path.join(c.dir, "config.v2.json"),
                  json.dumps(c.to_config_v2(paths)).encode(), 0o600)
-    atomic_write(os.path.join(c.dir, "hostconfig.json"),
-                 json.dumps(c.host_config).encode(), 0o600)
 
 
 def _load(paths: Paths, cid: str) -> Container:
@@ -329,18 +331,18 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         undo.callback(shutil.rmtree, d, True)
         store.create_rw_layer(cid, image_id)
         undo.callback(store.remove_rw_layer, cid)
-        atomic_write(os.path.join(d, "hostname"), f"{hostname}\n".encode(), 0o644)
+        atomic_write(os.path.join(d, "hostname"), f"{hostname}\n".encode(), 0o644, durable=False)
         hosts = hostfiles.hosts_file()
         resolv = hostfiles.container_resolv_conf(hostfiles.read_host_resolv_conf())
         if opts.network == "host":
             hosts = _read("/etc/hosts") or hosts
             resolv = hostfiles.read_host_resolv_conf() or resolv
-        atomic_write(os.path.join(d, "hosts"), hosts.encode(), 0o644)
-        atomic_write(os.path.join(d, "resolv.conf"), resolv.encode(), 0o644)
+        atomic_write(os.path.join(d, "hosts"), hosts.encode(), 0o644, durable=False)
+        atomic_write(os.path.join(d, "resolv.conf"), resolv.encode(), 0o644, durable=False)
         c = Container(id=cid, name=name, created=now_rfc3339(), image_id=image_id,
                       image_ref=opts.image, path=args[0], args=args[1:], config=config,
                       host_config=host_config, dir=d)
-        _save(paths, c)
+        _save(paths, c, host_config=True)
         undo.pop_all()
     return c
 
@@ -460,7 +462,7 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         undo.callback(shutil.rmtree, bundle, True)
         atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc, indent=2).encode(),
-                     0o600)
+                     0o600, durable=False)
         pipes = None
         console_sock = None
         if tty:

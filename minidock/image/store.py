@@ -503,7 +503,7 @@ class ImageStore:
             try:
                 self.driver.create(init_id, top.cache_id if top else None)
                 created.append(init_id)
-                root = self.driver.get(init_id)
+                root = self.driver.get(init_id, volatile=True)
                 try:
                     setup_init_layer(root)
                 except OSError as e:

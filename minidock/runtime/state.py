@@ -80,12 +80,13 @@ class RuntimeState:
         }
 
     def save(self, state_dir: str) -> None:
+        """Atomic (write + rename) but not fsynced: runtime state lives under the per-boot
+        run root and means nothing after a reboot, like runc's."""
         data = json.dumps(asdict(self)).encode()
         tmp = os.path.join(state_dir, f".{STATE}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, os.path.join(state_dir, STATE))

@@ -29,7 +29,7 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_file_synced(path: str, data: bytes, mode: int = 0o644) -> None:
+def write_file_synced(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Create ``path`` (which must not exist) with ``data`` and ``mode``, fsynced.
 
     For files inside a staging directory whose rename is the commit point.
@@ -38,24 +38,31 @@ def write_file_synced(path: str, data: bytes, mode: int = 0o644) -> None:
     try:
         os.fchmod(fd, mode)
         _write_all(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes | str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename + fsync dir)."""
+def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + fsync + rename + fsync dir).
+
+    ``durable=False`` keeps the atomic rename (readers never see half a file) but skips
+    both fsyncs, for files that are regenerated anyway or live on a per-boot tmpfs: an
+    OCI bundle, a container's hosts/hostname/resolv.conf (Docker writes those plainly).
+    """
     raw = data.encode() if isinstance(data, str) else data
     directory, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
     try:
-        write_file_synced(tmp, raw, mode)
+        write_file_synced(tmp, raw, mode, sync=durable)
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def rename_dir_synced(src: str, dst: str) -> None:

@@ -245,3 +245,20 @@ def test_many_quick_runs_leave_nothing(md, images):
     for _ in range(3):
         assert run(md, "busybox", "true").returncode == 0
     assert md.run("ps", "-aq").stdout == ""
+
+
+def test_cgroup_view_inside_the_container(md, images):
+    from minidock import cgroups
+
+    r = run(md, "busybox", "sh", "-c",
+            "cat /proc/self/cgroup; ls /sys/fs/cgroup; touch /sys/fs/cgroup/x 2>&1 || true")
+    assert r.returncode == 0, r.stderr
+    if cgroups.detect_version() == 2:
+        # a private cgroup namespace: the container's cgroup is its root
+        assert "0::/\n" in r.stdout
+        assert "cgroup.controllers" in r.stdout
+    else:
+        lines = [ln for ln in r.stdout.splitlines() if ln.count(":") >= 2]
+        assert any(":pids:/minidock/" in ln for ln in lines)
+        assert "pids" in r.stdout.split()
+    assert "Read-only file system" in r.stdout

@@ -194,7 +194,7 @@ class V1Manager(Manager):
         if not self.exists():
             return
         failure: ContainerRuntimeError | None = None
-        if os.path.isdir(self._primary()):
+        if os.path.isdir(self._primary()) and self.pids():  # an empty cgroup needs no freeze
             try:
                 self.kill_all(signal.SIGKILL)
             except ContainerRuntimeError as e:
