@@ -18,6 +18,7 @@ MINIDOCK_TEST_KEEP=1 keeps the temp dir for a post-mortem.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -289,20 +290,41 @@ def _require_images(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(autouse=True)
 def leak_check(md_dirs: Path) -> Iterator[None]:
-    """After each test: no mount under md_dirs, no minidock process left by the test."""
+    """After each test: no mount under md_dirs, no minidock process left by the test, and no
+    container cgroup that was not there before the test."""
+    cgroups_before = container_cgroups()
     yield
     mounts = mounts_under(md_dirs)
     procs = leaked_processes(md_dirs)
-    if mounts or procs:
+    cgroups = sorted(container_cgroups() - cgroups_before)
+    if mounts or procs or cgroups:
         cleaned = clean_up(md_dirs)
+        for d in cgroups:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+                cleaned.append(f"removed cgroup {d}")
         pytest.fail(
             "the test left behind:\n"
             + "".join(f"  mount {m}\n" for m in mounts)
             + "".join(f"  process {pid}: {what}\n" for pid, what in procs.items())
+            + "".join(f"  cgroup {d}\n" for d in cgroups)
             + "cleaned up: "
             + "; ".join(cleaned),
             pytrace=False,
         )
+
+
+def container_cgroups(root: str = "/sys/fs/cgroup") -> set[str]:
+    """Every container cgroup directory under a ``minidock`` parent, in every hierarchy."""
+    found: set[str] = set()
+    parents = [os.path.join(root, "minidock")]
+    with contextlib.suppress(OSError):
+        parents += [os.path.join(root, h, "minidock") for h in os.listdir(root)]
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            found.update(os.path.join(parent, name) for name in os.listdir(parent)
+                         if os.path.isdir(os.path.join(parent, name)))
+    return found
 
 
 # -- session verdict ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ directory there is best effort (created and joined when possible, never an error
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,7 @@ class V1Manager(Manager):
         created: list[str] = []
         try:
             for mount, leaf in self._hierarchies:
-                new_leaf = self._mkdirs(mount, created)
+                new_leaf = _fs.retry_vanished(functools.partial(self._mkdirs, mount, created))
                 if "devices" in mount.controllers and new_leaf:
                     devices.apply(leaf, DEFAULT_DEVICE_RULES)
         except OSError as e:
@@ -202,6 +203,8 @@ class V1Manager(Manager):
         for d in self._all_dirs():
             try:
                 _fs.remove_tree(d, why="the container is gone: remove its cgroup")
+                _fs.remove_empty_parents(d, self._rel.count("/"),
+                                         why="no container left: remove the empty parent")
             except OSError as e:
                 failure = failure or _fs.runtime_error("remove cgroup", e)
         if failure:

@@ -57,14 +57,18 @@ class V2Manager(Manager):
 
     def create(self) -> None:
         created: list[str] = []
-        parent = self._root
-        try:
+
+        def make() -> None:
+            parent = self._root
             for part in self._rel.split("/"):
                 self._enable_controllers(parent)
                 d = os.path.join(parent, part)
                 if _fs.mkdir(d, why="a cgroup for the container (cgroup v2: one tree)"):
                     created.append(d)
                 parent = d
+
+        try:
+            _fs.retry_vanished(make)
         except (OSError, ContainerRuntimeError) as e:
             for d in reversed(created):
                 try:
@@ -154,6 +158,8 @@ class V2Manager(Manager):
             failure = e  # still try to remove it
         try:
             _fs.remove_tree(self._dir, why="the container is gone: remove its cgroup")
+            _fs.remove_empty_parents(self._dir, self._rel.count("/"),
+                                     why="no container left: remove the empty parent")
         except OSError as e:
             raise failure or _fs.runtime_error("remove cgroup", e) from e
         if failure:
