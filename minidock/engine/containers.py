@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
-import secrets
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -270,10 +267,11 @@ def _pick_name(paths: Paths, wanted: str | None) -> str:
                            "container to be able to reuse that name.")
         return name
     while True:
-        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_SURNAMES)}"
+        a, b, n = os.urandom(3)
+        name = f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_SURNAMES[b % len(_SURNAMES)]}"
         if name not in used:
             return name
-        name += str(random.randint(0, 99))
+        name += str(n % 100)
         if name not in used:
             return name
 
@@ -298,8 +296,8 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
     if opts.network not in ("none", "host"):
         raise InvalidArgument(f"network {opts.network} not found (supported: none, host)")
-    cid = secrets.token_hex(32)
-    hostname = opts.hostname or (socket.gethostname() if opts.network == "host" else cid[:12])
+    cid = os.urandom(32).hex()
+    hostname = opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12])
     env = [e for e in icfg.get("Env") or []] + list(p.env)
     config = {
         "Hostname": hostname, "Domainname": "", "User": p.user or icfg.get("User", ""),
@@ -450,6 +448,10 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
         undo.callback(monitor.release)
         trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
         rootfs = store.mount_rw_layer(c.id)
+        if trace.enabled():
+            trace.note(f"from here on <rootfs> stands for {rootfs}")
+            trace.alias(rootfs, "<rootfs>")
+            trace.alias(c.id, c.short_id)
         undo.callback(store.unmount_rw_layer, c.id)
         tty = bool(c.config.get("Tty"))
         console_size = io.window_size(0) if tty else None
@@ -464,8 +466,10 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
         atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc, indent=2).encode(),
                      0o600, durable=False)
         pipes = None
-        console_sock = None
+        console_sock: Any = None
         if tty:
+            import socket
+
             console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(console_sock.close)
             undo.callback(child_sock.close)
@@ -485,6 +489,8 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
         undo.callback(_runtime_delete, paths, c.id)
         master = -1
         if console_sock is not None:
+            import socket
+
             _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
             master = fds[0]
             undo.callback(os.close, master)

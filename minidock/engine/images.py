@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import posixpath
 import re
 import signal
@@ -59,7 +58,7 @@ _ARCH = {
 
 def host_platform() -> tuple[str, str | None]:
     """GOARCH-style architecture and variant of this machine (containerd's DefaultSpec)."""
-    machine = platform.machine()
+    machine = os.uname().machine
     return _ARCH.get(machine, (machine.lower(), None))
 
 

@@ -36,9 +36,7 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -307,6 +305,8 @@ class ImageStore:
                     os.chmod(path, mode)
 
     def _staging_dir(self) -> str:
+        import tempfile
+
         return tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self.layerdb, "tmp"))
 
     # ==== layers =========================================================================
@@ -370,7 +370,7 @@ class ImageStore:
             raise StorageError(f"register layer on {parent}: max depth exceeded "
                                f"(an image has at most {MAX_LAYER_DEPTH} layers)")
         self._ensure_dirs()
-        cache_id = secrets.token_hex(32)
+        cache_id = os.urandom(32).hex()
         keep = False
         self.driver.create(cache_id, parent_layer.cache_id if parent_layer else None)
         try:
@@ -448,7 +448,7 @@ class ImageStore:
     def _delete_layer(self, layer: Layer) -> None:
         d = self._layer_dir(layer.chain_id)
         while True:
-            doomed = f"{d}-{secrets.token_hex(32)}-removing"
+            doomed = f"{d}-{os.urandom(32).hex()}-removing"
             try:
                 os.rename(d, doomed)
                 break
@@ -497,7 +497,7 @@ class ImageStore:
                 raise Conflict(f"rw layer for container {container_id} already exists")
             top = self.top_layer(image_id)
             self._ensure_dirs()
-            mount_id = secrets.token_hex(32)
+            mount_id = os.urandom(32).hex()
             init_id = f"{mount_id}-init"
             created: list[str] = []
             try:
@@ -549,7 +549,7 @@ class ImageStore:
             self.driver.remove(rw.mount_id)
             self.driver.remove(rw.init_id)
             d = self._mount_dir(container_id)
-            doomed = f"{d}-{secrets.token_hex(8)}-removing"
+            doomed = f"{d}-{os.urandom(8).hex()}-removing"
             os.rename(d, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
             if rw.parent is not None:

@@ -22,12 +22,20 @@ T = TypeVar("T")
 
 _fd: int = -1
 _role: str = "cli"
+_aliases: list[tuple[str, str]] = []
 
 
 def enable(fd: int, role: str = "cli") -> None:
     global _fd, _role
     _fd = fd
     _role = role
+
+
+def alias(long: str, short: str) -> None:
+    """Print ``short`` wherever ``long`` appears (a rootfs path, a 64-hex container id), so
+    lines stay readable; the longest alias is applied first."""
+    _aliases.append((long, short))
+    _aliases.sort(key=lambda a: -len(a[0]))
 
 
 def set_role(role: str) -> None:
@@ -44,6 +52,8 @@ def trace_fd() -> int:
 
 
 def _emit(line: str) -> None:
+    for long, short in _aliases:
+        line = line.replace(long, short)
     try:
         os.write(_fd, line.encode("utf-8", "replace"))
     except OSError:

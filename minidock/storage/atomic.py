@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 
 
 def fsync_dir(path: str) -> None:
@@ -53,7 +52,7 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
     """
     raw = data.encode() if isinstance(data, str) else data
     directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
+    tmp = os.path.join(directory, f".{name}.tmp-{os.urandom(6).hex()}")
     try:
         write_file_synced(tmp, raw, mode, sync=durable)
         os.rename(tmp, path)

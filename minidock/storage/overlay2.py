@@ -42,7 +42,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import shutil
 
 from minidock import linux
@@ -71,7 +70,7 @@ OVERLAY_HINT = "overlayfs is not available in this kernel: modprobe overlay"
 
 def generate_link_id() -> str:
     """26 characters of base32 (A-Z, 2-7) from 17 random bytes (130 random bits needed)."""
-    return base64.b32encode(secrets.token_bytes((ID_LENGTH * 5 + 7) // 8)).decode()[:ID_LENGTH]
+    return base64.b32encode(os.urandom((ID_LENGTH * 5 + 7) // 8)).decode()[:ID_LENGTH]
 
 
 def _errtext(e: OSError) -> str:

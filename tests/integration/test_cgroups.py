@@ -153,6 +153,7 @@ def test_create_is_idempotent_and_sets_up_the_layout(box: Sandbox) -> None:
     assert not mgr.exists()
     mgr.create()
     mgr.create()
+    mgr.apply_device_rules(DEFAULT_DEVICE_RULES)  # the runtime applies the spec's rules
     assert mgr.exists()
     for d in mgr.paths.values():
         assert os.path.isdir(d), d

@@ -200,8 +200,8 @@ def test_device_rule_forms() -> None:
 
 
 def test_v1_create_rolls_back_on_failure(tmp_path: Path) -> None:
-    for name in ("cpu", "devices"):
-        (tmp_path / name).mkdir()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "devices").write_text("")  # not a directory: mkdir below it fails
     text = (
         f"32 31 0:29 / {tmp_path}/cpu rw - cgroup cgroup rw,cpu\n"
         f"36 31 0:33 / {tmp_path}/devices rw - cgroup cgroup rw,devices\n"
@@ -212,10 +212,8 @@ def test_v1_create_rolls_back_on_failure(tmp_path: Path) -> None:
         "devices": f"{tmp_path}/devices/minidock/abc",
     }
     with pytest.raises(ContainerRuntimeError) as info:
-        mgr.create()  # devices.deny does not exist in a plain directory
-    assert str(info.value) == (
-        f"create cgroup {tmp_path}/devices/minidock/abc/devices.deny: no such file or directory"
-    )
+        mgr.create()
+    assert str(info.value) == f"create cgroup {tmp_path}/devices/minidock: not a directory"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["cpu", "devices"]
     assert not mgr.exists()
 

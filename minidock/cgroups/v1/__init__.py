@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from minidock.cgroups import _fs
-from minidock.cgroups.base import DEFAULT_DEVICE_RULES, Manager, Stats
+from minidock.cgroups.base import Manager, Stats
 from minidock.cgroups.mountinfo import CgroupMount, Layout
 from minidock.cgroups.v1 import cpuset, devices, freezer, memory
 from minidock.cgroups.v1 import pids as pidsctl
@@ -80,10 +80,8 @@ class V1Manager(Manager):
     def create(self) -> None:
         created: list[str] = []
         try:
-            for mount, leaf in self._hierarchies:
-                new_leaf = _fs.retry_vanished(functools.partial(self._mkdirs, mount, created))
-                if "devices" in mount.controllers and new_leaf:
-                    devices.apply(leaf, DEFAULT_DEVICE_RULES)
+            for mount, _leaf in self._hierarchies:
+                _fs.retry_vanished(functools.partial(self._mkdirs, mount, created))
         except OSError as e:
             self._rollback(created)
             raise _fs.runtime_error("create cgroup", e) from e
