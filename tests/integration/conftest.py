@@ -341,3 +341,160 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _SESSION_PROBLEMS and session.exitstatus in (0, 5):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# == registries (issue 3) ==========================================================================
+# Real registries on 127.0.0.1: Debian's docker-registry started with our own config, filled and
+# inspected with skopeo (tests/integration/registry.py has the machinery and the seed helpers).
+#
+#   registry        (session) open, plain HTTP: .host "127.0.0.1:PORT", .url, .ref("repo:tag")
+#   registry_tls    (session) HTTPS with a test CA + htpasswd Basic: also .ca_path, .username,
+#                   .password
+#   registry_token  (session) Bearer tokens from a JWT issuer in this process (plain HTTP):
+#                   .username/.password (push+pull), .readonly_username/.readonly_password
+#                   (pull only), .issuer (.requests log, .clear(), .settings(expires_in=..)),
+#                   anonymous pull on repositories under "public/"
+#   make_registry   (function) a factory, make_registry("token", expires_in=2, tls=True): private
+#                   servers for tests that kill, restart or reconfigure them; all stopped after
+#   static_registry (function) a StaticRegistry: canned answers for what distribution will not
+#                   serve (oversized manifest, unknown media type, blob cut off mid-body)
+#   client_config   (function) a minidock config dir (config.json, certs.d/<host>/ca.crt for
+#                   registry_tls), exported as MINIDOCK_CONFIG_DIR for the test
+#   busybox_arm64   (session) path of busybox-arm64.tar (built when missing)
+#   seeded          (session) standard images in `registry` (see _SEEDS): name -> Seeded
+# Tests using these are marked @pytest.mark.registry.
+
+# this section's own imports, kept with it (E402: below the module's code)
+import functools  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import registry as reglib  # noqa: E402
+
+
+def _need_registry_tools() -> None:
+    if reglib.registry_binary() is None:
+        pytest.skip("needs docker-registry (apt-get install docker-registry)")
+    if shutil.which("skopeo") is None:
+        pytest.skip("needs skopeo (apt-get install skopeo)")
+
+
+@contextlib.contextmanager
+def _serving(mode: reglib.Mode, **kwargs: object) -> Iterator[reglib.RegistryServer]:
+    """A started server, stopped (process reaped, temp dir removed) however the block ends."""
+    _need_registry_tools()
+    server = reglib.RegistryServer(mode, **kwargs)  # type: ignore[arg-type]
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[reglib.RegistryServer]:
+    with _serving("open") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def registry_tls() -> Iterator[reglib.RegistryServer]:
+    with _serving("tls") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def registry_token() -> Iterator[reglib.RegistryServer]:
+    with _serving("token") as server:
+        yield server
+
+
+@pytest.fixture
+def make_registry() -> Iterator[Callable[..., reglib.RegistryServer]]:
+    servers: list[reglib.RegistryServer] = []
+
+    def make(mode: reglib.Mode = "open", **kwargs: object) -> reglib.RegistryServer:
+        _need_registry_tools()
+        server = reglib.RegistryServer(mode, **kwargs)  # type: ignore[arg-type]
+        servers.append(server)  # before start(): a failed start is still cleaned up
+        return server.start()
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def static_registry() -> Iterator[reglib.StaticRegistry]:
+    with reglib.StaticRegistry() as server:
+        yield server
+
+
+@pytest.fixture
+def client_config(
+    tmp_path: Path, registry_tls: reglib.RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """/etc/minidock's stand-in: config.json ({}) and certs.d/<host:port>/ca.crt of registry_tls.
+    MINIDOCK_CONFIG_DIR points at it for this test (md.run inherits the environment)."""
+    config_dir = tmp_path / "minidock-config"
+    certs = config_dir / "certs.d" / registry_tls.host
+    certs.mkdir(parents=True)
+    assert registry_tls.ca_path is not None
+    shutil.copy(registry_tls.ca_path, certs / "ca.crt")
+    (config_dir / "config.json").write_text("{}\n")
+    monkeypatch.setenv("MINIDOCK_CONFIG_DIR", str(config_dir))
+    return config_dir
+
+
+@pytest.fixture(scope="session")
+def busybox_arm64(test_images: Path) -> Path:
+    tar = test_images / "busybox-arm64.tar"
+    if not tar.is_file():
+        if os.geteuid() != 0:
+            pytest.skip(f"{tar} missing; building it needs root")
+        r = subprocess.run(
+            ["bash", str(MAKE_TEST_IMAGES), "busybox-arm64"],
+            env={**os.environ, "MINIDOCK_TEST_IMAGES": str(test_images)},
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800,
+        )  # fmt: skip
+        if r.returncode != 0:
+            pytest.fail(f"scripts/make-test-images busybox-arm64 failed:\n{r.stdout}{r.stderr}")
+    return tar
+
+
+# name in `registry` -> how it is built: (layers, format, compression)
+_SEEDS = {
+    "busybox:latest": "busybox, one gzip layer, Docker schema2",
+    "busybox:oci": "busybox, one gzip layer, OCI manifest",
+    "busybox:zstd": "busybox, one zstd layer, OCI manifest",
+    "busybox:plain": "busybox, one uncompressed layer, OCI manifest (pushed without skopeo)",
+    "busybox:two-layers": "busybox + a layer adding /etc/seeded, Docker schema2",
+    "busybox:multi": "Docker manifest list: linux/amd64 + linux/arm64/v8",
+    "busybox:multi-oci": "OCI index: linux/amd64 + linux/arm64/v8",
+}
+
+
+@pytest.fixture(scope="session")
+def seeded(
+    registry: reglib.RegistryServer, test_images: Path, busybox_arm64: Path
+) -> dict[str, reglib.Seeded]:
+    bb = functools.partial(reglib.busybox_spec, test_images)
+    extra = reglib.make_layer({"etc/": None, "etc/seeded": reglib.SEEDED_FILE})
+    multi = [bb(), bb(arch="arm64")]
+    images = {
+        "busybox:latest": reglib.seed(registry, "busybox:latest", bb()),
+        "busybox:oci": reglib.seed(registry, "busybox:oci", bb(), format="oci"),
+        "busybox:zstd": reglib.seed(registry, "busybox:zstd", bb(compression="zstd"), format="oci"),
+        "busybox:plain": reglib.seed(
+            registry, "busybox:plain", bb(compression="none"), format="oci"
+        ),
+        "busybox:two-layers": reglib.seed(registry, "busybox:two-layers", bb(extra_layer=extra)),
+        "busybox:multi": reglib.seed(registry, "busybox:multi", multi),
+        "busybox:multi-oci": reglib.seed(registry, "busybox:multi-oci", multi, format="oci"),
+    }
+    assert images.keys() == _SEEDS.keys()
+    return images
+
+
+# == end of registries ============================================================================
