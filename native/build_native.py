@@ -66,6 +66,7 @@ ffibuilder.cdef(
     int md_openat2(int dirfd, const char *path, unsigned long long flags,
                    unsigned long long mode, unsigned long long resolve);
     int md_link_up(const char *ifname);
+    int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags);
     """
 )
 
@@ -79,8 +80,11 @@ ffibuilder.set_source(
     #include <string.h>
     #include <unistd.h>
     #include <net/if.h>
+    #include <linux/filter.h>
+    #include <linux/seccomp.h>
     #include <sys/ioctl.h>
     #include <sys/mount.h>
+    #include <sys/prctl.h>
     #include <sys/socket.h>
     #include <sys/stat.h>
     #include <sys/syscall.h>
@@ -103,6 +107,9 @@ ffibuilder.set_source(
     #define RESOLVE_NO_SYMLINKS 0x04
     #define RESOLVE_BENEATH 0x08
     #define RESOLVE_IN_ROOT 0x10
+    #endif
+    #ifndef SYS_seccomp
+    #define SYS_seccomp __NR_seccomp
     #endif
     #ifndef MS_LAZYTIME
     #define MS_LAZYTIME (1 << 25)
@@ -155,6 +162,22 @@ ffibuilder.set_source(
         close(fd);
         errno = saved;
         return ret;
+    }
+
+    /* Install a classic BPF seccomp filter (struct sock_filter[len], built by the caller).
+       seccomp(2) is the interface since 3.17 and the only one that takes flags; the older
+       prctl(PR_SET_SECCOMP) does the same without them. Either needs no_new_privs set or
+       CAP_SYS_ADMIN in the caller's user namespace. */
+    static int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags)
+    {
+        struct sock_fprog prog;
+        long ret;
+        prog.len = len;
+        prog.filter = (struct sock_filter *)filter;
+        ret = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+        if (ret < 0 && errno == ENOSYS && flags == 0)
+            ret = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+        return (int)ret;
     }
     """,
 )

@@ -64,6 +64,9 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
                      help="Connect a container to a network (none or host for now)."),
         click.option("--rm", is_flag=True,
                      help="Automatically remove the container when it exits."),
+        click.option("--security-opt", multiple=True,
+                     help="Security options: seccomp=unconfined, seccomp=PROFILE.json, "
+                          "no-new-privileges."),
     ]):
         f = decorator(f)
     return f
@@ -72,13 +75,19 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
 def _create_options(image: str, command: tuple[str, ...], interactive: bool, tty: bool,
                     name: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
                     workdir: str | None, user: str | None, entrypoint: str | None,
-                    hostname: str | None, network: str, rm: bool) -> engine.CreateOptions:
+                    hostname: str | None, network: str, rm: bool,
+                    security_opt: tuple[str, ...]) -> engine.CreateOptions:
+    from minidock.engine import seccomp
+
+    # as Docker's CLI does: a profile file is read now and stored inline in the container
+    opts = [seccomp.inline_profile_option(o) for o in security_opt]
+    seccomp.parse_security_opts(opts)  # reject a bad option at create, not at every start
     return engine.CreateOptions(
         image=image,
         process=ProcessOptions(
             cmd=list(command) or None, entrypoint=_entrypoint(entrypoint),
             env=_env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
-            stdin_open=interactive),
+            stdin_open=interactive, security_opt=opts),
         name=name, hostname=hostname, network=network, auto_remove=rm)
 
 
@@ -152,22 +161,64 @@ def _command_text(c: engine.Container, trunc: bool) -> str:
     return f'"{text}"'
 
 
+PS_HEADERS = {
+    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+    "State": "STATE", "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
+    "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
+}
+# docker/cli's default (cli/command/formatter/container.go)
+PS_TABLE = ("table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t"
+            "{{.Ports}}\\t{{.Names}}")
+
+
+def _go_time_string(value: str) -> str:
+    """Go's time.Unix(created, 0).String() in local time: ``2024-01-02 03:04:05 +0000 UTC``."""
+    t = fmt.parse_rfc3339(value)
+    if t is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(int(t)))
+
+
+def _ps_row(c: engine.Container, no_trunc: bool) -> dict[str, object]:
+    """A row as docker/cli's containerContext presents it to --format."""
+    labels = c.config.get("Labels") or {}
+    return {
+        "ID": c.id if no_trunc else c.short_id,
+        "Image": c.image_ref,
+        "Command": _command_text(c, not no_trunc),
+        "CreatedAt": _go_time_string(c.created),
+        "RunningFor": fmt.since(c.created),
+        "Status": _status_text(c),
+        "Ports": "",
+        "Names": c.name,
+        "State": c.state.status.value,
+        "Size": "N/A",
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Mounts": "",
+        "Networks": c.host_config.get("NetworkMode") or "",
+        "LocalVolumes": "0",
+    }
+
+
 @click.command("ps")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("--format", "format_", help="Format output using a custom template: 'table', "
+              "'table TEMPLATE' or a Go template.")
 @click.pass_context
-def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool) -> None:
+def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool,
+       format_: str | None) -> None:
     """List containers."""
     items = engine.list_containers(paths(ctx), all_=all_)
     if quiet:
         for c in items:
             click.echo(c.id if no_trunc else c.short_id)
         return
-    rows = [[c.id if no_trunc else c.short_id, c.image_ref, _command_text(c, not no_trunc),
-             fmt.since(c.created), _status_text(c), "", c.name] for c in items]
-    click.echo(fmt.table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
-                           "NAMES"], *rows]))
+    rows = [_ps_row(c, no_trunc) for c in items]
+    click.echo(fmt.format_rows(format_ or PS_TABLE, rows, PS_HEADERS, default_table=PS_TABLE),
+               nl=False)
 
 
 @click.command("rm")

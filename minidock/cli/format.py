@@ -4,14 +4,14 @@
   (minwidth 10, padding 3, spaces; the last column is not padded).
 * :func:`human_size` is go-units HumanSizeWithPrecision(size, 3): decimal units, "4.26MB".
 * :func:`human_duration` is go-units HumanDuration: "2 minutes", "About an hour".
-* :func:`render` is a placeholder for ``--format``: ``{{.A.B}}``, ``{{json .A}}``, ``{{.}}``
-  and plain text. A later change replaces it with a real Go-template subset.
+* :func:`render` (inspect ``-f``) and :func:`format_rows` (``--format`` of list commands,
+  with the ``table`` directive and :func:`tabwriter`) apply the Go-template subset of
+  :mod:`minidock.cli.template`.
 """
 
 from __future__ import annotations
 
 import calendar
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -111,70 +111,120 @@ def since(value: str, now: float | None = None) -> str:
     return human_duration((time.time() if now is None else now) - t) + " ago"
 
 
-# --- templates -----------------------------------------------------------------------------
+# --- templates ---------------------------------------------------------------------------
 
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
-_FIELD = re.compile(r"^\.(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?$")
-_MISSING = object()
+# The one --format engine lives in minidock.cli.template; these are docker/cli's two ways of
+# applying it: to one inspect document (render) and to the rows of a list command
+# (format_rows, with the "table" directive).
 
-
-def _lookup(obj: Any, path: str) -> Any:
-    if path == ".":
-        return obj
-    for key in path[1:].split("."):
-        if isinstance(obj, dict):
-            obj = obj.get(key, _MISSING)
-            if obj is _MISSING:
-                return _MISSING
-        else:
-            raise InvalidArgument(f"template: can't evaluate field {key} in type "
-                                  f"{_go_type(obj)}")
-    return obj
-
-
-def _go_type(obj: Any) -> str:
-    if isinstance(obj, str):
-        return "string"
-    if isinstance(obj, bool):
-        return "bool"
-    if isinstance(obj, (int, float)):
-        return "float64"
-    if isinstance(obj, list):
-        return "[]interface {}"
-    return "interface {}"
+TABLE_PREFIX = "table"
 
 
 def go_value(obj: Any) -> str:
-    """How Go's text/template prints a decoded-JSON value."""
-    if obj is _MISSING:
-        return "<no value>"
-    if obj is None:
-        return "<nil>"
-    if isinstance(obj, bool):
-        return "true" if obj else "false"
-    if isinstance(obj, float) and obj.is_integer():
-        return str(int(obj))
-    if isinstance(obj, list):
-        return "[" + " ".join(go_value(v) for v in obj) + "]"
-    if isinstance(obj, dict):
-        return "map[" + " ".join(f"{k}:{go_value(obj[k])}" for k in sorted(obj)) + "]"
-    return str(obj)
+    """How Go's text/template prints a decoded-JSON value (kept for existing callers)."""
+    from minidock.cli.template import go_value as _go_value
+
+    return _go_value(obj)
+
+
+def _parse(template: str) -> Any:
+    from minidock.cli.template import Template, TemplateError
+
+    try:
+        return Template(template)
+    except TemplateError as e:
+        raise InvalidArgument(f"template parsing error: {e.message}") from None
 
 
 def render(template: str, obj: Any) -> str:
-    """Apply a ``--format`` template to one object (see the module docstring)."""
+    """Apply an inspect ``--format`` template to one object, as ``docker inspect -f`` does.
 
-    def action(m: re.Match[str]) -> str:
-        expr = m.group(1)
-        words = expr.split()
-        if len(words) == 2 and words[0] == "json" and _FIELD.match(words[1]):
-            value = _lookup(obj, words[1])
-            return json.dumps(None if value is _MISSING else value, separators=(",", ":"))
-        if len(words) == 1 and _FIELD.match(words[0]):
-            return go_value(_lookup(obj, words[0]))
-        raise InvalidArgument(f"template parsing error: unsupported action {{{{{expr}}}}} "
-                              "(supported: {{.Field.Sub}}, {{json .Field}})")
+    Docker first executes the template on its typed struct and, when that fails, on the raw
+    JSON decoded into maps with ``missingkey=error``; minidock's documents are those maps, so
+    a missing key is an error (``map has no entry for key "Foo"``), not ``<no value>``.
+    Unlike the list commands, inspect does not turn a typed ``\\t`` into a tab.
+    """
+    from minidock.cli.template import TemplateError
 
-    # docker/cli turns a literal backslash-t / backslash-n typed in a shell into tab / newline.
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    return _ACTION.sub(action, template)
+    tmpl = _parse(template)
+    try:
+        text: str = tmpl.execute(obj, missing_error=True)
+    except TemplateError as e:
+        raise InvalidArgument(f"template parsing error: {e.message}") from None
+    return text
+
+
+def is_table(template: str) -> bool:
+    return template.startswith(TABLE_PREFIX)
+
+
+def format_rows(
+    template: str,
+    rows: Sequence[dict[str, Any]],
+    headers: dict[str, str],
+    default_table: str | None = None,
+) -> str:
+    """``--format`` for a list command: each row through the template, one line each.
+
+    As docker/cli's formatter.Context: a ``table`` prefix adds a header line, made by running
+    the same template over ``headers`` (field -> column title, e.g. "ID" -> "IMAGE ID") with
+    the formatting functions turned into pass-throughs, and aligns the cells separated by tabs
+    like its tabwriter (minwidth 10, padding 3). ``table`` alone is ``default_table``. A typed
+    ``\\t`` / ``\\n`` becomes a tab / newline. Returns the text, each line ending in a newline.
+    """
+    from minidock.cli.template import HEADER_FUNCTIONS, TemplateError
+
+    table_mode = is_table(template)
+    body = template[len(TABLE_PREFIX):] if table_mode else template
+    if table_mode and not body.strip() and default_table is not None:
+        body = default_table
+    body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    tmpl = _parse(body)
+    out: list[str] = []
+    try:
+        if table_mode:
+            out.append(tmpl.execute(headers, funcs=HEADER_FUNCTIONS) + "\n")
+        for row in rows:
+            # Docker's row contexts are structs: an unknown field is an error, not "<no value>"
+            out.append(tmpl.execute(row, missing_error=True) + "\n")
+    except TemplateError as e:
+        raise InvalidArgument(f"template parsing error: {e.message}") from None
+    text = "".join(out)
+    return tabwriter(text) if table_mode else text
+
+
+def tabwriter(text: str, minwidth: int = 10, padding: int = 3) -> str:
+    """Go's text/tabwriter as docker/cli configures it (padchar ' ', no flags).
+
+    A cell is text terminated by a tab; the last cell of a line is not part of a column and
+    is not padded. A column is a block of consecutive lines that all have a cell in it, and
+    its width is that block's widest cell plus ``padding`` (at least ``minwidth``), so one
+    line without tabs splits the table into independently aligned blocks.
+    """
+    lines = [line.split("\t") for line in text.split("\n")]
+    widths: list[int] = []
+    out: list[str] = []
+
+    def emit(line: list[str]) -> None:
+        cells = [c.ljust(widths[j]) if j < len(widths) else c for j, c in enumerate(line[:-1])]
+        out.append("".join(cells) + line[-1])
+
+    def block(line0: int, line1: int) -> None:
+        column = len(widths)
+        this = line0
+        while this < line1:
+            if column >= len(lines[this]) - 1:
+                emit(lines[this])
+                this += 1
+                continue
+            start = this
+            width = minwidth
+            while this < line1 and column < len(lines[this]) - 1:
+                width = max(width, len(lines[this][column]) + padding)
+                this += 1
+            widths.append(width)
+            block(start, this)
+            widths.pop()
+
+    block(0, len(lines))
+    return "\n".join(out)

@@ -318,7 +318,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
         "Runtime": "minidock", "LogConfig": {"Type": "none", "Config": {}},
         "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
-        "SecurityOpt": None, "Init": None,
+        "SecurityOpt": list(p.security_opt) or None, "Init": None,
     }
     store = _store(paths)
     with locks.locked(_lock_path(paths, "containers.lock")), ExitStack() as undo:
@@ -420,6 +420,7 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         options.append(specgen.with_cgroup_namespace())
     if console:
         options.append(specgen.with_console_size(*console))
+    options.append(specgen.with_security_opts(c.host_config.get("SecurityOpt")))  # last: caps
     return specgen.build(doc, *options)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from minidock.engine import seccomp
 from minidock.engine.passwd import ExecUser
 from minidock.errors import InvalidArgument
 from minidock.oci.spec import DEFAULT_CAPABILITIES, OCI_VERSION
@@ -51,6 +52,8 @@ class ProcessOptions:
     user: str | None = None
     tty: bool = False
     stdin_open: bool = False
+    # Docker's HostConfig.SecurityOpt strings; a seccomp=FILE already inlined by the CLI
+    security_opt: list[str] = field(default_factory=list)
 
 
 def command_line(image_entrypoint: Sequence[str] | None, image_cmd: Sequence[str] | None,
@@ -171,6 +174,42 @@ def with_console_size(height: int, width: int) -> SpecOption:
 def with_annotations(annotations: dict[str, str]) -> SpecOption:
     def apply(spec: dict[str, Any]) -> None:
         spec.setdefault("annotations", {}).update(annotations)
+    return apply
+
+
+def with_no_new_privileges() -> SpecOption:
+    def apply(spec: dict[str, Any]) -> None:
+        spec["process"]["noNewPrivileges"] = True
+    return apply
+
+
+def with_seccomp(profile: dict[str, Any] | None,
+                 host: tuple[str, str, tuple[int, int]] | None = None) -> SpecOption:
+    """Confine the process with a Docker-format seccomp profile (None: unconfined).
+
+    Apply it after every option that changes capabilities: the profile's capability-gated
+    rules are resolved against the bounding set already in the spec (with CAP_SYS_ADMIN
+    the namespace and mount syscalls are allowed, without it they fail with EPERM)."""
+    def apply(spec: dict[str, Any]) -> None:
+        if profile is None:
+            spec["linux"].pop("seccomp", None)
+            return
+        scmp_arch, goarch, kernel = host or seccomp.host()
+        bounding = (spec["process"].get("capabilities") or {}).get("bounding") or []
+        spec["linux"]["seccomp"] = seccomp.resolve(profile, bounding, scmp_arch, goarch,
+                                                   kernel)
+    return apply
+
+
+def with_security_opts(opts: Sequence[str] | None) -> SpecOption:
+    """``--security-opt``: Docker's default seccomp profile unless ``seccomp=unconfined``
+    or ``seccomp=<profile>``; ``no-new-privileges``."""
+    profile, no_new_privs = seccomp.parse_security_opts(list(opts or []))
+
+    def apply(spec: dict[str, Any]) -> None:
+        if no_new_privs:
+            with_no_new_privileges()(spec)
+        with_seccomp(profile)(spec)
     return apply
 
 

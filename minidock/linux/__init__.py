@@ -208,6 +208,20 @@ def link_up(ifname: str, why: str = "") -> None:
     trace.step(f'ioctl(SIOCSIFFLAGS, "{ifname}", IFF_UP)', call, why)
 
 
+def seccomp_load(program: bytes, n: int, flags: int = 0, why: str = "") -> None:
+    """Install a seccomp filter: ``program`` is struct sock_filter[n] (runtime/seccomp.py).
+    Irrevocable: from here on every syscall of this process and its children is filtered."""
+    if len(program) != 8 * n or not 0 < n <= 0xFFFF:
+        raise ValueError(f"seccomp filter: {len(program)} bytes is not {n} instructions")
+    buf = ffi.from_buffer(program)
+
+    def call() -> None:
+        _check(lib.md_seccomp_load(buf, n, flags), "load seccomp filter")
+
+    trace.step(f"seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x}, {{len={n}, filter=...}})",
+               call, why)
+
+
 # --- os-module calls that are container-setup steps, wrapped so --trace shows them ---
 
 

@@ -118,6 +118,45 @@ class Device:
     gid: int = 0
 
 
+SECCOMP_ACTIONS = (
+    "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY",
+)
+SECCOMP_OPS = (
+    "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+)
+
+
+@dataclass
+class SeccompArg:
+    """One argument condition: ``args[index] <op> value`` (MASKED_EQ: ``& value == valueTwo``)."""
+
+    index: int
+    value: int
+    op: str
+    value_two: int = 0
+
+
+@dataclass
+class SeccompSyscall:
+    names: list[str]
+    action: str
+    errno_ret: int | None = None
+    args: list[SeccompArg] = field(default_factory=list)
+
+
+@dataclass
+class Seccomp:
+    """``linux.seccomp``: what the runtime compiles into a BPF filter (runtime/seccomp.py)."""
+
+    default_action: str
+    default_errno_ret: int | None = None
+    architectures: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    syscalls: list[SeccompSyscall] = field(default_factory=list)
+
+
 @dataclass
 class Linux:
     namespaces: list[Namespace] = field(default_factory=list)
@@ -127,6 +166,7 @@ class Linux:
     devices: list[Device] = field(default_factory=list)
     device_rules: list[DeviceRule] = field(default_factory=list)
     rootfs_propagation: str = "private"
+    seccomp: Seccomp | None = None
 
     def namespace(self, kind: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -229,6 +269,7 @@ def parse(doc: Any) -> Spec:
         devices=devices,
         device_rules=rules,
         rootfs_propagation=lx.get("rootfsPropagation") or "private",
+        seccomp=_seccomp(lx["seccomp"]) if lx.get("seccomp") is not None else None,
     )
     annotations = doc.get("annotations") or {}
     return Spec(
@@ -240,6 +281,71 @@ def parse(doc: Any) -> Spec:
         linux=linux,
         annotations=dict(annotations),
         oci_version=doc.get("ociVersion") or OCI_VERSION,
+    )
+
+
+def _u64(d: dict[str, Any], key: str, where: str, default: int = 0) -> int:
+    v = _int(d, key, where, default)
+    if not 0 <= v < 1 << 64:
+        raise _bad(f"{where}.{key}", "an unsigned 64-bit integer")
+    return v
+
+
+def _errno(d: dict[str, Any], key: str, where: str) -> int | None:
+    if d.get(key) is None:
+        return None
+    v = _int(d, key, where)
+    if not 0 <= v <= 0xFFFF:
+        raise _bad(f"{where}.{key}", "an errno between 0 and 65535")
+    return v
+
+
+def _choice(d: dict[str, Any], key: str, where: str, allowed: tuple[str, ...]) -> str:
+    v = _str(d, key, where, "")
+    if v not in allowed:
+        raise InvalidArgument(f"invalid OCI config: {where}.{key}: unknown value {v!r}")
+    return v
+
+
+def _seccomp(sc: Any) -> Seccomp:
+    where = "linux.seccomp"
+    if not isinstance(sc, dict):
+        raise _bad(where, "an object")
+    arches = _strlist(sc, "architectures", where)
+    for arch in arches:
+        if not arch.startswith("SCMP_ARCH_"):
+            raise InvalidArgument(f"invalid OCI config: {where}: unknown architecture {arch!r}")
+    syscalls = []
+    raw_calls = sc.get("syscalls") or []
+    if not isinstance(raw_calls, list):
+        raise _bad(f"{where}.syscalls", "a list")
+    for i, call in enumerate(raw_calls):
+        w = f"{where}.syscalls[{i}]"
+        if not isinstance(call, dict):
+            raise _bad(w, "an object")
+        args = []
+        raw_args = call.get("args") or []
+        if not isinstance(raw_args, list):
+            raise _bad(f"{w}.args", "a list")
+        for j, arg in enumerate(raw_args):
+            wa = f"{w}.args[{j}]"
+            if not isinstance(arg, dict):
+                raise _bad(wa, "an object")
+            index = _int(arg, "index", wa)
+            if not 0 <= index <= 5:
+                raise _bad(f"{wa}.index", "between 0 and 5")
+            args.append(SeccompArg(index, _u64(arg, "value", wa),
+                                   _choice(arg, "op", wa, SECCOMP_OPS),
+                                   _u64(arg, "valueTwo", wa)))
+        syscalls.append(SeccompSyscall(_strlist(call, "names", w),
+                                       _choice(call, "action", w, SECCOMP_ACTIONS),
+                                       _errno(call, "errnoRet", w), args))
+    return Seccomp(
+        default_action=_choice(sc, "defaultAction", where, SECCOMP_ACTIONS),
+        default_errno_ret=_errno(sc, "defaultErrnoRet", where),
+        architectures=arches,
+        flags=_strlist(sc, "flags", where),
+        syscalls=syscalls,
     )
 
 

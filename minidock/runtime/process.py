@@ -15,7 +15,8 @@ The sync protocol (two pipes; messages are JSON lines, each well under PIPE_BUF)
   write "go" ------------------------------------------------->  arm pdeathsig (optional)
                                                                  lo up, rootfs, pivot_root,
                                                                  console, hostname, user,
-                                                                 capabilities, find command
+                                                                 capabilities, seccomp,
+                                                                 find command
   <------------------------------------ {"ready": 1} | {"error": "...", "code": 127}
   write state.json: "created"                                    open exec.fifo for write:
   return                                                         blocks until `start`
@@ -52,7 +53,7 @@ from minidock.errors import (
 )
 from minidock.linux import trace
 from minidock.oci import spec as oci
-from minidock.runtime import caps, rootfs
+from minidock.runtime import caps, rootfs, seccomp
 from minidock.runtime.state import FIFO, RuntimeState, check_id, process_start_time
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -159,6 +160,8 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
         if netns is not None and netns.path is None:
             linux.link_up("lo", why="the loopback of a new network namespace starts down")
         fifo_fd = os.open(os.path.join(state_dir, FIFO), os.O_PATH | os.O_CLOEXEC)
+        # Compiled now, loaded at the very end (below): a bad profile fails before any mount.
+        sc = seccomp.compile_filter(spec.linux.seccomp) if spec.linux.seccomp else None
         rootfs.prepare(spec, cgroup_dirs)
         rootfs.pivot(os.path.realpath(spec.root_path))
         slave = -1
@@ -190,10 +193,27 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
 
             trace.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", lambda: prctl.set_no_new_privs(1),
                        why="no setuid binary can raise privileges any more")
+        # Seccomp goes last, so that as few of our own calls as possible run under the
+        # container's filter, but where it goes depends on no_new_privs (runc's order,
+        # libcontainer/standard_init_linux.go). Installing a filter needs either
+        # no_new_privs or CAP_SYS_ADMIN: without no_new_privs we must load it while we are
+        # still root with every capability, before _switch_user/apply_sets drop them (for
+        # -u 1000 nothing would be left); the filter then also sees setresuid, capset and
+        # friends, which Docker's profile allows. With no_new_privs no capability is
+        # needed, so it waits until just before the "ready" message. Both come before the
+        # exec fifo: a load that fails is still a `create` error the caller can report.
+        # What runs under the filter after that: write (ready), open/write/close (fifo),
+        # execve.
+        if sc is not None and not proc.no_new_privileges:
+            linux.seccomp_load(sc.program, sc.length, sc.flags,
+                               why="seccomp filter, while we still hold CAP_SYS_ADMIN")
         _switch_user(proc, keep_caps=proc.capabilities is not None)
         if proc.capabilities is not None:
             caps.apply_sets(proc.capabilities)
         path = lookup_command(proc.args[0], env)
+        if sc is not None and proc.no_new_privileges:
+            linux.seccomp_load(sc.program, sc.length, sc.flags,
+                               why="seccomp filter, last step: no_new_privs is set")
     except MinidockError as e:
         _send(status_w, error=e.message, code=e.exit_code)
         os._exit(1)
