@@ -29,10 +29,15 @@ Docker's overlay2 semantics (moby's archive Unpack with the overlay whiteout con
 The DiffID is the sha256 of the uncompressed tar stream, trailing zero blocks included; it is
 computed in the same pass that extracts, by hashing what the tar reader consumes and then
 reading the stream to its end.
+
+Given a ``tar_split`` file, the same pass also records how to rebuild that exact stream from
+the extracted files (Docker's ``tar-split.json.gz``; see :class:`TarSplitRecorder` and
+minidock.image.export), so that save and push reproduce the DiffID byte for byte.
 """
 
 from __future__ import annotations
 
+import base64
 import bz2
 import hashlib
 import json
@@ -50,7 +55,7 @@ from typing import BinaryIO, Protocol, cast
 from minidock.errors import LayerError
 from minidock.linux.fs import open_in_root
 
-__all__ = ["AppliedLayer", "apply_layer"]
+__all__ = ["AppliedLayer", "TarSplitRecorder", "apply_layer"]
 
 CHUNK = 1 << 20
 
@@ -97,8 +102,11 @@ class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
+def apply_layer(stream: BinaryIO, dest: str, tar_split: BinaryIO | None = None) -> AppliedLayer:
     """Extract the layer tar read from ``stream`` into the existing, empty directory ``dest``.
+
+    With ``tar_split``, a tar-split record of the uncompressed stream (gzip-compressed JSON
+    lines, Docker's format) is written to that file as the stream goes by, in the same pass.
 
     ``stream`` may be plain tar or gzip, bzip2, xz or zstd compressed (detected by magic
     number); it is read once, to its end, and never held in memory. A helper thread reads,
@@ -113,7 +121,8 @@ def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
     except OSError as e:
         raise LayerError(f"apply layer: open {dest}: {_why(e)}") from e
     pump = _Pump(stream)
-    tar_stream = _TarStream(pump)
+    recorder = TarSplitRecorder(tar_split) if tar_split is not None else None
+    tar_stream = _TarStream(pump, recorder)
     applier = _Applier(root_fd, tar_stream)
     try:
         try:
@@ -121,6 +130,8 @@ def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
         except tarfile.ReadError as e:
             if tar_stream.tell() == 0 and not tar_stream.read(1):
                 # An empty stream is an empty layer for Go's archive/tar, so for Docker too.
+                if recorder is not None:
+                    recorder.close()
                 return AppliedLayer(diff_id=pump.digest(), size=0)
             raise LayerError(f"apply layer: not a tar stream: {e}") from e
         with tf:
@@ -131,6 +142,8 @@ def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
                     raise LayerError(f"apply layer: invalid tar stream: {e}") from e
                 if member is None:
                     break
+                if recorder is not None:
+                    recorder.member(member, tar_stream)
                 applier.apply(tf, member)
                 # tarfile keeps every member for random access we never use; memory would
                 # grow with the number of entries. (An attribute its stubs do not declare.)
@@ -138,6 +151,8 @@ def apply_layer(stream: BinaryIO, dest: str) -> AppliedLayer:
         # Whatever follows the end-of-archive blocks is part of the DiffID too.
         tar_stream.drain()
         applier.finish()
+        if recorder is not None:
+            recorder.close()
         return AppliedLayer(diff_id=pump.digest(), size=applier.size)
     finally:
         pump.close()
@@ -345,14 +360,19 @@ class _TarStream:
 
     _BEHIND = tarfile.BLOCKSIZE
 
-    def __init__(self, pump: _Pump) -> None:
+    def __init__(self, pump: _Pump, tap: TarSplitRecorder | None = None) -> None:
         self._pump = pump
+        self._tap = tap
         self._buf = b""
         self._pos = 0  # read position in _buf
         self._base = 0  # stream offset of _buf[0]
 
     def _refill(self) -> bool:
         # Called only once _buf is used up (_pos == len(_buf)).
+        if self._tap is not None:
+            # The whole buffer has been consumed: hand its non-content bytes to the
+            # recorder before they are dropped.
+            self._tap.passed(self._buf, self._base, len(self._buf))
         data = self._pump.next_chunk()
         if not data:
             return False
@@ -364,6 +384,10 @@ class _TarStream:
 
     def tell(self) -> int:
         return self._base + self._pos
+
+    def consumed(self) -> tuple[bytes, int, int]:
+        """The current buffer, the stream offset of its first byte and how much was read."""
+        return self._buf, self._base, self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if whence != os.SEEK_SET or offset < self._base:
@@ -412,6 +436,130 @@ class _TarStream:
         self._pos = len(self._buf)
         while self._refill():
             self._pos = len(self._buf)
+
+
+# --- tar-split: recording the stream while it is applied ---
+#
+# Docker keeps, for every layer, layerdb/sha256/<chain>/tar-split.json.gz: gzip-compressed
+# JSON lines (vbatts/tar-split, tar/storage/entry.go), one per entry, in stream order:
+#
+#   {"type":2,"payload":"<base64 of raw bytes>","position":0}        a segment: headers
+#                                                                    (PAX, GNU long names),
+#                                                                    padding, end blocks
+#   {"type":1,"name":"etc/passwd","size":1234,"payload":null,"position":1}
+#                                                                    a file: its content is
+#                                                                    read back from diff/
+#
+# Concatenating the segments and the named files' contents gives the original stream.
+# "position" numbers the entries; "size" is omitted when 0 and "name_raw" (base64) replaces
+# "name" when the name is not UTF-8, as Go's encoder writes them. Docker puts a crc64 of the
+# content in a file entry's payload; Python has no fast crc64, so minidock writes null and
+# relies on the size check per file and the sha256 (DiffID) of the whole rebuilt stream.
+#
+# Only content that apply_layer writes unchanged to a regular file at the entry's name is
+# left out of the segments. Everything else stays in segments: a whiteout's data (it becomes
+# a 0/0 device), a sparse file's map and data, data a non-regular entry claims. Every header
+# gets a file entry, as in Docker; all but those of written files have size 0.
+#
+# The recorder sees the bytes through _TarStream: it keeps ``_mark``, the stream offset up
+# to which every byte is accounted for. When a buffer is about to be dropped (a refill) and
+# when a member is announced, the bytes from _mark to what has been read are a segment;
+# announcing a written file moves _mark past its content, which is therefore never copied.
+# tarfile reads a member's headers before its data, so a file is always announced before
+# its first content byte is read.
+
+_SEGMENT_MAX = 1 << 20  # split huge segments (trailing junk, sparse data) into entries
+_LINES_MAX = 1 << 16  # characters of JSON buffered before they go to the compressor
+
+
+class TarSplitRecorder:
+    """Writes a tar-split record (gzip-compressed JSON lines) to ``out`` as a stream passes."""
+
+    def __init__(self, out: BinaryIO, level: int = 6) -> None:
+        self._out = out
+        self._gz = zlib.compressobj(level, zlib.DEFLATED, 31)  # 16 + 15: a gzip wrapper
+        self._lines: list[str] = []
+        self._line_chars = 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._mark = 0
+        self._position = 0
+        self._closed = False
+
+    def passed(self, buf: bytes, base: int, upto: int) -> None:
+        """``buf[:upto]`` (stream offset ``base``) has been read: keep what is not content."""
+        end = base + upto
+        if self._mark >= end:
+            return
+        if self._mark < base:
+            # Bytes went by unseen: only a change in how _TarStream drops buffers can do it.
+            raise LayerError(f"apply layer: tar-split lost stream bytes at offset {self._mark}")
+        self._pending.append(buf[self._mark - base : upto])
+        self._pending_size += end - self._mark
+        self._mark = end
+        if self._pending_size >= _SEGMENT_MAX:
+            self._flush_segment()
+
+    def member(self, m: tarfile.TarInfo, stream: _TarStream) -> None:
+        """Record a member whose headers have just been read (nothing of its data yet)."""
+        self.passed(*stream.consumed())
+        self._flush_segment()
+        path = _clean(m.name) if "\0" not in m.name else None
+        written = (
+            path is not None
+            and path != ""
+            and m.type in _REGULAR
+            and not m.issparse()
+            and m.size > 0
+            and not path.rpartition("/")[2].startswith(_WHITEOUT)
+            and stream.tell() == m.offset_data
+        )
+        size = m.size if written else 0
+        self._file_entry(m.name, size)
+        if written:
+            self._mark = m.offset_data + m.size
+
+    def _file_entry(self, name: str, size: int) -> None:
+        raw = name.encode("utf-8", "surrogateescape")
+        try:
+            raw.decode("utf-8")
+            field = '"name":' + json.dumps(name, ensure_ascii=False)
+        except UnicodeDecodeError:
+            field = '"name_raw":"' + base64.b64encode(raw).decode() + '"'
+        sized = f',"size":{size}' if size else ""
+        self._line(f'{{"type":1,{field}{sized},"payload":null,"position":{self._position}}}\n')
+
+    def _flush_segment(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending.clear()
+        self._pending_size = 0
+        payload = base64.b64encode(data).decode()
+        self._line(f'{{"type":2,"payload":"{payload}","position":{self._position}}}\n')
+
+    def _line(self, line: str) -> None:
+        self._position += 1
+        self._lines.append(line)
+        self._line_chars += len(line)
+        if self._line_chars >= _LINES_MAX:
+            self._flush_lines()
+
+    def _flush_lines(self) -> None:
+        if self._lines:
+            # Names may hold lone surrogates only via name_raw, so the text is valid UTF-8.
+            self._out.write(self._gz.compress("".join(self._lines).encode()))
+            self._lines.clear()
+            self._line_chars = 0
+
+    def close(self) -> None:
+        """Write what is left (the end blocks and anything after them) and end the gzip."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flush_segment()
+        self._flush_lines()
+        self._out.write(self._gz.flush())
 
 
 # Undocumented (so untyped) but present since Python 3.2. A zero block (EOFHeaderError) and

@@ -130,12 +130,12 @@ def mount(
 ) -> None:
     """mount(2). ``shown_target`` is what --trace prints instead of ``target`` (for a
     /proc/self/fd/N target, the path it stands for)."""
-    src = ffi.NULL if source is None else source.encode()
+    src = ffi.NULL if source is None else os.fsencode(source)
     fst = ffi.NULL if fstype is None else fstype.encode()
     dat = ffi.NULL if data is None else ffi.new("char[]", data.encode())
 
     def call() -> None:
-        _check(lib.mount(src, target.encode(), fst, flags, dat), f"mount {target}", target)
+        _check(lib.mount(src, os.fsencode(target), fst, flags, dat), f"mount {target}", target)
 
     shown_data = "" if data is None else f', "{data}"'
     trace.step(
@@ -148,21 +148,22 @@ def mount(
 
 def umount2(target: str, flags: int = 0, why: str = "") -> None:
     def call() -> None:
-        _check(lib.umount2(target.encode(), flags), f"umount {target}", target)
+        _check(lib.umount2(os.fsencode(target), flags), f"umount {target}", target)
 
     trace.step(f'umount2("{target}", {flag_names(flags, _MNT_NAMES)})', call, why)
 
 
 def pivot_root(new_root: str, put_old: str, why: str = "") -> None:
     def call() -> None:
-        _check(lib.md_pivot_root(new_root.encode(), put_old.encode()), "pivot_root", new_root)
+        ret = lib.md_pivot_root(os.fsencode(new_root), os.fsencode(put_old))
+        _check(ret, "pivot_root", new_root)
 
     trace.step(f'pivot_root("{new_root}", "{put_old}")', call, why)
 
 
 def mknod(path: str, mode: int, major: int, minor: int, why: str = "") -> None:
     def call() -> None:
-        _check(lib.mknod(path.encode(), mode, lib.md_makedev(major, minor)), "mknod", path)
+        _check(lib.mknod(os.fsencode(path), mode, lib.md_makedev(major, minor)), "mknod", path)
 
     trace.step(f'mknod("{path}", {oct(mode)}, makedev({major}, {minor}))', call, why)
 
@@ -195,7 +196,7 @@ def close_range(first: int, last: int = 0xFFFFFFFF, why: str = "") -> None:
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2); raises OSError(ENOSYS) on kernels before 5.6 so callers can fall back."""
-    fd = lib.md_openat2(dirfd, path.encode(), flags, mode, resolve)
+    fd = lib.md_openat2(dirfd, os.fsencode(path), flags, mode, resolve)
     if fd < 0:
         _raise(f"open {path}", path)
     return int(fd)

@@ -179,7 +179,7 @@ def test_import_writes_dockers_layout(paths: Paths, tmp_path: Any) -> None:
     store_root = paths.image_store
     chain = diff_id
     ldir = os.path.join(store_root, "layerdb", "sha256", chain[7:])
-    assert sorted(os.listdir(ldir)) == ["cache-id", "diff", "size"]
+    assert sorted(os.listdir(ldir)) == ["cache-id", "diff", "size", "tar-split.json.gz"]
     assert read(os.path.join(ldir, "diff")) == diff_id
     assert read(os.path.join(ldir, "cache-id")) == cache_id
     store = ImageStore(paths)
@@ -275,7 +275,7 @@ def test_two_layer_chain(paths: Paths) -> None:
     assert top.parent == base.chain_id
 
     ldir = os.path.join(paths.image_store, "layerdb", "sha256", top.chain_id[7:])
-    assert sorted(os.listdir(ldir)) == ["cache-id", "diff", "parent", "size"]
+    assert sorted(os.listdir(ldir)) == ["cache-id", "diff", "parent", "size", "tar-split.json.gz"]
     assert read(os.path.join(ldir, "parent")) == base.chain_id
 
     home = paths.overlay2
