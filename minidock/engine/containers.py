@@ -464,8 +464,8 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
         bundle = _bundle_dir(paths, c.id)
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         undo.callback(shutil.rmtree, bundle, True)
-        atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc, indent=2).encode(),
-                     0o600, durable=False)
+        atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc).encode(), 0o600,
+                     durable=False)
         pipes = None
         console_sock: Any = None
         if tty:
