@@ -12,6 +12,8 @@ to Docker's exit status; commands never call sys.exit themselves.
      +-- Conflict                      125  name in use, image in use, wrong container state
      +-- StorageError                  125  the overlay2 store or the image store failed
      |    +-- LayerError               125  a layer tar is invalid or tries to escape its root
+     +-- RegistryError                 125  a registry refused, failed or sent something invalid
+     |    +-- AuthenticationError      125  credentials missing, wrong or not enough (401/403)
      +-- ContainerRuntimeError         125  the OCI runtime failed to create or start a container
           +-- CommandCannotInvoke      126  the command exists but cannot be executed
           +-- CommandNotFound          127  the command does not exist in the container
@@ -63,6 +65,14 @@ class StorageError(MinidockError):
 
 
 class LayerError(StorageError):
+    pass
+
+
+class RegistryError(MinidockError):
+    pass
+
+
+class AuthenticationError(RegistryError):
     pass
 
 

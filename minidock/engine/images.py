@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from minidock.errors import Conflict, InvalidArgument, MinidockError
+from minidock.errors import Conflict, ImageNotFound, InvalidArgument, MinidockError
 from minidock.image.reference import (
     Reference,
     is_digest,
+    is_identifier,
     parse_reference,
     parse_tagged,
     short_id,
@@ -605,14 +606,28 @@ def inspect_image(paths: Paths, ref: str) -> dict[str, Any]:
     return out
 
 
-def image_for_container(paths: Paths, ref: str) -> tuple[str, dict[str, Any]]:
+def image_for_container(
+    paths: Paths, ref: str, pull_missing: bool = True
+) -> tuple[str, dict[str, Any]]:
     """Resolve ``ref`` for ``run``/``create``: (image id, the whole parsed image config).
+
+    An image that is not here is pulled first (Docker's ``--pull missing``), unless
+    ``ref`` looks like an image id or ``pull_missing`` is False.
 
     The container defaults (Cmd, Entrypoint, Env, WorkingDir, User, ...) are under
     ``config["config"]`` (may be missing or null: treat as empty).
     """
     store = ImageStore(paths)
-    image_id = store.resolve(ref)
+    try:
+        image_id = store.resolve(ref)
+    except ImageNotFound:
+        if not pull_missing or is_identifier(ref) or ref.startswith("sha256:"):
+            raise
+        # Docker pulls what it cannot find. Imported here so that `run` of a local image
+        # never loads the registry client.
+        from minidock.engine.pull import pull_missing as pull
+
+        image_id = pull(paths, ref)
     return image_id, store.get_image_config(image_id)
 
 
@@ -623,3 +638,282 @@ def resolve_image(paths: Paths, ref: str) -> str:
 
 def is_image_id(value: str) -> bool:
     return is_digest(value)
+
+
+# --- list filters --------------------------------------------------------------------------
+
+IMAGE_FILTERS = ("dangling", "reference", "before", "since", "label")
+
+
+def parse_filters(values: list[str] | tuple[str, ...], allowed: tuple[str, ...]) -> dict[
+        str, list[str]]:
+    """``--filter key=value`` flags -> {key: [values]} (Docker's filters.Args), checked."""
+    out: dict[str, list[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        if key not in allowed:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _bool_filter(values: list[str], key: str) -> bool:
+    wanted = {v.lower() for v in values}
+    if not wanted <= {"true", "false", "1", "0"} or len({v in ("true", "1") for v in wanted}) > 1:
+        raise InvalidArgument(f"invalid filter '{key}={values[0]}'")
+    return next(iter(wanted)) in ("true", "1")
+
+
+def path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match: ``*`` and ``?`` never match ``/``, ``[...]`` classes, ``\\`` escapes.
+
+    Docker's ``reference=`` filter uses it, so ``busy*`` matches ``busybox`` but not
+    ``library/busybox``; fnmatch would let ``*`` cross the slash.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                raise InvalidArgument(f"invalid reference filter {pattern!r}: syntax error in "
+                                      "pattern")
+            body = pattern[i + 1:end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^/" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.fullmatch("".join(out), name) is not None
+
+
+def _reference_matches(pattern: str, ref: str) -> bool:
+    """reference.FamiliarMatch: the familiar string (``busybox:latest``), then the name."""
+    if path_match(pattern, ref):
+        return True
+    name = ref.partition("@")[0]
+    if ":" in name.rpartition("/")[2]:
+        name = name.rpartition(":")[0]
+    return path_match(pattern, name)
+
+
+def _label_matches(labels: dict[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    if key.endswith("!") and sep:  # label!=value is not Docker's syntax for images; keep simple
+        raise InvalidArgument(f"invalid filter 'label={wanted}'")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value
+
+
+def filter_images(paths: Paths, images: list[ImageSummary],
+                  filters: dict[str, list[str]]) -> list[ImageSummary]:
+    """Docker's image list filters; ``reference`` also narrows each image's tags to the
+    matching ones (as the daemon does), so only those get a row."""
+    if not filters:
+        return images
+    store = ImageStore(paths)
+    dangling = _bool_filter(filters["dangling"], "dangling") if "dangling" in filters else None
+    before = min((_created_of(store, r) for r in filters.get("before", [])), default=None)
+    since = max((_created_of(store, r) for r in filters.get("since", [])), default=None)
+    out: list[ImageSummary] = []
+    for s in images:
+        if dangling is not None and dangling != (not s.repo_tags):
+            continue
+        created = _parse_time(s.created) or 0.0
+        if before is not None and not created < before:
+            continue
+        if since is not None and not created > since:
+            continue
+        if "label" in filters:
+            try:
+                cfg = store.get_image_config(s.id).get("config") or {}
+            except MinidockError:
+                continue
+            labels = cfg.get("Labels") or {}
+            if not all(_label_matches(labels, w) for w in filters["label"]):
+                continue
+        if "reference" in filters:
+            patterns = filters["reference"]
+            tags = [t for t in s.repo_tags if any(_reference_matches(p, t) for p in patterns)]
+            digests = [d for d in s.repo_digests
+                       if any(_reference_matches(p, d) for p in patterns)]
+            if not tags and not digests:
+                continue
+            s = ImageSummary(s.id, tags, digests, s.created, s.size, s.parent, s.containers)
+        out.append(s)
+    return out
+
+
+def _created_of(store: ImageStore, ref: str) -> float:
+    # compared as times: RFC 3339 strings with trimmed fractions do not sort as text
+    return _parse_time(str(store.get_image_config(store.resolve(ref)).get("created") or "")) or 0.0
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryEntry:
+    """One line of ``docker history`` (moby's image.HistoryResponseItem)."""
+
+    id: str  # the image id for entries that are images themselves, else "<missing>"
+    created: str
+    created_by: str
+    size: int
+    comment: str
+    tags: list[str] = field(default_factory=list)
+
+
+def image_history(paths: Paths, ref: str) -> list[HistoryEntry]:
+    """The config's ``history`` matched to layers, newest first (moby daemon ImageHistory).
+
+    A history entry without ``empty_layer`` produced the next layer in rootfs.diff_ids (in
+    order) and takes its size; an ``empty_layer`` entry (ENV, CMD...) is 0 bytes. The newest
+    entry is the image itself; an entry is also named by id when a parent image (a build's
+    intermediate image) ends there; every other entry is "<missing>" like Docker's.
+    """
+    store = ImageStore(paths)
+    image_id = store.resolve(ref)
+    config = store.get_image_config(image_id)
+    layers = store.image_layers(image_id)
+    entries: list[HistoryEntry] = []
+    layer_index = 0
+    for h in config.get("history") or []:
+        size = 0
+        if not h.get("empty_layer"):
+            if layer_index < len(layers):
+                size = layers[layer_index].size
+            layer_index += 1
+        entries.append(HistoryEntry("<missing>", str(h.get("created") or ""),
+                                    str(h.get("created_by") or ""), size,
+                                    str(h.get("comment") or "")))
+    # Images in the parent chain own the entry at the end of their own history.
+    current: str | None = image_id
+    while current:
+        try:
+            count = len(store.get_image_config(current).get("history") or [])
+        except MinidockError:
+            break
+        if 0 < count <= len(entries) and entries[count - 1].id == "<missing>":
+            entries[count - 1].id = current
+            entries[count - 1].tags = store.tags_of(current)
+        current = store.get_parent(current)
+    if not entries:
+        # no history at all (a hand-made config): one line for the image, as Docker shows
+        entries.append(HistoryEntry(image_id, str(config.get("created") or ""), "",
+                                    sum(layer.size for layer in layers), "",
+                                    store.tags_of(image_id)))
+    entries.reverse()
+    return entries
+
+
+# --- prune ---------------------------------------------------------------------------------
+
+PRUNE_FILTERS = ("label", "until")
+
+
+def prune_images(
+    paths: Paths,
+    all_images: bool,
+    in_use: Callable[[str], list[str]],
+    filters: dict[str, list[str]] | None = None,
+    now: float | None = None,
+) -> tuple[list[str], int]:
+    """``docker image prune [-a]``: (Docker's report lines, bytes reclaimed).
+
+    Dangling images (no tag) go; with ``all_images`` every image no container uses. Images
+    that are the parent of another image are kept (deleting them is refused anyway), as the
+    daemon only considers "top" images. Lines are ``untagged: REF`` / ``deleted: ID``.
+    """
+    import time as _time
+
+    filters = filters or {}
+    until: float | None = None
+    if "until" in filters:
+        until = _until_timestamp(filters["until"][-1], _time.time() if now is None else now)
+    store = ImageStore(paths)
+    lines: list[str] = []
+    reclaimed = 0
+    with store.locked():
+        ids = store.list_images()
+        parents = {store.get_parent(i) for i in ids}
+        for image_id in ids:
+            if image_id in parents or store.children(image_id):
+                continue
+            refs = store.references(image_id)
+            tags = [r for r in refs if "@" not in r]
+            if tags and not all_images:
+                continue
+            if in_use(image_id):
+                continue
+            try:
+                config = store.get_image_config(image_id)
+            except MinidockError:
+                continue
+            if until is not None:
+                created = _parse_time(str(config.get("created") or ""))
+                if created is None or created >= until:
+                    continue
+            if "label" in filters:
+                labels = (config.get("config") or {}).get("Labels") or {}
+                if not all(_label_matches(labels, w) for w in filters["label"]):
+                    continue
+            sizes = {layer.chain_id: layer.size for layer in store.image_layers(image_id)}
+            for r in refs:
+                store.remove_tag(r)
+                lines.append(f"untagged: {r}")
+            removed = store.delete_image(image_id)
+            lines.append(f"deleted: {image_id}")
+            for chain in removed:
+                lines.append(f"deleted: {chain}")
+                reclaimed += sizes.get(chain, 0)
+    return lines, reclaimed
+
+
+def _until_timestamp(value: str, now: float) -> float:
+    """``until=`` as Docker reads it: a Go duration (``24h``, ``90m``) ago, a Unix timestamp
+    or an RFC 3339 time."""
+    m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms))+)", value)
+    if m:
+        seconds = 0.0
+        for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", value):
+            seconds += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+        return now - seconds
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    t = _parse_time(value)
+    if t is None:
+        raise InvalidArgument(f"invalid filter 'until={value}'")
+    return t
+
+
+def _parse_time(value: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time (Go writes nanoseconds; Python's parser
+    takes at most microseconds, so the extra digits are cut); None if it is not one."""
+    import datetime
+
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)?", value)
+    if not m:
+        return None
+    zone = m.group(3) or "Z"
+    text = m.group(1) + (m.group(2) or "")[:7] + ("+00:00" if zone in "Zz" else zone)
+    try:
+        return datetime.datetime.fromisoformat(text.replace("t", "T")).timestamp()
+    except ValueError:
+        return None

@@ -74,6 +74,9 @@ from minidock.storage.overlay2 import Overlay2Driver
 MAX_LAYER_DEPTH = 125
 MAX_CONFIG_SIZE = 16 << 20
 
+# Docker's name for the record that rebuilds a layer's tar byte for byte (image/export.py).
+TAR_SPLIT = "tar-split.json.gz"
+
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _CACHE_ID = re.compile(r"^[a-f0-9]{64}(-init)?$")
 
@@ -116,6 +119,13 @@ def rfc3339nano(ns: int | None = None) -> str:
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
     fraction = f"{frac:09d}".rstrip("0")
     return f"{base}.{fraction}Z" if fraction else f"{base}Z"
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 def _read_text(path: str, limit: int = 4096) -> str:
@@ -356,6 +366,86 @@ class ImageStore:
         return out
 
     def register_layer(self, stream: BinaryIO, parent: str | None = None) -> Layer:
+        """Apply a layer tar on top of chain ``parent`` and record it (see _register_layer).
+
+        The whole apply holds the *apply lock* shared (any number of applies run at once,
+        in any process), which is how :meth:`cleanup_stale` knows that an overlay2 dir no
+        layer names is debris of a killed apply rather than one being filled right now.
+        """
+        with self._apply_lock(fcntl.LOCK_SH):
+            return self._register_layer(stream, parent)
+
+    def _apply_lock_fd(self) -> int:
+        os.makedirs(self.paths.locks, 0o700, exist_ok=True)
+        return os.open(os.path.join(self.paths.locks, "layer-apply.lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    @contextlib.contextmanager
+    def _apply_lock(self, how: int) -> Iterator[None]:
+        fd = self._apply_lock_fd()
+        try:
+            fcntl.flock(fd, how)
+            yield
+        finally:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    def cleanup_stale(self) -> list[str]:
+        """Remove what killed processes left behind; returns the paths removed.
+
+        Debris of a kill -9 in mid-write: overlay2 dirs no layer, rw layer or -init layer
+        names (an apply that never committed), staging dirs and temp files in layerdb/tmp,
+        and ``*-removing`` dirs of interrupted deletions. Runs only when no apply is in
+        progress anywhere (the apply lock is free) and under the store lock (commits and
+        rw layer creation hold it), so nothing in use can look stale. Best effort: if an
+        apply is running, it does nothing now and a later call does the work.
+        """
+        removed: list[str] = []
+        if not os.path.isdir(self.layerdb):
+            return removed
+        with self.locked():
+            fd = self._apply_lock_fd()
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return removed
+                tmp = os.path.join(self.layerdb, "tmp")
+                for name in _listdir(tmp):
+                    path = os.path.join(tmp, name)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
+                    removed.append(path)
+                for kind in ("sha256", "mounts"):
+                    d = os.path.join(self.layerdb, kind)
+                    for name in _listdir(d):
+                        if name.endswith("-removing"):
+                            shutil.rmtree(os.path.join(d, name), ignore_errors=True)
+                            removed.append(os.path.join(d, name))
+                # Orphans are only certain if every record could be read: a layer whose
+                # metadata is unreadable would make its own data look orphaned.
+                named: set[str] = set()
+                try:
+                    for chain in self.list_layers():
+                        named.add(self.get_layer(chain).cache_id)
+                    for cid in _listdir(os.path.join(self.layerdb, "mounts")):
+                        if _HEX64.match(cid):
+                            rw = self.get_rw_layer(cid)
+                            named.update((rw.mount_id, rw.init_id))
+                except (MinidockError, OSError):
+                    return removed
+                for name in _listdir(self.driver.home):
+                    if _CACHE_ID.match(name) and name not in named:
+                        with contextlib.suppress(MinidockError, OSError):
+                            self.driver.remove(name)
+                            removed.append(os.path.join(self.driver.home, name))
+            finally:
+                os.close(fd)
+        return removed
+
+    def _register_layer(self, stream: BinaryIO, parent: str | None = None) -> Layer:
         """Apply a layer tar (any compression) on top of chain ``parent`` and record it.
 
         If the resulting ChainID is already stored, the new copy is dropped and the stored
@@ -372,9 +462,19 @@ class ImageStore:
         self._ensure_dirs()
         cache_id = os.urandom(32).hex()
         keep = False
-        self.driver.create(cache_id, parent_layer.cache_id if parent_layer else None)
+        # The tar-split record (how to rebuild the exact tar for save/push) is written next
+        # to the staging dirs and moved into the layer's dir with its other files.
+        split_tmp = self._new_tar_split_file()
         try:
-            applied = apply_layer(stream, self.driver.diff_path(cache_id))
+            self.driver.create(cache_id, parent_layer.cache_id if parent_layer else None)
+        except BaseException:
+            os.unlink(split_tmp)
+            raise
+        try:
+            with open(split_tmp, "wb") as split:
+                applied = apply_layer(stream, self.driver.diff_path(cache_id), tar_split=split)
+                split.flush()
+                os.fsync(split.fileno())
             diff_id = validate_digest(applied.diff_id)
             # Docker records what ApplyDiff returns: the size of the diff dir as applied
             # (regular files and symlinks, hard links once), which apply_layer counts as it
@@ -389,20 +489,41 @@ class ImageStore:
                 files = {"diff": diff_id, "size": str(size), "cache-id": cache_id}
                 if parent is not None:
                     files["parent"] = parent
-                self._commit_dir(files, self._layer_dir(chain))
+                self._commit_dir(files, self._layer_dir(chain), moved={TAR_SPLIT: split_tmp})
                 keep = True
             return Layer(chain, diff_id, cache_id, parent, size)
         finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(split_tmp)  # still there when the layer was not committed
             if not keep:
                 with contextlib.suppress(Exception):
                     self.driver.remove(cache_id)
 
-    def _commit_dir(self, files: dict[str, str], final: str) -> None:
-        """Write ``files`` into a staging dir under layerdb/tmp, then rename it to ``final``."""
+    def _new_tar_split_file(self) -> str:
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="tar-split-", dir=os.path.join(self.layerdb, "tmp"))
+        os.close(fd)
+        return path
+
+    def tar_split_path(self, chain_id: str) -> str:
+        """Where the layer's tar-split record is (it may be missing for old layers)."""
+        return os.path.join(self._layer_dir(chain_id), TAR_SPLIT)
+
+    def _commit_dir(self, files: dict[str, str], final: str,
+                    moved: dict[str, str] | None = None) -> None:
+        """Write ``files`` into a staging dir under layerdb/tmp, then rename it to ``final``.
+
+        ``moved`` maps more names to already written (fsynced) files on the same filesystem,
+        renamed into the staging dir so they appear with the others, all at once.
+        """
         staging = self._staging_dir()
         try:
             for name, content in files.items():
                 write_file_synced(os.path.join(staging, name), content.encode(), 0o644)
+            for name, src in (moved or {}).items():
+                os.chmod(src, 0o644)
+                os.rename(src, os.path.join(staging, name))
             rename_dir_synced(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

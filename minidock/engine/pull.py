@@ -1,0 +1,620 @@
+"""``docker pull``: a manifest, its config and its layers, from a registry into the store.
+
+The steps, and who checks what::
+
+    reference --HEAD--> digest already pulled? --yes--> "Image is up to date"
+        |
+        GET manifest (by tag or digest; sha256 and Docker-Content-Digest checked)
+        |-- an index: pick the entry for the platform, GET that manifest by digest
+        GET config (size-limited, digest checked); rootfs.diff_ids -> ChainIDs
+        |
+        layers whose ChainID is in the store: "Already exists"
+        the others: downloaded 3 at a time, each into a temp file, while the main thread
+        applies them in order straight from those growing files:
+
+          worker 1: [== blob 1 ==>]          apply 1 (reads behind worker 1) [====>      ]
+          worker 2: [== blob 2 ======>]      apply 2 waits for apply 1 (the parent chain)
+          worker 3: [== blob 3 =>]
+
+        a layer is committed (renamed into layerdb) only after its blob's digest and size
+        were verified AND its DiffID was computed: the reader hands apply_layer the end of
+        the stream only once the download checked out, otherwise it raises and the half
+        applied layer is removed. The DiffID must then equal the config's.
+        |
+        create the image (id = sha256(config)), tag it, record repo@digest and Docker's
+        distribution metadata (which blob is which DiffID, from which repository: push uses
+        it to skip and mount blobs)
+
+Downloads and extraction overlap fully: the network, zlib, sha256 and the extraction all run
+in their own threads (zlib and hashlib release the GIL), and no layer is ever held in memory.
+
+A killed pull (Ctrl-C, kill -9) leaves the store consistent: at worst a temp dir under
+``<root>/tmp/pull-*``, an uncommitted overlay2 dir and complete layers no image uses yet.
+The next pull removes the first two (ImageStore.cleanup_stale) and finds the complete
+layers "Already exists". A pull that fails on bad input removes the layers it registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, TextIO
+
+from minidock.errors import (
+    ImageNotFound,
+    InvalidArgument,
+    LayerError,
+    MinidockError,
+    RegistryError,
+)
+from minidock.image.reference import Reference, digest_hex, parse_reference, validate_digest
+from minidock.image.store import ImageStore, chain_ids
+from minidock.paths import Paths
+
+PARALLEL_DOWNLOADS = 3  # Docker's max-concurrent-downloads default
+_READ_WAIT = 0.1
+
+
+# --- Docker's distribution metadata (image/overlay2/distribution/) -------------------------
+
+
+class DistributionMetadata:
+    """Which registry blob each DiffID came from, as Docker records it::
+
+        distribution/v2metadata-by-diffid/sha256/<diffid hex>
+            [{"Digest":"sha256:<blob>","SourceRepository":"docker.io/library/ubuntu","HMAC":""}]
+        distribution/diffid-by-digest/sha256/<blob hex>      sha256:<diffid>
+
+    Push reads it to skip blobs a registry already has and to mount them across
+    repositories; pull writes it. Files are replaced atomically, under the store lock.
+    """
+
+    MAX_ENTRIES = 50
+
+    def __init__(self, paths: Paths) -> None:
+        self.root = os.path.join(paths.image_store, "distribution")
+
+    def _path(self, kind: str, digest: str) -> str:
+        return os.path.join(self.root, kind, "sha256", digest_hex(digest))
+
+    def metadata(self, diff_id: str) -> list[dict[str, str]]:
+        try:
+            with open(self._path("v2metadata-by-diffid", diff_id), "rb") as f:
+                doc = json.loads(f.read(1 << 20))
+        except (FileNotFoundError, ValueError):
+            return []
+        if not isinstance(doc, list):
+            return []
+        return [
+            {"Digest": e["Digest"], "SourceRepository": str(e.get("SourceRepository", "")),
+             "HMAC": str(e.get("HMAC", ""))}
+            for e in doc if isinstance(e, dict) and isinstance(e.get("Digest"), str)
+        ]
+
+    def diff_id(self, blob_digest: str) -> str | None:
+        try:
+            with open(self._path("diffid-by-digest", blob_digest)) as f:
+                value = f.read(100).strip()
+        except FileNotFoundError:
+            return None
+        try:
+            return validate_digest(value)
+        except InvalidArgument:
+            return None
+
+    def add(self, diff_id: str, blob_digest: str, source_repository: str) -> None:
+        from minidock.storage.atomic import atomic_write
+
+        validate_digest(diff_id)
+        validate_digest(blob_digest)
+        entries = [e for e in self.metadata(diff_id)
+                   if not (e["Digest"] == blob_digest
+                           and e["SourceRepository"] == source_repository)]
+        entries.append({"Digest": blob_digest, "SourceRepository": source_repository,
+                        "HMAC": ""})
+        entries = entries[-self.MAX_ENTRIES:]
+        for kind, digest, body in (
+            ("v2metadata-by-diffid", diff_id, json.dumps(entries, separators=(",", ":"))),
+            ("diffid-by-digest", blob_digest, diff_id),
+        ):
+            path = self._path(kind, digest)
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            atomic_write(path, body.encode(), 0o600)
+
+
+# --- output like docker/cli's jsonmessage ----------------------------------------------------
+
+
+def _size(n: float) -> str:
+    """go-units HumanSize: decimal units, 4 significant digits (``2.34MB``, ``32.77kB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.4g}{unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def progress_bar(current: int, total: int, width: int = 50) -> str:
+    """``[=====>      ]  1.2MB/3.4MB``, as docker/cli's JSONProgress draws it.
+
+    The bar is ``width`` cells of "=" for every 2 %, then ">" (always there, even at 0 % and
+    100 %), and the sizes right-aligned in 8 columns.
+    """
+    if total <= 0:
+        return f"{_size(current):>8}"
+    done = min(width, int(current * 100 / total) // 2)
+    return f"[{'=' * done}>{' ' * (width - done)}] {_size(current):>8}/{_size(total)}"
+
+
+class PullOutput:
+    """Docker's pull output: header lines, a line per layer, then Digest and Status.
+
+    On a terminal each layer's line is redrawn in place (cursor up, clear line, write,
+    cursor down), at most every 100 ms per layer unless its status changes; otherwise only
+    a layer's final status is printed, one plain line each. Threads call :meth:`layer`.
+    """
+
+    _INTERVAL = 0.1
+
+    def __init__(self, out: TextIO | None, quiet: bool = False, tty: bool | None = None) -> None:
+        self.out = out
+        self.quiet = quiet or out is None
+        self.tty = bool(tty if tty is not None else (out is not None and out.isatty()))
+        self._ids: list[str] = []
+        self._state: dict[str, tuple[str, float]] = {}
+        self._downloaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        if self.quiet or self.out is None:
+            return
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def layers(self, ids: list[str], initial: dict[str, str]) -> None:
+        """Announce the layers (Docker: 12 hex digits of the blob digest)."""
+        self._ids = ids
+        for i in ids:
+            self._state[i] = (initial[i], 0.0)
+        if self.quiet or self.out is None:
+            return
+        with self._lock:
+            for i in ids:
+                if self.tty or initial[i] == "Already exists":
+                    self.out.write(f"{i}: {initial[i]}\n")
+            self.out.flush()
+
+    def layer(self, layer_id: str, status: str, current: int = 0, total: int = 0,
+              final: bool = False) -> None:
+        if self.quiet or self.out is None:
+            return
+        text = f"{status} {progress_bar(current, total)}" if total else status
+        now = time.monotonic()
+        with self._lock:
+            if status == "Download complete":
+                self._downloaded.add(layer_id)
+            elif status == "Extracting" and layer_id not in self._downloaded:
+                return  # one bar per line: the download's, until it is complete
+            old_status, last = self._state.get(layer_id, ("", 0.0))
+            same_kind = old_status.split(" ", 1)[0] == status.split(" ", 1)[0]
+            if same_kind and not final and now - last < self._INTERVAL:
+                return
+            self._state[layer_id] = (text, now)
+            if self.tty:
+                up = len(self._ids) - self._ids.index(layer_id)
+                self.out.write(f"\x1b[{up}A\r\x1b[2K{layer_id}: {text}\x1b[{up}B\r")
+            elif final:
+                self.out.write(f"{layer_id}: {status}\n")
+            else:
+                return
+            self.out.flush()
+
+
+# --- a blob being downloaded, read while it grows ------------------------------------------
+
+
+class _Blob:
+    """A layer blob written to a temp file by a download thread.
+
+    Protocol: the downloader appends with :meth:`write` and ends with :meth:`finish`
+    (error None once digest and size were verified). A reader waits on ``cond`` for
+    ``written`` to pass its position; it sees the end of the stream only after a
+    successful finish, so nothing downstream can commit an unverified layer.
+    """
+
+    def __init__(self, index: int, desc: Any, path: str) -> None:
+        self.index = index
+        self.desc = desc
+        self.short = desc.digest[7:19]
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.cond = threading.Condition()
+        self.written = 0
+        self.done = False
+        self.error: BaseException | None = None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        with self.cond:
+            self.written += len(data)
+            self.cond.notify_all()
+
+    def finish(self, error: BaseException | None) -> None:
+        with self.cond:
+            self.done = True
+            self.error = error
+            self.cond.notify_all()
+
+    def wait_done(self, timeout: float) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.done, timeout=timeout)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class _BlobReader:
+    """The stream register_layer reads: the blob's bytes as they arrive, then its end."""
+
+    def __init__(self, blob: _Blob, cancel: threading.Event,
+                 progress: Callable[[int], None]) -> None:
+        self._blob = blob
+        self._cancel = cancel
+        self._progress = progress
+        self._pos = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        blob = self._blob
+        with blob.cond:
+            while True:
+                if blob.error is not None:
+                    raise blob.error
+                # The last byte is held back until the download is verified: the
+                # decompressor cannot reach the end of the stream (and report a checksum
+                # error of its own) before the digest check has spoken.
+                end = blob.written if blob.done else min(blob.written, blob.desc.size - 1)
+                if self._pos < end or blob.done:
+                    break
+                if self._cancel.is_set():
+                    raise RegistryError("pull cancelled")
+                blob.cond.wait(_READ_WAIT)
+            available = end - self._pos
+        if available == 0:
+            return b""  # done, verified
+        n = available if size < 0 else min(size, available)
+        data = os.pread(blob.fd, n, self._pos)
+        self._pos += len(data)
+        self._progress(self._pos)
+        return data
+
+
+# --- temp dirs and their cleanup ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _work_dir(paths: Paths) -> Iterator[str]:
+    """``<root>/tmp/pull-XXXX`` holding an flock for as long as this pull lives.
+
+    Any pull first removes the pull-* dirs whose lock it can take: their owner is gone.
+    """
+    os.makedirs(paths.tmp, 0o700, exist_ok=True)
+    for name in os.listdir(paths.tmp):
+        if name.startswith("pull-"):
+            _remove_if_abandoned(os.path.join(paths.tmp, name))
+    d = tempfile.mkdtemp(prefix="pull-", dir=paths.tmp)
+    fd = os.open(os.path.join(d, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        os.close(fd)
+
+
+def _remove_if_abandoned(d: str) -> None:
+    try:
+        fd = os.open(os.path.join(d, ".lock"), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        # Killed between mkdtemp and creating the lock (or a stray dir): old enough is gone.
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(d).st_mtime > 60:
+                shutil.rmtree(d, ignore_errors=True)
+        return
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # a live pull holds it
+        shutil.rmtree(d, ignore_errors=True)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _cancel_on_sigint(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C sets ``cancel`` (worker threads and readers check it) and then interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --- pull ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image_id: str
+    reference: Reference  # what was asked for, normalized (tag or digest)
+    digest: str  # of the manifest or index the tag pointed to
+    updated: bool  # False: "Image is up to date"
+
+
+def _client(ref: Reference, push: bool = False) -> Any:
+    from minidock.image.config import load_engine_config
+    from minidock.image.credentials import CredentialStore
+    from minidock.image.registry import RegistryClient
+
+    creds = CredentialStore()
+    return RegistryClient(ref.domain, load_engine_config(), creds.get, push=push)
+
+
+def _want_platform(platform: str | None) -> Any:
+    from minidock.engine.images import host_platform
+    from minidock.image.registry import Platform, parse_platform
+
+    if platform:
+        return parse_platform(platform)
+    arch, variant = host_platform()
+    return Platform("linux", arch, variant).normalized()
+
+
+def pull(
+    paths: Paths,
+    reference: str,
+    platform: str | None = None,
+    out: TextIO | None = None,
+    quiet: bool = False,
+    tty: bool | None = None,
+) -> PullResult:
+    """Pull ``reference`` (default tag latest) into the store; return what was pulled."""
+    from minidock.image import registry as reg
+
+    ref = parse_reference(reference).with_default_tag()
+    want = _want_platform(platform)
+    output = PullOutput(out, quiet=quiet, tty=tty)
+    store = ImageStore(paths)
+    store.cleanup_stale()
+    client = _client(ref)
+    subject = str(ref)
+    try:
+        output.line(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
+        tag_ref = ref if ref.tag and not ref.digest else None
+
+        # Up to date? A HEAD gives the digest without a download (nor a rate-limit hit).
+        head = ref.digest or client.head_manifest(ref.path, ref.tag or "")
+        if head is not None:
+            known = store.lookup_reference(Reference(ref.domain, ref.path, digest=head))
+            # An index digest maps to the image of whichever platform was pulled through
+            # it, so the platform must match too.
+            if known is not None and store.image_exists(known) and reg.platform_matches(
+                want, reg.config_platform(store.get_image_config(known))
+            ):
+                return _finish(store, output, ref, tag_ref, head, known, paths)
+
+        top = client.get_manifest(ref.path, ref.digest or ref.tag or "", subject)
+        parsed = reg.parse_manifest(top.data, top.media_type)
+        if isinstance(parsed, reg.ImageIndex):
+            entry = reg.select_manifest(parsed, want)
+            child = client.get_manifest(ref.path, entry.digest, f"{ref.name}@{entry.digest}",
+                                        expected=entry)
+            manifest = reg.parse_manifest(child.data, child.media_type)
+            if not isinstance(manifest, reg.ImageManifest):
+                raise RegistryError(f"index entry {entry.digest} of {subject} is not an "
+                                    "image manifest")
+        else:
+            manifest = parsed
+
+        config_bytes = client.fetch_blob(ref.path, manifest.config, reg.MAX_CONFIG_SIZE,
+                                         "image config")
+        config = reg.load_json(config_bytes, "image config")
+        try:
+            diff_ids = ImageStore.diff_ids_of(config)
+        except InvalidArgument as e:
+            raise RegistryError(f"invalid image config of {subject}: {e}") from e
+        if len(diff_ids) != len(manifest.layers):
+            raise RegistryError(f"invalid image {subject}: the config lists {len(diff_ids)} "
+                                f"layers, the manifest {len(manifest.layers)}")
+        have = reg.config_platform(config)
+        if not reg.platform_matches(want, have):
+            if platform is not None:
+                raise RegistryError(f"image with reference {subject} was found but does not "
+                                    f"match the specified platform: wanted {want}, actual: "
+                                    f"{have}")
+            output.line(f"WARNING: The requested image's platform ({have}) does not match "
+                        f"the detected host platform ({want}) and no specific platform was "
+                        "requested")
+
+        image_id = _fetch_layers(store, client, ref, manifest, diff_ids, config_bytes, output,
+                                 paths)
+        return _finish(store, output, ref, tag_ref, top.digest, image_id, paths,
+                       layers=list(zip(diff_ids, manifest.layers, strict=True)))
+    finally:
+        client.close()
+
+
+def _finish(
+    store: ImageStore,
+    output: PullOutput,
+    ref: Reference,
+    tag_ref: Reference | None,
+    digest: str,
+    image_id: str,
+    paths: Paths,
+    layers: list[tuple[str, Any]] | None = None,
+) -> PullResult:
+    """Tag, record the digest reference and the distribution metadata, print the status."""
+    with store.locked():
+        if not store.image_exists(image_id):
+            raise ImageNotFound(f"No such image: {image_id} (removed during the pull)")
+        before = store.lookup_reference(tag_ref) if tag_ref is not None else None
+        if tag_ref is not None:
+            store.add_tag(tag_ref, image_id)
+        store.add_reference(Reference(ref.domain, ref.path, digest=digest), image_id)
+        if layers:
+            meta = DistributionMetadata(paths)
+            for diff_id, desc in layers:
+                meta.add(diff_id, desc.digest, ref.name)
+    updated = before != image_id if tag_ref is not None else layers is not None
+    output.line(f"Digest: {digest}")
+    what = "Downloaded newer image" if updated else "Image is up to date"
+    output.line(f"Status: {what} for {ref.familiar()}")
+    return PullResult(image_id, ref, digest, updated)
+
+
+def _fetch_layers(
+    store: ImageStore,
+    client: Any,
+    ref: Reference,
+    manifest: Any,
+    diff_ids: list[str],
+    config_bytes: bytes,
+    output: PullOutput,
+    paths: Paths,
+) -> str:
+    """Download and apply the missing layers, then create the image; returns its id."""
+    chains = chain_ids(diff_ids)
+    ids = [d.digest[7:19] for d in manifest.layers]
+    # Layers below the first missing one are shared with images already here.
+    present = 0
+    while present < len(chains) and store.layer_exists(chains[present]):
+        present += 1
+    initial = {}
+    for i, short in enumerate(ids):
+        initial[short] = "Already exists" if i < present else (
+            "Pulling fs layer" if i < present + PARALLEL_DOWNLOADS else "Waiting")
+    output.layers(ids, initial)
+
+    registered: list[str] = []
+    cancel = threading.Event()
+    with _work_dir(paths) as work, _cancel_on_sigint(cancel):
+        blobs = [
+            _Blob(i, manifest.layers[i], os.path.join(work, f"{i:03d}-{ids[i]}"))
+            for i in range(present, len(chains))
+        ]
+        jobs: queue.Queue[_Blob] = queue.Queue()
+        for blob in blobs:
+            jobs.put(blob)
+
+        def download() -> None:
+            while not cancel.is_set():
+                try:
+                    blob = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                size = blob.desc.size
+
+                def progress(n: int, blob: _Blob = blob, size: int = size) -> None:
+                    output.layer(blob.short, "Downloading", n, size)
+
+                try:
+                    client.download_blob(ref.path, blob.desc, blob.write,
+                                         cancelled=cancel.is_set, progress=progress)
+                except BaseException as e:  # handed to the reader, which raises it
+                    blob.finish(e)
+                    continue
+                output.layer(blob.short, "Download complete", final=False)
+                blob.finish(None)
+
+        workers = [threading.Thread(target=download, name=f"minidock-pull-{n}", daemon=True)
+                   for n in range(min(PARALLEL_DOWNLOADS, len(blobs)))]
+        for w in workers:
+            w.start()
+        try:
+            parent = chains[present - 1] if present else None
+            for blob in blobs:
+                i = blob.index
+
+                def extracting(n: int, blob: _Blob = blob) -> None:
+                    output.layer(blob.short, "Extracting", n, blob.desc.size)
+
+                reader = _BlobReader(blob, cancel, extracting)
+                try:
+                    layer = store.register_layer(reader, parent)  # type: ignore[arg-type]
+                except LayerError as e:
+                    # Corrupt bytes often break the tar or gzip stream before the download
+                    # ends; the digest mismatch is the truer explanation, so wait for it.
+                    blob.wait_done(30)
+                    if isinstance(blob.error, RegistryError):
+                        raise blob.error from e
+                    raise
+                if layer.chain_id != chains[i]:
+                    registered.append(layer.chain_id)
+                    raise RegistryError(f"layer {blob.desc.digest} of {ref}: its DiffID is "
+                                        f"{layer.diff_id}, the image config says {diff_ids[i]}")
+                registered.append(layer.chain_id)
+                blob.discard()
+                output.layer(blob.short, "Pull complete", final=True)
+                parent = layer.chain_id
+            image_id = store.create_image(config_bytes)
+        except BaseException as e:
+            cancel.set()
+            client.close()  # wakes threads blocked on a socket
+            # Bad input leaves nothing behind. After Ctrl-C the complete layers stay: they
+            # are consistent, and the next pull finds them "Already exists".
+            if not isinstance(e, KeyboardInterrupt):
+                for chain in reversed(registered):
+                    with contextlib.suppress(MinidockError, OSError):
+                        store.release_layer(chain)
+            raise
+        finally:
+            cancel.set()
+            for w in workers:
+                w.join(5)
+            for blob in blobs:
+                blob.discard()
+    return image_id
+
+
+def pull_missing(paths: Paths, reference: str, err: TextIO | None = None) -> str:
+    """``run``/``create`` of an image that is not here: pull it as Docker does; its id.
+
+    Docker prints to stderr: ``Unable to find image 'busybox:latest' locally`` then the pull
+    output (without the final reference line).
+    """
+    err = err if err is not None else sys.stderr
+    ref = parse_reference(reference).with_default_tag()
+    err.write(f"Unable to find image '{ref.familiar()}' locally\n")
+    err.flush()
+    return pull(paths, reference, out=err).image_id

@@ -1,0 +1,181 @@
+"""Engine configuration for talking to registries: Docker's daemon.json, the parts that matter.
+
+Where it lives (``MINIDOCK_CONFIG_DIR`` overrides the directory, which is how the tests point
+minidock at their own registries and CAs)::
+
+    /etc/minidock/config.json                   {"registry-mirrors": ["https://mirror.example"],
+                                                 "insecure-registries": ["myhost:5000",
+                                                                         "10.0.0.0/8"]}
+    /etc/minidock/certs.d/<host[:port]>/ca.crt  extra CAs trusted for that registry (any *.crt)
+    /etc/minidock/certs.d/<host[:port]>/x.cert  client certificate, with x.key next to it
+
+What the settings mean, as in Docker (moby registry/config.go, registry/endpoint_v2.go):
+
+- ``registry-mirrors`` are tried, in order, before Docker Hub when pulling a docker.io image;
+  a mirror that fails is skipped. Pushes always go to Docker Hub itself.
+- An *insecure* registry may be reached over plain HTTP, and its certificate is not verified
+  unless certs.d has a CA for it (stricter than Docker, which never verifies one). localhost and
+  127.0.0.0/8 (and ::1) are always insecure, as Docker's default ``insecure-registries``
+  is 127.0.0.0/8. An entry is either ``host[:port]`` or a CIDR that an IP literal falls into
+  (Docker also resolves names to match CIDRs; minidock does not touch DNS for that).
+
+Loading is lazy and pure apart from reading the files; nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+
+from minidock.errors import InvalidArgument
+
+CONFIG_DIR_ENV = "MINIDOCK_CONFIG_DIR"
+DEFAULT_CONFIG_DIR = "/etc/minidock"
+MAX_CONFIG_FILE = 1 << 20
+
+# Docker's default insecure-registries is 127.0.0.0/8; localhost and ::1 are loopback too.
+_LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def config_dir() -> str:
+    return os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR
+
+
+def split_host_port(netloc: str) -> tuple[str, int | None]:
+    """``host:5000`` -> ("host", 5000); ``[::1]:5000`` -> ("::1", 5000); no port -> None."""
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        if end < 0:
+            raise InvalidArgument(f"invalid registry address {netloc!r}")
+        host, rest = netloc[1:end], netloc[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise InvalidArgument(f"invalid registry address {netloc!r}")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = netloc.partition(":")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InvalidArgument(f"invalid port in registry address {netloc!r}")
+    return host, int(port_text)
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def is_loopback(netloc: str) -> bool:
+    """localhost, 127.0.0.0/8 and ::1, with or without a port."""
+    host, _ = split_host_port(netloc)
+    if host.lower() == "localhost":
+        return True
+    ip = _ip(host)
+    return ip is not None and any(ip in net for net in _LOOPBACK_NETS)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What minidock knows about registries before it talks to one."""
+
+    registry_mirrors: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()
+    certs_dir: str = field(default_factory=lambda: os.path.join(config_dir(), "certs.d"))
+
+    def is_insecure(self, netloc: str) -> bool:
+        """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
+        if is_loopback(netloc):
+            return True
+        host, _ = split_host_port(netloc)
+        ip = _ip(host)
+        for entry in self.insecure_registries:
+            if "/" in entry:
+                try:
+                    net = ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    continue
+                if ip is not None and ip in net:
+                    return True
+            elif entry == netloc or entry.lower() == netloc.lower():
+                return True
+        return False
+
+    def _certs_for(self, netloc: str) -> str | None:
+        # certs.d names a directory per registry; a name with "/" or ".." would leave it.
+        if not netloc or "/" in netloc or netloc in (".", "..") or "\0" in netloc:
+            return None
+        d = os.path.join(self.certs_dir, netloc)
+        return d if os.path.isdir(d) else None
+
+    def ca_files(self, netloc: str) -> list[str]:
+        """CA certificates (``*.crt``) configured for ``netloc``, sorted."""
+        d = self._certs_for(netloc)
+        if d is None:
+            return []
+        return sorted(os.path.join(d, n) for n in os.listdir(d) if n.endswith(".crt"))
+
+    def client_cert(self, netloc: str) -> tuple[str, str] | None:
+        """A client certificate ``x.cert`` with its key ``x.key`` for ``netloc``, if any."""
+        d = self._certs_for(netloc)
+        if d is None:
+            return None
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".cert"):
+                key = os.path.join(d, name[: -len(".cert")] + ".key")
+                if not os.path.isfile(key):
+                    raise InvalidArgument(f"client certificate {os.path.join(d, name)} has no "
+                                          f"key {key}")
+                return os.path.join(d, name), key
+        return None
+
+
+def parse_engine_config(
+    data: bytes, source: str = "config.json", certs_dir: str | None = None
+) -> EngineConfig:
+    """The registry settings of a daemon.json-like document (pure; unit-tested)."""
+    try:
+        doc = json.loads(data) if data.strip() else {}
+    except ValueError as e:
+        raise InvalidArgument(f"parse {source}: {e}") from e
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"parse {source}: not a JSON object")
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = doc.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"{source}: {key} must be a list of strings")
+        return tuple(v.strip() for v in value if v.strip())
+
+    mirrors = strings("registry-mirrors")
+    for m in mirrors:
+        if not m.startswith(("http://", "https://")):
+            raise InvalidArgument(f"{source}: registry mirror {m!r} must start with http:// "
+                                  "or https://")
+    return EngineConfig(
+        registry_mirrors=tuple(m.rstrip("/") for m in mirrors),
+        insecure_registries=tuple(
+            i.removeprefix("http://").removeprefix("https://").rstrip("/")
+            for i in strings("insecure-registries")
+        ),
+        certs_dir=certs_dir or os.path.join(config_dir(), "certs.d"),
+    )
+
+
+def load_engine_config(directory: str | None = None) -> EngineConfig:
+    """Read ``<dir>/config.json`` (missing file: defaults); certs.d is ``<dir>/certs.d``."""
+    directory = directory or config_dir()
+    path = os.path.join(directory, "config.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_FILE + 1)
+    except FileNotFoundError:
+        return EngineConfig(certs_dir=os.path.join(directory, "certs.d"))
+    except OSError as e:
+        raise InvalidArgument(f"read {path}: {e.strerror}") from e
+    if len(data) > MAX_CONFIG_FILE:
+        raise InvalidArgument(f"read {path}: larger than {MAX_CONFIG_FILE} bytes")
+    return parse_engine_config(data, path, os.path.join(directory, "certs.d"))
