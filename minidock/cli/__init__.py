@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "ps": "containers:ps",
     "rm": "containers:rm",
     "inspect": "containers:inspect",
+    "exec": "exec:exec_",
     "container": "containers:container",
     "images": "images:images",
     "image": "images:image",

@@ -7,6 +7,8 @@
     minidock runtime kill ID [SIGNAL]
     minidock runtime delete [--force] ID
     minidock runtime list
+    minidock runtime exec [--process FILE] [-t --console-socket SOCK] [-d] [--pid-file FILE]
+                          [--cwd DIR] [-e K=V]... [-u UID[:GID]] [--no-new-privs] ID [ARGS...]
 
 so that a test (or podman --runtime) can drive it exactly like runc.
 """
@@ -117,3 +119,58 @@ def list_(ctx: click.Context) -> None:
             click.echo(f"{cid}\t0\tcreating\t")
             continue
         click.echo(f"{cid}\t{s['pid']}\t{s['status']}\t{s['bundle']}")
+
+
+@runtime.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-p", "--process", "process_file", help="process.json (an OCI process).")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pty (needs --console-socket).")
+@click.option("--console-socket", help="Unix socket that receives the pty master.")
+@click.option("-d", "--detach", is_flag=True, help="Do not wait for the process to exit.")
+@click.option("--pid-file", help="File to write the process's pid to.")
+@click.option("--cwd", help="Working directory inside the container.")
+@click.option("-e", "--env", multiple=True, help="Add an environment variable.")
+@click.option("-u", "--user", help="UID[:GID] of the process.")
+@click.option("--no-new-privs", is_flag=True, help="Set no_new_privs for the process.")
+@click.argument("container_id")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, container_id: str, args: tuple[str, ...],
+          process_file: str | None, tty: bool, console_socket: str | None, detach: bool,
+          pid_file: str | None, cwd: str | None, env: tuple[str, ...], user: str | None,
+          no_new_privs: bool) -> None:
+    """Run a process in a running container (runc exec)."""
+    from dataclasses import replace
+
+    from minidock.oci import spec as oci
+    from minidock.runtime import exec as rtexec
+
+    root = _state_root(ctx)
+    if process_file:
+        with open(process_file, "rb") as f:
+            doc = json.load(f)
+        # the process object alone, validated by the config.json parser
+        proc = oci.parse({"process": doc, "root": {"path": "rootfs"}}).process
+    else:
+        if not args:
+            raise InvalidArgument("exec: give --process or the command to run")
+        # runc's rule: the container's process, with what the flags say changed
+        _, spec = rtexec.load_running(root, container_id)
+        proc = replace(spec.process, args=list(args), env=[*spec.process.env, *env],
+                       terminal=tty, console_size=None)
+        if cwd:
+            proc.cwd = cwd
+        if user:
+            uid, _, gid = user.partition(":")
+            if not uid.isdigit() or (gid and not gid.isdigit()):
+                raise InvalidArgument(f"exec: --user {user!r} must be UID[:GID]")
+            proc.user = oci.User(int(uid), int(gid or 0), [])
+    if no_new_privs:
+        proc.no_new_privileges = True
+    opts = rtexec.ExecOptions(console_socket=console_socket, subreaper=not detach,
+                              pid_file=os.path.abspath(pid_file) if pid_file else None)
+    pid = rtexec.exec_process(root, container_id, proc, opts)
+    if detach:
+        return
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    ctx.exit(128 - code if code < 0 else code)
