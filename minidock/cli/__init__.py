@@ -44,6 +44,12 @@ COMMANDS: dict[str, str] = {
     "info": "system:info",
     "version": "system:version",
     "runtime": "runtime:runtime",
+    "logs": "containers:logs",
+    "attach": "containers:attach",
+    "stop": "containers:stop",
+    "restart": "containers:restart",
+    "kill": "containers:kill",
+    "wait": "containers:wait_",
 }
 
 

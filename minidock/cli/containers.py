@@ -1,15 +1,19 @@
-"""Container commands: run, create, start, ps, rm, inspect, container prune."""
+"""Container commands: run, create, start, ps, rm, inspect, container prune, and the
+detached lifecycle: logs, attach, stop, restart, kill, wait (container cleanup is the
+monitor's)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 
 import click
 
+from minidock.cli import LazyGroup, paths
 from minidock.cli import format as fmt
-from minidock.cli import paths
 from minidock.engine import containers as engine
 from minidock.engine.spec import ProcessOptions
 from minidock.errors import InvalidArgument, MinidockError
@@ -93,12 +97,14 @@ def _create_options(image: str, command: tuple[str, ...], interactive: bool, tty
 
 @click.command(context_settings=RUN_CONTEXT)
 @container_options
+@click.option("-d", "--detach", is_flag=True,
+              help="Run container in background and print container ID.")
 @click.option("--trace", "trace_", is_flag=True,
               help="Print every kernel step the runtime takes to stderr.")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool,
+def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool, detach: bool,
         **flags: object) -> None:
     """Create and run a new container from an image."""
     if trace_:
@@ -106,6 +112,11 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool,
 
         trace.enable(os.dup(2), "minidock")
     opts = _create_options(image, command, **flags)  # type: ignore[arg-type]
+    if detach:
+        from minidock.engine import monitor
+
+        click.echo(monitor.run_detached(paths(ctx), opts).id)
+        return
     code = engine.run(paths(ctx), opts)
     ctx.exit(code)
 
@@ -130,15 +141,18 @@ def create(ctx: click.Context, image: str, command: tuple[str, ...], **flags: ob
 @click.pass_context
 def start(ctx: click.Context, container: str, attach: bool, interactive: bool,
           trace_: bool) -> None:
-    """Start a stopped container (attached: detached containers arrive with `run -d`)."""
-    if not attach:
-        raise InvalidArgument(
-            "start: only attached starts (-a) are supported until detached containers land; "
-            f"use: minidock start -a {container}")
+    """Start a stopped container: in the background under a monitor, or with -a/-i in the
+    foreground, attached to this terminal."""
     if trace_:
         from minidock.linux import trace
 
         trace.enable(os.dup(2), "minidock")
+    if not (attach or interactive):
+        from minidock.engine import monitor
+
+        monitor.start_detached(paths(ctx), container)
+        click.echo(container)
+        return
     code = engine.start(paths(ctx), container, interactive=interactive)
     ctx.exit(code)
 
@@ -228,6 +242,14 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool,
 def rm(ctx: click.Context, containers: tuple[str, ...], force: bool) -> None:
     """Remove one or more containers."""
     failed = None
+    if force and len(containers) > 1:
+        # SIGKILL them all first: their monitors then record the exits (each a cleanup
+        # process) in parallel, instead of one after the other as each removal waits.
+        for ref in containers:
+            try:
+                engine.kill(paths(ctx), ref, "KILL")
+            except MinidockError:
+                pass
     for ref in containers:
         try:
             engine.remove(paths(ctx), ref, force=force)
@@ -272,7 +294,132 @@ def prune(ctx: click.Context, force: bool) -> None:
     click.echo(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
 
 
-@click.group()
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", show_default=True,
+              help="Number of lines to show from the end of the logs.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or "
+              "relative (e.g. 42m for 42 minutes).")
+@click.argument("container")
+@click.pass_context
+def logs(ctx: click.Context, container: str, follow: bool, tail: str, timestamps: bool,
+         since: str | None) -> None:
+    """Fetch the logs of a container."""
+    from minidock.engine import io
+    from minidock.engine import logs as logmod
+
+    p = paths(ctx)
+    c = engine.get(p, container)
+    if tail == "all":
+        count = None
+    else:
+        try:
+            count = int(tail)
+        except ValueError:
+            raise InvalidArgument(f'invalid value for "tail": "{tail}"') from None
+    since_ns = logmod.parse_since(since) if since else None
+    path = engine.log_path(c)
+    entries, offset = logmod.read(path, tail=count, since_ns=since_ns)
+    sys.stdout.flush()
+
+    def show(entry: logmod.Entry) -> None:
+        text = (entry.fixed_time() + " " if timestamps else "") + entry.text
+        io._write_all(2 if entry.stream == "stderr" else 1, text.encode())
+
+    for entry in entries:
+        show(entry)
+    if follow:
+        def stopped() -> bool:
+            return engine.wait_unwatched(p, c.id, timeout=0)
+
+        for entry in logmod.follow(path, offset, stopped):
+            if since_ns is None or entry.time_ns >= since_ns:
+                show(entry)
+
+
+@click.command()
+@click.option("--sig-proxy/--no-sig-proxy", default=True, hidden=True)
+@click.argument("container")
+@click.pass_context
+def attach(ctx: click.Context, container: str, sig_proxy: bool) -> None:
+    """Attach local standard input, output, and error streams to a running container.
+
+    Detach from a -t container with Ctrl-P Ctrl-Q."""
+    from minidock.engine import attach as attach_mod
+
+    code = attach_mod.attach(paths(ctx), container)
+    ctx.exit(0 if code is None else code)
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait before killing the container [10].")
+@click.option("-s", "--signal", "signal_", help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def stop(ctx: click.Context, containers: tuple[str, ...], timeout: int | None,
+         signal_: str | None) -> None:
+    """Stop one or more running containers."""
+    _each(ctx, containers, lambda ref: engine.stop(paths(ctx), ref, timeout, signal_))
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait before killing the container [10].")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def restart(ctx: click.Context, containers: tuple[str, ...], timeout: int | None) -> None:
+    """Restart one or more containers."""
+    from minidock.engine import monitor
+
+    _each(ctx, containers, lambda ref: monitor.restart(paths(ctx), ref, timeout))
+
+
+@click.command()
+@click.option("-s", "--signal", "signal_", default="KILL", show_default=True,
+              help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def kill(ctx: click.Context, containers: tuple[str, ...], signal_: str) -> None:
+    """Kill one or more running containers."""
+    engine.parse_signal(signal_)  # a bad signal is an error before any container is touched
+    _each(ctx, containers, lambda ref: engine.kill(paths(ctx), ref, signal_))
+
+
+@click.command("wait")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def wait_(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    _each(ctx, containers, lambda ref: engine.wait(paths(ctx), ref), echo_result=True)
+
+
+def _each(ctx: click.Context, refs: tuple[str, ...], action: Callable[[str], object],
+          echo_result: bool = False) -> None:
+    """Docker's multi-container commands: go on after a failure, report it, exit 1."""
+    failed = False
+    for ref in refs:
+        try:
+            result = action(ref)
+        except MinidockError as e:
+            click.echo(f"Error response from daemon: {e.message}", err=True)
+            failed = True
+            continue
+        click.echo(str(result) if echo_result else ref)
+    if failed:
+        ctx.exit(1)
+
+
+@click.command("cleanup", hidden=True)
+@click.argument("container_id")
+@click.pass_context
+def cleanup(ctx: click.Context, container_id: str) -> None:
+    """Record a detached container's exit and release what it held (run by its monitor)."""
+    engine.cleanup(paths(ctx), container_id)
+
+
+@click.group(cls=LazyGroup, lazy={"exec": "exec:exec_"})
 def container() -> None:
     """Manage containers."""
 
@@ -285,3 +432,11 @@ container.add_command(ps)
 container.add_command(rm)
 container.add_command(inspect)
 container.add_command(prune)
+container.add_command(logs)
+container.add_command(attach)
+container.add_command(stop)
+container.add_command(restart)
+container.add_command(kill)
+container.add_command(wait_)
+container.add_command(cleanup)
+

@@ -89,7 +89,7 @@ class Container:
             "Image": self.image_id,
             "ImageManifest": None,
             "NetworkSettings": network_settings(self),
-            "LogPath": "",
+            "LogPath": log_path(self),
             "Name": "/" + self.name,
             "Driver": DRIVER,
             "OS": "linux",
@@ -308,6 +308,8 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "Entrypoint": entrypoint or None, "OnBuild": None,
         "Labels": icfg.get("Labels") or {},
     }
+    if icfg.get("StopSignal"):
+        config["StopSignal"] = icfg["StopSignal"]
     workdir = str(config["WorkingDir"] or "")
     if workdir and not workdir.startswith("/"):
         raise InvalidArgument(
@@ -316,7 +318,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "NetworkMode": opts.network, "AutoRemove": opts.auto_remove, "Privileged": False,
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
         "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
-        "Runtime": "minidock", "LogConfig": {"Type": "none", "Config": {}},
+        "Runtime": "minidock", "LogConfig": {"Type": "json-file", "Config": {}},
         "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
         "SecurityOpt": list(p.security_opt) or None, "Init": None,
     }
@@ -430,90 +432,126 @@ def _waitpid(pid: int) -> int:
     return 128 - code if code < 0 else code
 
 
+@dataclass
+class Launched:
+    """A container whose init runs its command, and our ends of its stdio."""
+
+    pid: int
+    master: int = -1  # the pty master (-t)
+    pipes: io.PipeIO | None = None  # else: our ends of its stdin/stdout/stderr pipes
+
+
+def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
+           console_size: tuple[int, int] | None, kill_with_parent: bool) -> Launched:
+    """Mount, spec, bundle, runtime create and start; the record says "running" after it.
+
+    Shared by the foreground start (the CLI stays the container's parent) and the detached
+    one (the process that becomes the monitor). The caller holds the record lock and the
+    monitor lock, and is about to become (or is) a child subreaper: runtime.create makes
+    it one, so the container's init is its child to wait for. Everything made here is
+    undone by ``undo`` if the caller fails before it owns the container's end.
+    """
+    store = _store(paths)
+    trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
+    rootfs = store.mount_rw_layer(c.id)
+    if trace.enabled():
+        trace.note(f"from here on <rootfs> stands for {rootfs}")
+        trace.alias(rootfs, "<rootfs>")
+        trace.alias(c.id, c.short_id)
+    undo.callback(store.unmount_rw_layer, c.id)
+    tty = bool(c.config.get("Tty"))
+    try:
+        doc = _build_spec(paths, c, rootfs, console_size if tty else None)
+    except MinidockError as e:
+        _record_failed_start(paths, c, e)
+        raise
+    bundle = _bundle_dir(paths, c.id)
+    os.makedirs(bundle, mode=0o700, exist_ok=True)
+    undo.callback(shutil.rmtree, bundle, True)
+    atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc).encode(), 0o600,
+                 durable=False)
+    pipes = None
+    console_sock: Any = None
+    if tty:
+        import socket
+
+        console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        undo.callback(console_sock.close)
+        undo.callback(child_sock.close)
+        opts = runtime.CreateOptions(console_fd=child_sock.fileno())
+    else:
+        pipes = io.PipeIO.make(interactive)
+        undo.callback(pipes.close)
+        opts = runtime.CreateOptions(stdio=pipes.child)
+    opts.subreaper = True
+    opts.kill_with_parent = kill_with_parent
+    trace.note(f"OCI bundle written to {bundle}; the runtime takes over")
+    try:
+        st = runtime.create(paths.runtime_state, c.id, bundle, opts)
+    except MinidockError as e:
+        _record_failed_start(paths, c, e)
+        raise
+    undo.callback(_runtime_delete, paths, c.id)
+    launched = Launched(pid=st.pid, pipes=pipes)
+    if console_sock is not None:
+        import socket
+
+        _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
+        launched.master = fds[0]
+        undo.callback(os.close, launched.master)
+    elif pipes is not None:
+        pipes.close_child_ends()
+    c.state.transition(Status.RUNNING)
+    c.state.pid = st.pid
+    c.state.started_at = now_rfc3339()
+    c.state.exit_code = 0
+    c.state.error = ""
+    _save(paths, c)
+    runtime.start(paths.runtime_state, c.id)
+    trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
+    return launched
+
+
+def lock_for_start(paths: Paths, ref: str, undo: ExitStack
+                   ) -> tuple[Container, locks.HeldLock, locks.HeldLock]:
+    """Take the record lock and the monitor lock of a container that may start now.
+
+    The monitor lock must be taken by the process that will wait for the container's init
+    (its open file description is what says "watched"). The caller releases the record
+    lock once the record says "running"; both are released by ``undo`` on failure.
+    """
+    c = get(paths, ref)
+    record_lock = locks.HeldLock(_lock_path(paths, f"{c.id}.lock"))
+    undo.callback(record_lock.release)
+    c = _load(paths, c.id)
+    if c.state.status not in (Status.CREATED, Status.EXITED):
+        raise Conflict(f"container {c.short_id} is {c.state.status.value}")
+    monitor = locks.HeldLock(_lock_path(paths, f"{c.id}.monitor"))
+    undo.callback(monitor.release)
+    return c, record_lock, monitor
+
+
 def start(paths: Paths, ref: str, interactive: bool = False) -> int:
     """Start a created or exited container attached to our stdio; returns its exit code.
 
     The calling process stays the container's parent (a child subreaper) until the
     container exits, then records the exit and releases the mount, cgroup and bundle.
     """
-    c = get(paths, ref)
-    store = _store(paths)
-    monitor = None
     with ExitStack() as undo:
-        record_lock = locks.HeldLock(_lock_path(paths, f"{c.id}.lock"))
-        undo.callback(record_lock.release)
-        c = _load(paths, c.id)
-        if c.state.status not in (Status.CREATED, Status.EXITED):
-            raise Conflict(f"container {c.short_id} is {c.state.status.value}")
-        monitor = locks.HeldLock(_lock_path(paths, f"{c.id}.monitor"))
-        undo.callback(monitor.release)
-        trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
-        rootfs = store.mount_rw_layer(c.id)
-        if trace.enabled():
-            trace.note(f"from here on <rootfs> stands for {rootfs}")
-            trace.alias(rootfs, "<rootfs>")
-            trace.alias(c.id, c.short_id)
-        undo.callback(store.unmount_rw_layer, c.id)
+        c, record_lock, _monitor = lock_for_start(paths, ref, undo)
         tty = bool(c.config.get("Tty"))
-        console_size = io.window_size(0) if tty else None
-        try:
-            doc = _build_spec(paths, c, rootfs, console_size)
-        except MinidockError as e:
-            _record_failed_start(paths, c, e)
-            raise
-        bundle = _bundle_dir(paths, c.id)
-        os.makedirs(bundle, mode=0o700, exist_ok=True)
-        undo.callback(shutil.rmtree, bundle, True)
-        atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc).encode(), 0o600,
-                     durable=False)
-        pipes = None
-        console_sock: Any = None
-        if tty:
-            import socket
-
-            console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            undo.callback(console_sock.close)
-            undo.callback(child_sock.close)
-            opts = runtime.CreateOptions(console_fd=child_sock.fileno())
-        else:
-            pipes = io.PipeIO.make(interactive)
-            undo.callback(pipes.close)
-            opts = runtime.CreateOptions(stdio=pipes.child)
-        opts.subreaper = True
-        opts.kill_with_parent = True
-        trace.note(f"OCI bundle written to {bundle}; the runtime takes over")
-        try:
-            st = runtime.create(paths.runtime_state, c.id, bundle, opts)
-        except MinidockError as e:
-            _record_failed_start(paths, c, e)
-            raise
-        undo.callback(_runtime_delete, paths, c.id)
-        master = -1
-        if console_sock is not None:
-            import socket
-
-            _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
-            master = fds[0]
-            undo.callback(os.close, master)
-        elif pipes is not None:
-            pipes.close_child_ends()
-        c.state.transition(Status.RUNNING)
-        c.state.pid = st.pid
-        c.state.started_at = now_rfc3339()
-        c.state.exit_code = 0
-        c.state.error = ""
-        _save(paths, c)
-        runtime.start(paths.runtime_state, c.id)
+        launched = launch(paths, c, undo, interactive=interactive,
+                          console_size=io.window_size(0) if tty else None,
+                          kill_with_parent=True)
         record_lock.release()
-        trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
-        if master >= 0:
-            io.relay_pty(master, interactive)
-            code = _waitpid(st.pid)
+        if launched.master >= 0:
+            io.relay_pty(launched.master, interactive)
+            code = _waitpid(launched.pid)
         else:
-            assert pipes is not None
-            with io.SignalProxy(st.pid):
-                pipes.relay()
-                code = _waitpid(st.pid)
+            assert launched.pipes is not None
+            with io.SignalProxy(launched.pid):
+                launched.pipes.relay()
+                code = _waitpid(launched.pid)
         trace.note(f"container {c.short_id} exited with {code}; cleaning up")
         with _container_lock(paths, c.id):
             c = _load(paths, c.id)
@@ -551,8 +589,57 @@ def run(paths: Paths, opts: CreateOptions) -> int:
 # --- reconcile, remove, prune -------------------------------------------------------
 
 
+def log_path(c: Container) -> str:
+    """Docker's json-file log: one JSON object per line (written by the monitor)."""
+    return os.path.join(c.dir, f"{c.id}-json.log")
+
+
+def exit_file(paths: Paths, cid: str) -> str:
+    """Written by the monitor when the init is reaped, read by cleanup (or reconcile)."""
+    return os.path.join(paths.containers, cid, "monitor-exit.json")
+
+
+def attach_socket(paths: Paths, cid: str) -> str:
+    """The unix socket the monitor of a detached -t container serves `attach` on."""
+    return os.path.join(paths.run_root, "attach", f"{cid}.sock")
+
+
+def _read_exit_file(paths: Paths, cid: str) -> tuple[int, str] | None:
+    try:
+        with open(exit_file(paths, cid), "rb") as f:
+            doc = json.load(f)
+        return int(doc["ExitCode"]), str(doc["FinishedAt"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _release(paths: Paths, cid: str) -> None:
+    """What a run holds on the host: runtime state + cgroup, the mount, the bundle."""
+    _runtime_delete(paths, cid)
+    _store(paths).unmount_rw_layer(cid)
+    shutil.rmtree(_bundle_dir(paths, cid), ignore_errors=True)
+    for path in (attach_socket(paths, cid), exit_file(paths, cid)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _record_exit(paths: Paths, c: Container, code: int, finished_at: str, error: str = ""
+                 ) -> None:
+    c.state.transition(Status.EXITED)
+    c.state.exit_code = code
+    c.state.error = error
+    c.state.finished_at = finished_at
+    _save(paths, c)
+
+
 def reconcile(paths: Paths, cid: str) -> None:
-    """Make the record tell the truth when the CLI that ran the container died."""
+    """Make the record tell the truth when whoever watched the container died.
+
+    A monitor that wrote its exit file before it died (or whose cleanup died) leaves the
+    real exit code; without one, the end was seen by nobody: Docker's 255.
+    """
     try:
         c = _load(paths, cid)
     except ContainerNotFound:
@@ -565,16 +652,162 @@ def reconcile(paths: Paths, cid: str) -> None:
         c = _load(paths, cid)
         if not c.state.running or locks.is_held(_lock_path(paths, f"{cid}.monitor")):
             return
-        _runtime_delete(paths, cid)
-        _store(paths).unmount_rw_layer(cid)
-        shutil.rmtree(_bundle_dir(paths, cid), ignore_errors=True)
-        c.state.transition(Status.EXITED)
-        c.state.exit_code = EXIT_UNKNOWN
-        c.state.error = "the process that monitored the container died"
-        c.state.finished_at = now_rfc3339()
-        _save(paths, c)
+        seen = _read_exit_file(paths, cid)
+        _release(paths, cid)
+        if seen is not None:
+            _record_exit(paths, c, seen[0], seen[1])
+        else:
+            _record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
+                         "the process that monitored the container died")
     if c.host_config.get("AutoRemove"):
         remove(paths, cid, force=True)
+
+
+def cleanup(paths: Paths, cid: str) -> None:
+    """`container cleanup`: what the monitor execs once the container's init is reaped.
+
+    This process inherited the monitor lock (its fd survived both execs), so nobody else
+    reconciles the container meanwhile; the lock goes when this process exits.
+    """
+    with _container_lock(paths, cid):
+        try:
+            c = _load(paths, cid)
+        except ContainerNotFound:
+            return
+        seen = _read_exit_file(paths, cid)
+        _release(paths, cid)
+        if c.state.running:
+            if seen is None:
+                _record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
+                             "the monitor wrote no exit status")
+            else:
+                _record_exit(paths, c, seen[0], seen[1])
+    if c.host_config.get("AutoRemove"):
+        remove(paths, cid, force=True)
+
+
+# --- stop, kill, wait ---------------------------------------------------------------
+
+
+def parse_signal(value: str | int) -> int:
+    """A signal as Docker takes it: 9, KILL, SIGKILL, sigkill, SIGRTMIN+3."""
+    import signal as _signal
+
+    text = str(value).strip().upper()
+    if text.isdigit():
+        num = int(text)
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        m = re.fullmatch(r"SIGRTM(IN|AX)([+-]\d+)?", name)
+        if m:
+            base = _signal.SIGRTMIN if m.group(1) == "IN" else _signal.SIGRTMAX
+            num = int(base) + int(m.group(2) or 0)
+        else:
+            try:
+                num = int(_signal.Signals[name])
+            except KeyError:
+                raise InvalidArgument(f"Invalid signal: {value}") from None
+    if not 0 < num <= int(_signal.SIGRTMAX):
+        raise InvalidArgument(f"Invalid signal: {value}")
+    return num
+
+
+def _init_alive(paths: Paths, cid: str) -> bool:
+    try:
+        st = runtime.load(paths.runtime_state, cid)
+    except MinidockError:
+        return False
+    return st.status(os.path.join(paths.runtime_state, cid)) in ("created", "running")
+
+
+def wait_unwatched(paths: Paths, cid: str, timeout: float | None = None) -> bool:
+    """Wait until nobody holds the container's monitor lock (its end is recorded)."""
+    import fcntl
+
+    try:
+        fd = os.open(_lock_path(paths, f"{cid}.monitor"), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+
+
+def _wait_init_gone(paths: Paths, cid: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _init_alive(paths, cid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def kill(paths: Paths, ref: str, sig: str | int = "KILL") -> Container:
+    """Send a signal to the container's init (Docker's `kill`: no waiting)."""
+    num = parse_signal(sig)
+    c = get(paths, ref)
+    if not c.state.running or not _init_alive(paths, c.id):
+        raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
+    runtime.kill(paths.runtime_state, c.id, num)
+    return c
+
+
+def stop(paths: Paths, ref: str, timeout: float | None = None, signal: str | None = None
+         ) -> Container:
+    """``signal``, else the image's STOPSIGNAL, else SIGTERM; SIGKILL if the init outlives
+    ``timeout`` seconds (default 10); returns once the exit is recorded."""
+    sig = parse_signal(signal) if signal else None
+    c = get(paths, ref)
+    if not c.state.running:
+        return c
+    if sig is None:
+        sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    wait = 10.0 if timeout is None else max(0.0, timeout)
+    try:
+        runtime.kill(paths.runtime_state, c.id, sig)
+    except (MinidockError, ProcessLookupError):
+        pass  # already on its way out
+    if not _wait_init_gone(paths, c.id, wait):
+        try:
+            runtime.kill(paths.runtime_state, c.id, 9)
+        except (MinidockError, ProcessLookupError):
+            pass
+    wait_unwatched(paths, c.id)
+    reconcile(paths, c.id)
+    return c
+
+
+def wait(paths: Paths, ref: str) -> int:
+    """Block until the container is not running; its exit code.
+
+    The monitor's exit file is watched too: a --rm container's record is gone once its
+    cleanup has run, and the file (written before the cleanup starts) is then the only
+    place its exit code was seen.
+    """
+    c = get(paths, ref)
+    code = c.state.exit_code
+    if c.state.running:
+        while not wait_unwatched(paths, c.id, timeout=0.02):
+            seen = _read_exit_file(paths, c.id)
+            if seen is not None:
+                code = seen[0]
+        reconcile(paths, c.id)
+    try:
+        return _load(paths, c.id).state.exit_code
+    except ContainerNotFound:
+        return code
 
 
 def remove(paths: Paths, ref: str, force: bool = False) -> str:
@@ -591,8 +824,9 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
             runtime.kill(paths.runtime_state, c.id, 9)
         except MinidockError:
             pass
-        # the monitor (a foreground run) records the exit; wait for it to let go
-        locks.HeldLock(_lock_path(paths, f"{c.id}.monitor")).release()
+        # the monitor (a foreground run, or a detached container's monitor and then its
+        # cleanup) records the exit; wait for it to let go
+        wait_unwatched(paths, c.id)
         reconcile(paths, c.id)
     store = _store(paths)
     with locks.locked(_lock_path(paths, "containers.lock")), _container_lock(paths, c.id):
