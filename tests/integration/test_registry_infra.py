@@ -338,7 +338,12 @@ def test_registry_refuses_bad_uploads(registry: reglib.RegistryServer) -> None:
                                 check=False)[0] == 400  # fmt: skip
 
 
-def test_on_disk_corruption_is_served(registry: reglib.RegistryServer, test_images: Path) -> None:
+def test_on_disk_corruption_is_served(
+    make_registry: Callable[..., reglib.RegistryServer], test_images: Path
+) -> None:
+    # a registry of its own: blobs are shared by digest across repositories, so corrupting
+    # the busybox layer in the session registry would break every later pull of busybox
+    registry = make_registry("open")
     s = reglib.seed(registry, "bad/corrupt:1", reglib.busybox_spec(test_images))
     client = reglib.RegistryHTTP(registry)
     layer = s.manifest["layers"][0]
