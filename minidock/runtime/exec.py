@@ -81,14 +81,13 @@ from minidock.errors import (
 )
 from minidock.linux import trace
 from minidock.oci import spec as oci
-from minidock.runtime import caps, seccomp
+from minidock.runtime import seccomp
 from minidock.runtime.process import (
     _keep_only,
     _place_stdio,
     _send,
-    _switch_user,
+    confine,
     load_spec,
-    lookup_command,
     wait_gone,
 )
 from minidock.runtime.state import RuntimeState, check_id
@@ -224,25 +223,9 @@ def _exec_child(proc: oci.Process, status_w: int, console_fd: int,
                        why="the pty becomes the controlling terminal: ^C, ^Z, job control")
             _place_stdio((slave, slave, slave))
             os.close(slave)
-        if proc.capabilities is not None:
-            caps.apply_bounding(proc.capabilities)
-        if proc.no_new_privileges:
-            import prctl
-
-            trace.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", lambda: prctl.set_no_new_privs(1),
-                       why="no setuid binary can raise privileges any more")
-        # the init's order and reasons (process.py): without no_new_privs the filter needs
-        # CAP_SYS_ADMIN, so it goes in before the user switch drops our capabilities
-        if sc is not None and not proc.no_new_privileges:
-            linux.seccomp_load(sc.program, sc.length, sc.flags,
-                               why="the container's seccomp filter, while we hold CAP_SYS_ADMIN")
-        _switch_user(proc, keep_caps=proc.capabilities is not None)
-        if proc.capabilities is not None:
-            caps.apply_sets(proc.capabilities)
-        path = lookup_command(proc.args[0], env)
-        if sc is not None and proc.no_new_privileges:
-            linux.seccomp_load(sc.program, sc.length, sc.flags,
-                               why="the container's seccomp filter, last step")
+        # the init's order and reasons (process.confine): without no_new_privs the filter
+        # needs CAP_SYS_ADMIN, so it goes in before the user switch drops our capabilities
+        path = confine(proc, sc, env)
         try:
             linux.execve(path, proc.args, env, why="become the command, in the container")
         except OSError as e:  # ENOEXEC, EACCES, a missing interpreter...

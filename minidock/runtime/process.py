@@ -186,34 +186,7 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
             raise ContainerRuntimeError(
                 f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
                 f"{os.strerror(e.errno or 0).lower()}") from None
-        if proc.capabilities is not None:
-            caps.apply_bounding(proc.capabilities)
-        if proc.no_new_privileges:
-            import prctl
-
-            trace.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", lambda: prctl.set_no_new_privs(1),
-                       why="no setuid binary can raise privileges any more")
-        # Seccomp goes last, so that as few of our own calls as possible run under the
-        # container's filter, but where it goes depends on no_new_privs (runc's order,
-        # libcontainer/standard_init_linux.go). Installing a filter needs either
-        # no_new_privs or CAP_SYS_ADMIN: without no_new_privs we must load it while we are
-        # still root with every capability, before _switch_user/apply_sets drop them (for
-        # -u 1000 nothing would be left); the filter then also sees setresuid, capset and
-        # friends, which Docker's profile allows. With no_new_privs no capability is
-        # needed, so it waits until just before the "ready" message. Both come before the
-        # exec fifo: a load that fails is still a `create` error the caller can report.
-        # What runs under the filter after that: write (ready), open/write/close (fifo),
-        # execve.
-        if sc is not None and not proc.no_new_privileges:
-            linux.seccomp_load(sc.program, sc.length, sc.flags,
-                               why="seccomp filter, while we still hold CAP_SYS_ADMIN")
-        _switch_user(proc, keep_caps=proc.capabilities is not None)
-        if proc.capabilities is not None:
-            caps.apply_sets(proc.capabilities)
-        path = lookup_command(proc.args[0], env)
-        if sc is not None and proc.no_new_privileges:
-            linux.seccomp_load(sc.program, sc.length, sc.flags,
-                               why="seccomp filter, last step: no_new_privs is set")
+        path = confine(proc, sc, env)
     except MinidockError as e:
         _send(status_w, error=e.message, code=e.exit_code)
         os._exit(1)
@@ -236,6 +209,40 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
     except OSError as e:
         os.write(2, f"minidock: exec {proc.args[0]}: {e.strerror}\n".encode())
         os._exit(126)
+
+
+def confine(proc: oci.Process, sc: seccomp.Filter | None, env: dict[str, str]) -> str:
+    """The last steps before exec, shared by the init and `exec`: the bounding set,
+    no_new_privs, seccomp, the user, the capability sets; returns the command's path."""
+    if proc.capabilities is not None:
+        caps.apply_bounding(proc.capabilities)
+    if proc.no_new_privileges:
+        import prctl
+
+        trace.step("prctl(PR_SET_NO_NEW_PRIVS, 1)", lambda: prctl.set_no_new_privs(1),
+                   why="no setuid binary can raise privileges any more")
+    # Seccomp goes last, so that as few of our own calls as possible run under the
+    # container's filter, but where it goes depends on no_new_privs (runc's order,
+    # libcontainer/standard_init_linux.go). Installing a filter needs either
+    # no_new_privs or CAP_SYS_ADMIN: without no_new_privs we must load it while we are
+    # still root with every capability, before _switch_user/apply_sets drop them (for
+    # -u 1000 nothing would be left); the filter then also sees setresuid, capset and
+    # friends, which Docker's profile allows. With no_new_privs no capability is
+    # needed, so it waits until just before the "ready" message. Both come before the
+    # exec fifo: a load that fails is still a `create` error the caller can report.
+    # What runs under the filter after that: write (ready), open/write/close (fifo),
+    # execve.
+    if sc is not None and not proc.no_new_privileges:
+        linux.seccomp_load(sc.program, sc.length, sc.flags,
+                           why="seccomp filter, while we still hold CAP_SYS_ADMIN")
+    _switch_user(proc, keep_caps=proc.capabilities is not None)
+    if proc.capabilities is not None:
+        caps.apply_sets(proc.capabilities)
+    path = lookup_command(proc.args[0], env)
+    if sc is not None and proc.no_new_privileges:
+        linux.seccomp_load(sc.program, sc.length, sc.flags,
+                           why="seccomp filter, last step: no_new_privs is set")
+    return path
 
 
 def _switch_user(proc: oci.Process, keep_caps: bool) -> None:
