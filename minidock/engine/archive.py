@@ -40,6 +40,7 @@ import stat
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
@@ -260,17 +261,23 @@ def save(paths: Paths, names: list[str], out: BinaryIO) -> None:
 
 def save_to(paths: Paths, names: list[str], output: str | None) -> None:
     """``docker save [-o FILE]``: to a file (written whole or not at all) or to stdout."""
+    _write_output(output, "save", lambda f: save(paths, names, f))
+
+
+def _write_output(output: str | None, action: str, write: Callable[[BinaryIO], None]) -> None:
+    """``-o FILE`` written whole or not at all (temp file + rename), else stdout, which
+    Docker refuses to be a terminal for binary output."""
     if output is None:
         if sys.stdout.isatty():
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag "
                                   "or redirect")
-        save(paths, names, sys.stdout.buffer)
+        write(sys.stdout.buffer)
         return
     directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".minidock-save-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".minidock-{action}-", dir=directory)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            save(paths, names, f)
+            write(f)
             os.fchmod(f.fileno(), 0o644 & ~_umask())
         os.rename(tmp, output)
     except BaseException:
@@ -722,20 +729,4 @@ def export_container(paths: Paths, ref: str, out: BinaryIO) -> None:
 
 
 def export_to(paths: Paths, ref: str, output: str | None) -> None:
-    if output is None:
-        if sys.stdout.isatty():
-            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag "
-                                  "or redirect")
-        export_container(paths, ref, sys.stdout.buffer)
-        return
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".minidock-export-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            export_container(paths, ref, f)
-            os.fchmod(f.fileno(), 0o644 & ~_umask())
-        os.rename(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write_output(output, "export", lambda f: export_container(paths, ref, f))

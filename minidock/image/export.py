@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from minidock.errors import LayerError
+from minidock.image.layer import clean_name
 
 if TYPE_CHECKING:
     from minidock.image.store import ImageStore
@@ -173,7 +174,7 @@ class _DirCache:
 def _read_exactly(dirs: _DirCache, name: bytes, size: int) -> Iterator[bytes]:
     """Yield the ``size`` bytes of regular file ``name`` of the layer."""
     shown = json.dumps(name.decode("utf-8", "backslashreplace"))
-    path = _clean(os.fsdecode(name))
+    path = clean_name(os.fsdecode(name))
     if not path:
         raise LayerError(f"export layer: invalid file name {shown} in tar-split")
     try:
@@ -242,18 +243,6 @@ def _assemble(split: IO[bytes], dirs: _DirCache, where: str) -> Iterator[bytes]:
 
 
 # --- a deterministic tar of a directory ---------------------------------------------------
-
-
-def _clean(name: str) -> str | None:
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        elif part and part != ".":
-            parts.append(part)
-    return "/".join(parts)
 
 
 def _header(info: tarfile.TarInfo) -> bytes:

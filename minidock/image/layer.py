@@ -504,7 +504,7 @@ class TarSplitRecorder:
         """Record a member whose headers have just been read (nothing of its data yet)."""
         self.passed(*stream.consumed())
         self._flush_segment()
-        path = _clean(m.name) if "\0" not in m.name else None
+        path = clean_name(m.name) if "\0" not in m.name else None
         written = (
             path is not None
             and path != ""
@@ -590,7 +590,7 @@ class _StrictTarInfo(tarfile.TarInfo):
 # --- the filesystem side ---
 
 
-def _clean(name: str) -> str | None:
+def clean_name(name: str) -> str | None:
     """Lexically clean an entry name relative to the root; None if ``..`` climbs out."""
     parts: list[str] = []
     for part in name.split("/"):
@@ -642,7 +642,7 @@ class _Applier:
     # -- entries --
 
     def apply(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        path = _clean(member.name) if "\0" not in member.name else None
+        path = clean_name(member.name) if "\0" not in member.name else None
         if path is None:
             raise LayerError(f"apply layer: refusing {_q(member.name)}: path escapes the layer")
         try:
@@ -751,7 +751,7 @@ class _Applier:
         # Docker refuses a relative target that climbs out of the root from where the link
         # is. Resolution here is in-root either way; refusing keeps the layer the same as
         # Docker's for host-side tools that do not resolve in-root.
-        if not target.startswith("/") and _clean(f"{head}/{target}") is None:
+        if not target.startswith("/") and clean_name(f"{head}/{target}") is None:
             raise LayerError(
                 f"apply layer: refusing symlink {_q(m.name)} -> {_q(target)}: "
                 "target escapes the layer"
@@ -766,7 +766,7 @@ class _Applier:
         self.size += len(os.fsencode(target))
 
     def _hardlink(self, m: tarfile.TarInfo, parent: int, path: str, base: str) -> None:
-        target = _clean(m.linkname) if "\0" not in m.linkname else None
+        target = clean_name(m.linkname) if "\0" not in m.linkname else None
         if not target:
             raise LayerError(
                 f"apply layer: refusing hardlink {_q(m.name)} -> {_q(m.linkname)}: "

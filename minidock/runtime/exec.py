@@ -87,6 +87,7 @@ from minidock.runtime.process import (
     _place_stdio,
     _send,
     confine,
+    fork_with_pipes,
     load_spec,
     wait_gone,
 )
@@ -354,24 +355,8 @@ def exec_process(state_root: str, container_id: str, process: oci.Process,
         manager = cgroups.new_manager(st.cgroups_path)
         if opts.subreaper:
             prctl.set_child_subreaper(1)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        helper = os.fork()
-        if helper == 0:
-            try:
-                os.close(status_r)
-                os.close(go_w)
-                _helper(proc, opts, ns_fds, status_w, go_r, console_fd, sc)
-            except BaseException as e:
-                try:
-                    text = e.message if isinstance(e, MinidockError) else str(e)
-                    _send(status_w, error=text, code=125)
-                finally:
-                    os._exit(1)
-            os._exit(1)
-        os.close(status_w)
-        os.close(go_r)
-        status = os.fdopen(status_r, "rb")
+        helper, status, go_w = fork_with_pipes(
+            lambda status_w, go_r: _helper(proc, opts, ns_fds, status_w, go_r, console_fd, sc))
         undo.callback(status.close)
         undo.callback(_close_quietly, go_w)
         pid = 0

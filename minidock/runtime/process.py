@@ -39,9 +39,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from minidock import cgroups, linux
 from minidock.errors import (
@@ -324,6 +325,30 @@ def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, 
     os._exit(0)
 
 
+def fork_with_pipes(child: Callable[[int, int], None]) -> tuple[int, BinaryIO, int]:
+    """Fork ``child(status_w, go_r)``: it reads "go" bytes from the caller and answers with
+    JSON lines (:func:`_send`); anything it raises is reported the same way and it never
+    returns into the caller's code. Returns (pid, status reader, go writer)."""
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(status_r)
+            os.close(go_w)
+            child(status_w, go_r)
+        except BaseException as e:
+            try:
+                text = e.message if isinstance(e, MinidockError) else str(e)
+                _send(status_w, error=text, code=125)
+            finally:
+                os._exit(1)
+        os._exit(1)
+    os.close(status_w)
+    os.close(go_r)
+    return pid, os.fdopen(status_r, "rb"), go_w
+
+
 def _read_msg(f: object) -> dict[str, object]:
     line = f.readline()  # type: ignore[attr-defined]
     if not line:
@@ -379,24 +404,8 @@ def create(state_root: str, container_id: str, bundle: str,
             import prctl
 
             prctl.set_child_subreaper(1)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)
-        child = os.fork()
-        if child == 0:
-            try:
-                os.close(status_r)
-                os.close(go_w)
-                _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs)
-            except BaseException as e:
-                try:
-                    text = e.message if isinstance(e, MinidockError) else str(e)
-                    _send(status_w, error=text, code=125)
-                finally:
-                    os._exit(1)
-            os._exit(1)
-        os.close(status_w)
-        os.close(go_r)
-        status = os.fdopen(status_r, "rb")
+        child, status, go_w = fork_with_pipes(
+            lambda status_w, go_r: _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs))
         undo.callback(status.close)
         undo.callback(os.close, go_w)
         init_pid = 0
