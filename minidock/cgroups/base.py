@@ -109,10 +109,15 @@ def device_rule_line(rule: Mapping[str, Any]) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Stats:
-    """A minimal snapshot; None where the controller is not available."""
+    """One reading of the container's cgroup; None where the controller is not available."""
 
     memory_usage_bytes: int | None
     pids_current: int | None
+    memory_limit_bytes: int | None = None  # None: no limit
+    memory_inactive_file: int | None = None
+    cpu_usage_ns: int | None = None
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
 
 
 class Manager(abc.ABC):

@@ -5,6 +5,8 @@
     minidock runtime start ID
     minidock runtime state ID
     minidock runtime kill ID [SIGNAL]
+    minidock runtime pause ID | resume ID
+    minidock runtime ps [--format table|json] ID
     minidock runtime delete [--force] ID
     minidock runtime list
     minidock runtime exec [--process FILE] [-t --console-socket SOCK] [-d] [--pid-file FILE]
@@ -95,6 +97,38 @@ def _signal(value: str) -> int:
 def kill(ctx: click.Context, container_id: str, sig: str) -> None:
     """Send a signal to the container's init."""
     rt.kill(_state_root(ctx), container_id, _signal(sig))
+
+
+@runtime.command()
+@click.argument("container_id")
+@click.pass_context
+def pause(ctx: click.Context, container_id: str) -> None:
+    """Freeze every process of the container."""
+    rt.pause(_state_root(ctx), container_id)
+
+
+@runtime.command()
+@click.argument("container_id")
+@click.pass_context
+def resume(ctx: click.Context, container_id: str) -> None:
+    """Thaw a paused container."""
+    rt.resume(_state_root(ctx), container_id)
+
+
+@runtime.command()
+@click.option("-f", "--format", "format_", type=click.Choice(["table", "json"]),
+              default="table", help="Output format.")
+@click.argument("container_id")
+@click.pass_context
+def ps(ctx: click.Context, container_id: str, format_: str) -> None:
+    """List the host pids of the container's processes."""
+    pids = rt.ps(_state_root(ctx), container_id)
+    if format_ == "json":
+        click.echo(json.dumps(pids))
+    else:
+        click.echo("PID")
+        for pid in pids:
+            click.echo(str(pid))
 
 
 @runtime.command()

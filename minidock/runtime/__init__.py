@@ -4,6 +4,9 @@
     start(id)            release the init: it execs the container's command
     state(id)            the OCI state document
     kill(id, signal)     signal the init
+    pause(id)            freeze every process of the container (the cgroup freezer)
+    resume(id)           thaw them
+    ps(id), stats(id)    the container's host pids; a reading of its cgroup
     delete(id)           remove what create made (the cgroup and the state directory)
 
 The engine uses these functions in-process; ``minidock runtime ...`` exposes the same verbs
@@ -23,9 +26,10 @@ from typing import Any
 from minidock import cgroups
 from minidock.errors import Conflict, ContainerNotFound, ContainerRuntimeError
 from minidock.runtime.process import CreateOptions, create, wait_gone
-from minidock.runtime.state import FIFO, RuntimeState, check_id
+from minidock.runtime.state import ALIVE, FIFO, PAUSED, RuntimeState, check_id
 
-__all__ = ["CreateOptions", "create", "delete", "kill", "list_ids", "load", "start", "state"]
+__all__ = ["ALIVE", "CreateOptions", "create", "delete", "kill", "list_ids", "load", "pause",
+           "ps", "resume", "start", "state", "stats"]
 
 
 def _dir(state_root: str, container_id: str) -> str:
@@ -79,10 +83,52 @@ def start(state_root: str, container_id: str, timeout: float = 10.0) -> None:
 
 
 def kill(state_root: str, container_id: str, sig: int = _signal.SIGTERM) -> None:
+    """Signal the init. A paused init takes the signal when it is thawed (runc's rule:
+    the caller decides whether to resume)."""
     st = load(state_root, container_id)
-    if st.status(_dir(state_root, container_id)) not in ("created", "running"):
+    if st.status(_dir(state_root, container_id)) not in ALIVE:
         raise Conflict(f"container {container_id} is not running")
     os.kill(st.pid, sig)
+
+
+def pause(state_root: str, container_id: str) -> None:
+    """Freeze the container's cgroup (v1 freezer.state, v2 cgroup.freeze), then mark the
+    state directory so ``state`` says "paused"."""
+    st = load(state_root, container_id)
+    d = _dir(state_root, container_id)
+    status = st.status(d)
+    if status != "running":
+        raise Conflict(f"cannot pause container {container_id} that is {status}")
+    cgroups.new_manager(st.cgroups_path).freeze()
+    with open(os.path.join(d, PAUSED), "x"):
+        pass
+
+
+def resume(state_root: str, container_id: str) -> None:
+    st = load(state_root, container_id)
+    d = _dir(state_root, container_id)
+    status = st.status(d)
+    if status != "paused":
+        raise Conflict(f"cannot resume container {container_id} that is {status}")
+    cgroups.new_manager(st.cgroups_path).thaw()
+    os.unlink(os.path.join(d, PAUSED))
+
+
+def _alive_manager(state_root: str, container_id: str) -> cgroups.Manager:
+    st = load(state_root, container_id)
+    if st.status(_dir(state_root, container_id)) not in ALIVE:
+        raise Conflict(f"container {container_id} is not running")
+    return cgroups.new_manager(st.cgroups_path)
+
+
+def ps(state_root: str, container_id: str) -> list[int]:
+    """Host pids of every process in the container's cgroup (runc ps)."""
+    return sorted(_alive_manager(state_root, container_id).pids())
+
+
+def stats(state_root: str, container_id: str) -> cgroups.Stats:
+    """CPU, memory, I/O and pids of the container's cgroup (runc events --stats)."""
+    return _alive_manager(state_root, container_id).stats()
 
 
 def delete(state_root: str, container_id: str, force: bool = False) -> None:
@@ -90,17 +136,19 @@ def delete(state_root: str, container_id: str, force: bool = False) -> None:
     d = _dir(state_root, container_id)
     st = load(state_root, container_id)
     status = st.status(d)
-    if status in ("created", "running"):
+    manager = cgroups.new_manager(st.cgroups_path)
+    if status in ALIVE:
         if not force:
             raise Conflict(f"cannot delete container {container_id} that is {status}")
         try:
             os.kill(st.pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
+        if status == "paused":
+            manager.thaw()  # a frozen task (v1) dies only once it runs again
         wait_gone(st.pid, st.start_time)
-    manager = cgroups.new_manager(st.cgroups_path)
     manager.destroy()
-    for name in (FIFO, "state.json"):
+    for name in (FIFO, PAUSED, "state.json", ".state.json.tmp"):
         try:
             os.unlink(os.path.join(d, name))
         except FileNotFoundError:

@@ -128,7 +128,10 @@ def load_running(state_root: str, container_id: str) -> tuple[RuntimeState, oci.
         st = RuntimeState.load(state_dir)
     except FileNotFoundError:
         raise ContainerNotFound(f"container {container_id} does not exist") from None
-    if st.status(state_dir) not in ("created", "running"):
+    status = st.status(state_dir)
+    if status == "paused":
+        raise Conflict(f"cannot exec in a paused container: {container_id}")
+    if status not in ("created", "running"):
         raise _not_running(container_id)
     return st, load_spec(st.bundle)
 

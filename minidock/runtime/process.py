@@ -392,6 +392,9 @@ def create(state_root: str, container_id: str, bundle: str,
     with ExitStack() as undo:
         undo.callback(_remove_state_dir, state_dir)
         os.mkfifo(os.path.join(state_dir, FIFO), 0o622)
+        # Saved now with pid 0 ("creating"), before the cgroup exists: a create killed from
+        # here on leaves a state that ``delete`` can undo (it names the cgroup).
+        state.save(state_dir)
         manager = cgroups.new_manager(cgroups_path)
         manager.create()
         undo.callback(manager.destroy)

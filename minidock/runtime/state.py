@@ -6,6 +6,7 @@ from facts that cannot lie (OCI runtime-spec "state"):
     creating  state.json not yet written (the directory exists, create is under way)
     created   init is alive and still blocked on exec.fifo, waiting for ``start``
     running   init is alive and has exec'ed the container's command (exec.fifo is gone)
+    paused    running, and ``pause`` froze its cgroup (the ``paused`` marker says so)
     stopped   init is gone (or its pid was reused: the start time no longer matches)
 """
 
@@ -22,6 +23,11 @@ from minidock.errors import InvalidArgument
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FIFO = "exec.fifo"
 STATE = "state.json"
+PAUSED = "paused"
+
+
+#: The statuses in which the init process exists.
+ALIVE = ("created", "running", "paused")
 
 
 def check_id(container_id: str) -> str:
@@ -64,6 +70,8 @@ class RuntimeState:
             return "stopped"
         if os.path.exists(os.path.join(state_dir, FIFO)):
             return "created"
+        if os.path.exists(os.path.join(state_dir, PAUSED)):
+            return "paused"
         return "running"
 
     def oci(self, state_dir: str) -> dict[str, Any]:
@@ -72,7 +80,7 @@ class RuntimeState:
             "ociVersion": "1.0.2",
             "id": self.id,
             "status": status,
-            "pid": self.pid if status in ("created", "running") else 0,
+            "pid": self.pid if status in ALIVE else 0,
             "bundle": self.bundle,
             "rootfs": "",
             "created": self.created,

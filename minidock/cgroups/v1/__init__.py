@@ -24,7 +24,7 @@ from typing import Any
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
 from minidock.cgroups.mountinfo import CgroupMount, Layout
-from minidock.cgroups.v1 import cpuset, devices, freezer, memory
+from minidock.cgroups.v1 import blkio, cpuacct, cpuset, devices, freezer, memory
 from minidock.cgroups.v1 import pids as pidsctl
 from minidock.errors import ContainerRuntimeError
 
@@ -222,7 +222,14 @@ class V1Manager(Manager):
 
     def stats(self) -> Stats:
         mem, pid = self._dir_of("memory"), self._dir_of("pids")
+        cpu, blk = self._dir_of("cpuacct"), self._dir_of("blkio")
+        io = blkio.io_bytes(blk) if blk else None
         return Stats(
             memory_usage_bytes=memory.usage(mem) if mem else None,
             pids_current=pidsctl.current(pid) if pid else None,
+            memory_limit_bytes=memory.limit(mem) if mem else None,
+            memory_inactive_file=memory.inactive_file(mem) if mem else None,
+            cpu_usage_ns=cpuacct.usage_ns(cpu) if cpu else None,
+            io_read_bytes=io[0] if io else None,
+            io_write_bytes=io[1] if io else None,
         )

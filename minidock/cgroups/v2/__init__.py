@@ -23,7 +23,8 @@ from typing import Any
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
 from minidock.cgroups.mountinfo import Layout
-from minidock.cgroups.v2 import controllers, devices, freezer, memory
+from minidock.cgroups.v2 import controllers, cpu, devices, freezer, memory
+from minidock.cgroups.v2 import io as iostat
 from minidock.cgroups.v2 import pids as pidsctl
 from minidock.errors import ContainerRuntimeError
 
@@ -172,7 +173,13 @@ class V2Manager(Manager):
         devices.apply(self._dir, rules)
 
     def stats(self) -> Stats:
+        io_bytes = iostat.io_bytes(self._dir)
         return Stats(
             memory_usage_bytes=memory.usage(self._dir),
             pids_current=pidsctl.current(self._dir),
+            memory_limit_bytes=memory.limit(self._dir),
+            memory_inactive_file=memory.inactive_file(self._dir),
+            cpu_usage_ns=cpu.usage_ns(self._dir),
+            io_read_bytes=io_bytes[0] if io_bytes else None,
+            io_write_bytes=io_bytes[1] if io_bytes else None,
         )
