@@ -4,7 +4,8 @@
 # cgroup_no_v1=all) and runs pytest there as root.  Exits with pytest's status (125: the guest
 # did not boot).
 #
-#   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: the cgroup, run and tty tests
+#   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: the cgroup, run and tty tests and
+#                                                the freezer/stats ones of test_detached
 #
 # Env: V2VM_DIR   the v2vm tool folder (default: shared/tools/v2vm beside the checkout)
 #      V2VM_WORK  the guest image cache (default /var/tmp/v2vm-work); built on first use
@@ -25,6 +26,10 @@ V2VM_DIR=${V2VM_DIR:-$REPO/../shared/tools/v2vm}
 export V2VM_WORK=${V2VM_WORK:-/var/tmp/v2vm-work}
 PYTHON=${PYTHON:-python3}
 [ $# -gt 0 ] || set -- -q tests/integration/test_cgroups.py tests/integration/test_run.py \
+  "tests/integration/test_detached.py::test_pause_and_unpause" \
+  "tests/integration/test_detached.py::test_stop_kill_and_rm_of_a_paused_container" \
+  "tests/integration/test_detached.py::test_top_lists_the_containers_processes_with_host_pids" \
+  "tests/integration/test_detached.py::test_stats_no_stream_reads_the_cgroup" \
   tests/integration/test_tty.py
 
 for f in build-image.sh run-in-v2vm.sh; do

@@ -50,6 +50,11 @@ COMMANDS: dict[str, str] = {
     "restart": "containers:restart",
     "kill": "containers:kill",
     "wait": "containers:wait_",
+    "pause": "containers:pause",
+    "unpause": "containers:unpause",
+    "rename": "containers:rename",
+    "top": "observe:top",
+    "stats": "observe:stats",
 }
 
 

@@ -395,6 +395,35 @@ def wait_(ctx: click.Context, containers: tuple[str, ...]) -> None:
     _each(ctx, containers, lambda ref: engine.wait(paths(ctx), ref), echo_result=True)
 
 
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def pause(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Pause all processes within one or more containers."""
+    _each(ctx, containers, lambda ref: engine.pause(paths(ctx), ref))
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Unpause all processes within one or more containers."""
+    _each(ctx, containers, lambda ref: engine.unpause(paths(ctx), ref))
+
+
+@click.command()
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, container: str, new_name: str) -> None:
+    """Rename a container."""
+    try:
+        engine.rename(paths(ctx), container, new_name)
+    except MinidockError as e:
+        click.echo(f"Error response from daemon: {e.message}", err=True)
+        ctx.exit(1)
+
+
 def _each(ctx: click.Context, refs: tuple[str, ...], action: Callable[[str], object],
           echo_result: bool = False) -> None:
     """Docker's multi-container commands: go on after a failure, report it, exit 1."""
@@ -419,7 +448,8 @@ def cleanup(ctx: click.Context, container_id: str) -> None:
     engine.cleanup(paths(ctx), container_id)
 
 
-@click.group(cls=LazyGroup, lazy={"exec": "exec:exec_"})
+@click.group(cls=LazyGroup, lazy={"exec": "exec:exec_", "top": "observe:top",
+                                  "stats": "observe:stats"})
 def container() -> None:
     """Manage containers."""
 
@@ -438,5 +468,8 @@ container.add_command(stop)
 container.add_command(restart)
 container.add_command(kill)
 container.add_command(wait_)
+container.add_command(pause)
+container.add_command(unpause)
+container.add_command(rename)
 container.add_command(cleanup)
 

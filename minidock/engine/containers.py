@@ -276,6 +276,23 @@ def _pick_name(paths: Paths, wanted: str | None) -> str:
             return name
 
 
+def rename(paths: Paths, ref: str, new_name: str) -> Container:
+    """Give a container another name (``docker rename``), running or not."""
+    if not new_name.lstrip("/"):
+        raise InvalidArgument("Neither old nor new names may be empty")
+    cid = get(paths, ref).id  # (reconciles first, outside the lock)
+    with locks.locked(_lock_path(paths, "containers.lock")):
+        c = _load(paths, cid)
+        if c.name == new_name.lstrip("/"):
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        name = _pick_name(paths, new_name)
+        with _container_lock(paths, c.id):
+            c = _load(paths, c.id)
+            c.name = name
+            _save(paths, c)
+    return c
+
+
 # --- create -------------------------------------------------------------------------
 
 
@@ -717,7 +734,7 @@ def _init_alive(paths: Paths, cid: str) -> bool:
         st = runtime.load(paths.runtime_state, cid)
     except MinidockError:
         return False
-    return st.status(os.path.join(paths.runtime_state, cid)) in ("created", "running")
+    return st.status(os.path.join(paths.runtime_state, cid)) in runtime.ALIVE
 
 
 def wait_unwatched(paths: Paths, cid: str, timeout: float | None = None) -> bool:
@@ -754,13 +771,32 @@ def _wait_init_gone(paths: Paths, cid: str, timeout: float) -> bool:
     return True
 
 
+def _signal_init(paths: Paths, c: Container, sig: int) -> None:
+    """Signal the init; a paused container is thawed after a SIGKILL or its stop signal so
+    the signal is taken (moby's rule), and its record says "running" again."""
+    runtime.kill(paths.runtime_state, c.id, sig)
+    stop_sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    if sig not in (9, stop_sig):
+        return
+    with _container_lock(paths, c.id):
+        c2 = _load(paths, c.id)
+        if c2.state.status != Status.PAUSED:
+            return
+        try:
+            runtime.resume(paths.runtime_state, c.id)
+        except Conflict:
+            pass  # not paused at the runtime level (a pause that died half-way)
+        c2.state.transition(Status.RUNNING)
+        _save(paths, c2)
+
+
 def kill(paths: Paths, ref: str, sig: str | int = "KILL") -> Container:
     """Send a signal to the container's init (Docker's `kill`: no waiting)."""
     num = parse_signal(sig)
     c = get(paths, ref)
     if not c.state.running or not _init_alive(paths, c.id):
         raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
-    runtime.kill(paths.runtime_state, c.id, num)
+    _signal_init(paths, c, num)
     return c
 
 
@@ -776,16 +812,46 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signal: str | Non
         sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
     wait = 10.0 if timeout is None else max(0.0, timeout)
     try:
-        runtime.kill(paths.runtime_state, c.id, sig)
+        _signal_init(paths, c, sig)
     except (MinidockError, ProcessLookupError):
         pass  # already on its way out
     if not _wait_init_gone(paths, c.id, wait):
         try:
-            runtime.kill(paths.runtime_state, c.id, 9)
+            _signal_init(paths, c, 9)
         except (MinidockError, ProcessLookupError):
             pass
     wait_unwatched(paths, c.id)
     reconcile(paths, c.id)
+    return c
+
+
+def pause(paths: Paths, ref: str) -> Container:
+    """Freeze every process of a running container (``docker pause``)."""
+    c = get(paths, ref)
+    with _container_lock(paths, c.id):
+        c = _load(paths, c.id)
+        if c.state.status == Status.PAUSED:
+            raise Conflict(f"Container {c.id} is already paused")
+        if c.state.status != Status.RUNNING or not _init_alive(paths, c.id):
+            raise Conflict(f"Container {c.id} is not running")
+        trace.note(f"pause {c.short_id}: freeze its cgroup")
+        runtime.pause(paths.runtime_state, c.id)
+        c.state.transition(Status.PAUSED)
+        _save(paths, c)
+    return c
+
+
+def unpause(paths: Paths, ref: str) -> Container:
+    """Thaw a paused container (``docker unpause``)."""
+    c = get(paths, ref)
+    with _container_lock(paths, c.id):
+        c = _load(paths, c.id)
+        if c.state.status != Status.PAUSED:
+            raise Conflict(f"Container {c.id} is not paused")
+        trace.note(f"unpause {c.short_id}: thaw its cgroup")
+        runtime.resume(paths.runtime_state, c.id)
+        c.state.transition(Status.RUNNING)
+        _save(paths, c)
     return c
 
 
@@ -821,7 +887,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
                 f"cannot remove container \"/{c.name}\": container is running: stop the "
                 "container before removing or force remove")
         try:
-            runtime.kill(paths.runtime_state, c.id, 9)
+            _signal_init(paths, c, 9)
         except MinidockError:
             pass
         # the monitor (a foreground run, or a detached container's monitor and then its

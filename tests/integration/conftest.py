@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -312,6 +313,26 @@ def leak_check(md_dirs: Path) -> Iterator[None]:
             + "; ".join(cleaned),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def detached(md: MD, images: dict[str, str]) -> Iterator[Callable[..., str]]:
+    """run -d helper; every container it started is removed (rm -f) at the end."""
+    started: list[str] = []
+
+    def run(*args: str) -> str:
+        r = md.run("run", "-d", *args, check=True)
+        cid = r.stdout.strip()
+        assert re.fullmatch(r"[0-9a-f]{64}", cid), r.stdout
+        started.append(cid)
+        return cid
+
+    yield run
+    for cid in started:
+        md.run("rm", "-f", cid)
+    for cid in started:
+        assert helpers.wait_for(lambda c=cid: not helpers.processes_of(c), 10), \
+            helpers.processes_of(cid)
 
 
 def container_cgroups(root: str = "/sys/fs/cgroup") -> set[str]:

@@ -7,78 +7,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
+from helpers import monitor_of, processes_of, wait_for, zombies_of
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
-
-
-def wait_for(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@pytest.fixture
-def detached(md, images) -> Iterator:
-    """run -d helper; every container it started is removed (rm -f) at the end."""
-    started: list[str] = []
-
-    def run(*args: str) -> str:
-        r = md.run("run", "-d", *args, check=True)
-        cid = r.stdout.strip()
-        assert re.fullmatch(r"[0-9a-f]{64}", cid), r.stdout
-        started.append(cid)
-        return cid
-
-    yield run
-    for cid in started:
-        md.run("rm", "-f", cid)
-    for cid in started:
-        assert wait_for(lambda c=cid: not processes_of(c), 10), processes_of(cid)
-
-
-def processes_of(cid: str) -> dict[int, str]:
-    """Host processes that mention the container id: its monitor or its cleanup."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(cid.encode() in a for a in argv):
-            found[int(entry)] = b" ".join(argv).decode(errors="replace")
-    return found
-
-
-def monitor_of(cid: str) -> int:
-    pids = [p for p, cmd in processes_of(cid).items() if "minidock-monitor" in cmd]
-    assert len(pids) == 1, processes_of(cid)
-    return pids[0]
-
-
-def zombies_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
 
 
 def state(md, ref: str) -> dict:
@@ -278,3 +213,140 @@ def test_killed_monitor_is_reconciled(md, images):
     finally:
         md.run("rm", "-f", cid)
     assert wait_for(lambda: not processes_of(cid), 10), processes_of(cid)
+
+
+# --- pause, top, stats, rename --------------------------------------------------------
+
+
+def freezer_says_frozen(cid: str) -> bool:
+    """What the kernel says, read where a learner would look (v1 freezer or v2 cgroup.freeze)."""
+    v1 = f"/sys/fs/cgroup/freezer/minidock/{cid}/freezer.state"
+    if os.path.exists(v1):
+        with open(v1) as f:
+            return f.read().strip() == "FROZEN"
+    with open(f"/sys/fs/cgroup/minidock/{cid}/cgroup.events") as f:
+        return "frozen 1" in f.read().splitlines()
+
+
+def test_pause_and_unpause(md, detached):
+    cid = detached("--name", "pz", "busybox", "sh", "-c",
+                   "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done")
+    assert wait_for(lambda: len(md.run("logs", cid).stdout.split()) > 2)
+    assert md.run("pause", "pz", check=True).stdout == "pz\n"
+    assert freezer_says_frozen(cid)
+    st = state(md, cid)
+    assert st["Status"] == "paused" and st["Paused"] and st["Running"]
+    assert re.search(r"Up .* \(Paused\)", ps_row(md, cid)), ps_row(md, cid)
+    seen = md.run("logs", cid).stdout
+    time.sleep(0.5)  # a frozen loop writes nothing more
+    assert md.run("logs", cid).stdout == seen
+    r = md.run("pause", cid)
+    assert r.returncode == 1 and f"Container {cid} is already paused" in r.stderr
+    r = md.run("exec", cid, "true")
+    assert r.returncode != 0 and "is paused, unpause the container before exec" in r.stderr
+    assert md.run("unpause", cid, check=True).stdout == f"{cid}\n"
+    assert not freezer_says_frozen(cid)
+    assert wait_for(lambda: md.run("logs", cid).stdout != seen)
+    assert state(md, cid)["Status"] == "running"
+    r = md.run("unpause", cid)
+    assert r.returncode == 1 and f"Container {cid} is not paused" in r.stderr
+    stopped = detached("busybox", "true")
+    md.run("wait", stopped, check=True)
+    r = md.run("pause", stopped)
+    assert r.returncode == 1 and "is not running" in r.stderr
+
+
+def test_stop_kill_and_rm_of_a_paused_container(md, detached):
+    script = "trap 'exit 143' TERM; echo ready; while :; do sleep 0.1; done"
+    a, b, c = (detached("busybox", "sh", "-c", script) for _ in range(3))
+    for cid in (a, b, c):
+        assert wait_for(lambda cid=cid: "ready" in md.run("logs", cid).stdout)
+        md.run("pause", cid, check=True)
+    # the stop signal is taken once the container is thawed (Docker's rule)
+    md.run("stop", "-t", "10", a, check=True)
+    assert state(md, a)["ExitCode"] == 143
+    md.run("kill", b, check=True)
+    assert md.run("wait", b, check=True).stdout == "137\n"
+    assert md.run("rm", "-f", c, check=True).stdout == f"{c}\n"
+    assert not os.path.exists(os.path.join(md.root, "containers", c))
+    assert wait_for(lambda: not processes_of(c), 10), processes_of(c)
+
+
+def test_top_lists_the_containers_processes_with_host_pids(md, detached):
+    cid = detached("busybox", "sh", "-c", "sleep 1000 & sleep 1001 & wait")
+    assert wait_for(lambda: len(md.run("top", cid).stdout.splitlines()) == 4)
+    md.run("exec", "-d", cid, "sleep", "1002", check=True)
+    assert wait_for(lambda: "sleep 1002" in md.run("top", cid).stdout)
+    lines = md.run("top", cid, check=True).stdout.splitlines()
+    assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    rows = {ln.split(None, 7)[7]: int(ln.split()[1]) for ln in lines[1:]}
+    init = "sh -c sleep 1000 & sleep 1001 & wait"
+    assert set(rows) == {init, "sleep 1000", "sleep 1001", "sleep 1002"}
+    # the PIDs are the host's: the init's is the one inspect reports, not 1
+    assert rows[init] == state(md, cid)["Pid"] != 1
+    for cmd, pid in rows.items():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert f.read().rstrip(b"\0").replace(b"\0", b" ").decode() == cmd
+    # ps options pass through, one column per word
+    custom = md.run("top", cid, "-o", "pid,comm", check=True).stdout.splitlines()
+    assert custom[0].split() == ["PID", "COMMAND"]
+    assert sorted(ln.split()[1] for ln in custom[1:]) == ["sh", "sleep", "sleep", "sleep"]
+    r = md.run("top", cid, "-o", "comm")
+    assert r.returncode == 1 and "PID" in r.stderr
+    done = detached("busybox", "true")
+    md.run("wait", done, check=True)
+    r = md.run("top", done)
+    assert r.returncode == 1 and f"container {done} is not running" in r.stderr
+
+
+def test_stats_no_stream_reads_the_cgroup(md, detached):
+    # 8 MB in the container's /dev/shm (tmpfs, charged to its memory cgroup) and a busy loop
+    cid = detached("--name", "st1", "busybox", "sh", "-c",
+                   "head -c 8000000 /dev/zero > /dev/shm/blob; echo ready; "
+                   "while :; do :; done")
+    assert wait_for(lambda: "ready" in md.run("logs", cid).stdout)
+    r = md.run("stats", "--no-stream", check=True)
+    lines = r.stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == ["CONTAINER ID", "NAME", "CPU %",
+                                             "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+                                             "BLOCK I/O", "PIDS"]
+    row = next(ln for ln in lines if ln.startswith(cid[:12]))
+    cols = re.split(r"\s{2,}", row)
+    assert cols[1] == "st1"
+    cpu = float(cols[2].rstrip("%"))
+    assert cpu > 5.0, row  # a loop that never sleeps, measured over a second
+    used, limit = cols[3].split(" / ")
+    assert used.endswith("MiB") and float(used[:-3]) >= 7.6, row
+    assert limit.endswith("GiB") or limit.endswith("MiB"), row
+    assert cols[5] == "0B / 0B"  # --network none: only lo, which Docker does not count
+    assert cols[7] == "1"
+    out = md.run("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemPerc}}",
+                 "st1", check=True).stdout
+    assert re.fullmatch(r"st1 1 \d+\.\d\d%\n", out), out
+    done = detached("busybox", "true")
+    md.run("wait", done, check=True)
+    out = md.run("stats", "-a", "--no-stream", "--no-trunc", "--format",
+                 "{{.ID}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}", check=True).stdout
+    assert f"{done} 0.00% 0B / 0B 0\n" in out
+    r = md.run("stats", "--no-stream", "no-such-container")
+    assert r.returncode == 1 and "No such container: no-such-container" in r.stderr
+
+
+def test_rename(md, detached):
+    cid = detached("--name", "before", "busybox", "sleep", "1000")
+    other = detached("--name", "taken", "busybox", "sleep", "1000")
+    assert md.run("rename", "before", "after", check=True).stdout == ""
+    assert state(md, "after")["Running"]
+    assert ps_row(md, cid).split()[-1] == "after"
+    r = md.run("inspect", "before")
+    assert r.returncode != 0 and "No such container: before" in r.stderr
+    r = md.run("rename", cid, "taken")
+    assert r.returncode == 1 and f'"/taken" is already in use by container "{other}"' in r.stderr
+    r = md.run("rename", cid, "after")
+    assert r.returncode == 1 and "same name" in r.stderr
+    r = md.run("rename", cid, "bad/name")
+    assert r.returncode == 1 and "Invalid container name (bad/name)" in r.stderr
+    # the old name is free again; the renamed container still stops by its new name
+    detached("--name", "before", "busybox", "true")
+    assert md.run("stop", "-t", "0", "after", check=True).stdout == "after\n"
+

@@ -1,0 +1,92 @@
+"""``top`` and ``stats``."""
+
+from __future__ import annotations
+
+import click
+
+from minidock.cli import format as fmt
+from minidock.cli import paths
+from minidock.engine import observe
+from minidock.errors import MinidockError
+
+
+@click.command(context_settings={"ignore_unknown_options": True,
+                                 "allow_interspersed_args": False})
+@click.argument("container")
+@click.argument("ps_options", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def top(ctx: click.Context, container: str, ps_options: tuple[str, ...]) -> None:
+    """Display the running processes of a container (host pids; ps options, default -ef)."""
+    try:
+        titles, rows = observe.top(paths(ctx), container, " ".join(ps_options) or "-ef")
+    except MinidockError as e:
+        click.echo(f"Error response from daemon: {e.message}", err=True)
+        ctx.exit(1)
+    # docker/cli: tabwriter with minwidth 20, padding 3
+    text = "\n".join("\t".join(r) for r in [titles, *rows])
+    click.echo(fmt.tabwriter(text, minwidth=20, padding=3))
+
+
+STATS_HEADERS = {
+    "Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
+}
+# docker/cli's default (cli/command/container/formatter_stats.go)
+STATS_TABLE = ("table {{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t"
+               "{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}")
+
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: base 1024, 4 significant digits (``1.367MiB``, ``23.44GiB``)."""
+    i = 0
+    while size >= 1024 and i < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{_BINARY_UNITS[i]}"
+
+
+def stats_row(r: observe.Reading, ref: str, no_trunc: bool) -> dict[str, object]:
+    return {
+        "Container": ref,
+        "ID": r.id if no_trunc else r.id[:12],
+        "Name": r.name,
+        "CPUPerc": f"{r.cpu_percent:.2f}%",
+        "MemUsage": f"{bytes_size(r.memory)} / {bytes_size(r.memory_limit)}",
+        "MemPerc": f"{r.memory_percent:.2f}%",
+        "NetIO": f"{fmt.human_size(r.net_rx)} / {fmt.human_size(r.net_tx)}",
+        "BlockIO": f"{fmt.human_size(r.block_read)} / {fmt.human_size(r.block_write)}",
+        "PIDs": str(r.pids),
+    }
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Show all containers (default shows just running).")
+@click.option("--format", "format_", help="Format output using a custom template.")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the "
+              "first result.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.argument("containers", nargs=-1)
+@click.pass_context
+def stats(ctx: click.Context, containers: tuple[str, ...], all_: bool, format_: str | None,
+          no_stream: bool, no_trunc: bool) -> None:
+    """Display a live stream of container(s) resource usage statistics."""
+    refs = list(containers)
+    while True:
+        try:
+            readings = observe.stats(paths(ctx), refs, all_=all_)
+        except MinidockError as e:
+            click.echo(f"Error response from daemon: {e.message}", err=True)
+            ctx.exit(1)
+        rows = [stats_row(r, refs[i] if refs else r.id[:12], no_trunc)
+                for i, r in enumerate(readings)]
+        text = fmt.format_rows(format_ or STATS_TABLE, rows, STATS_HEADERS,
+                               default_table=STATS_TABLE)
+        if no_stream:
+            click.echo(text, nl=False)
+            return
+        # what docker does on a terminal: clear, home, redraw once a second
+        click.echo("\033[2J\033[H" + text, nl=False)
