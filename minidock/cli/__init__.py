@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "logout": "registry:logout",
     "info": "system:info",
     "version": "system:version",
+    "system": "system:system",
     "runtime": "runtime:runtime",
     "logs": "containers:logs",
     "attach": "containers:attach",

@@ -1,4 +1,4 @@
-"""info and version."""
+"""info, version and system check."""
 
 from __future__ import annotations
 
@@ -131,3 +131,42 @@ def version() -> None:
         f" Executable:        {sys.executable}",
     ]))
 
+
+
+@click.command("check")
+@click.option("--repair", is_flag=True, help="Repair what is found.")
+@click.pass_context
+def check(ctx: click.Context, repair: bool) -> None:
+    """List what is inconsistent or left over (stale mounts, cgroups, bundles, unused layers)."""
+    from minidock.cli.format import table
+    from minidock.engine import check as checker
+
+    p = paths(ctx)
+    found = checker.check(p)
+    rows = [["KIND", "PATH", "PROBLEM"]] + [[f.kind, f.path, f.problem] for f in found]
+    if not found:
+        click.echo("No problems found.")
+        return
+    click.echo(table(rows))
+    if not repair:
+        click.echo(f"{len(found)} problem(s) found; `minidock system check --repair` "
+                   "repairs them.")
+        ctx.exit(1)
+    failures = checker.repair(p, found)
+    for f, why in failures:
+        click.echo(f"not repaired: {f.kind} {f.path}: {why}", err=True)
+    left = checker.check(p)
+    click.echo(f"Repaired; {len(left)} problem(s) left.")
+    if left:
+        click.echo(table([["KIND", "PATH", "PROBLEM"]]
+                             + [[f.kind, f.path, f.problem] for f in left]))
+        ctx.exit(1)
+
+
+@click.group("system")
+def system() -> None:
+    """Manage minidock."""
+
+
+system.add_command(info)
+system.add_command(check)

@@ -469,6 +469,11 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     undone by ``undo`` if the caller fails before it owns the container's end.
     """
     store = _store(paths)
+    # The bundle dir comes first: while it exists, the container holds things on the host,
+    # so a launch killed at any later point is seen (and undone) by reconcile.
+    bundle = _bundle_dir(paths, c.id)
+    os.makedirs(bundle, mode=0o700, exist_ok=True)
+    undo.callback(shutil.rmtree, bundle, True)
     trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
     rootfs = store.mount_rw_layer(c.id)
     if trace.enabled():
@@ -482,9 +487,6 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     except MinidockError as e:
         _record_failed_start(paths, c, e)
         raise
-    bundle = _bundle_dir(paths, c.id)
-    os.makedirs(bundle, mode=0o700, exist_ok=True)
-    undo.callback(shutil.rmtree, bundle, True)
     atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc).encode(), 0o600,
                  durable=False)
     pipes = None
@@ -662,6 +664,13 @@ def reconcile(paths: Paths, cid: str) -> None:
     except ContainerNotFound:
         return
     if not c.state.running:
+        # a start killed before the record said "running" (or after it said "exited"):
+        # its bundle dir is still there, and maybe a mount, a cgroup, an init
+        if os.path.isdir(_bundle_dir(paths, cid)) and not locks.is_held(
+                _lock_path(paths, f"{cid}.monitor")):
+            with _container_lock(paths, cid):
+                if not locks.is_held(_lock_path(paths, f"{cid}.monitor")):
+                    _release(paths, cid)
         return
     if locks.is_held(_lock_path(paths, f"{cid}.monitor")):
         return  # someone is watching it: the record is theirs to update

@@ -466,8 +466,9 @@ def pull(
                         f"the detected host platform ({want}) and no specific platform was "
                         "requested")
 
-        image_id = _fetch_layers(store, client, ref, manifest, diff_ids, config_bytes, output,
-                                 paths)
+        with store.building():  # its layers are not "unused" while the image is made
+            image_id = _fetch_layers(store, client, ref, manifest, diff_ids, config_bytes,
+                                     output, paths)
         return _finish(store, output, ref, tag_ref, top.digest, image_id, paths,
                        layers=list(zip(diff_ids, manifest.layers, strict=True)))
     finally:

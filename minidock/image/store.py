@@ -389,60 +389,104 @@ class ImageStore:
         finally:
             os.close(fd)  # closing the only descriptor releases the flock
 
-    def cleanup_stale(self) -> list[str]:
-        """Remove what killed processes left behind; returns the paths removed.
+    def building(self) -> contextlib.AbstractContextManager[None]:
+        """Hold around "register layers, then create the image that uses them" (pull, load):
+        the apply lock, shared, so :meth:`stale` never takes a layer registered a moment
+        ago, not yet used by the image being made, for an unused one."""
+        return self._apply_lock(fcntl.LOCK_SH)
 
-        Debris of a kill -9 in mid-write: overlay2 dirs no layer, rw layer or -init layer
-        names (an apply that never committed), staging dirs and temp files in layerdb/tmp,
-        and ``*-removing`` dirs of interrupted deletions. Runs only when no apply is in
-        progress anywhere (the apply lock is free) and under the store lock (commits and
-        rw layer creation hold it), so nothing in use can look stale. Best effort: if an
-        apply is running, it does nothing now and a later call does the work.
-        """
-        removed: list[str] = []
-        if not os.path.isdir(self.layerdb):
-            return removed
+    @contextlib.contextmanager
+    def _quiescent(self) -> Iterator[bool]:
+        """The store lock, and whether no apply or build runs anywhere (apply lock free)."""
         with self.locked():
             fd = self._apply_lock_fd()
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    return removed
-                tmp = os.path.join(self.layerdb, "tmp")
-                for name in _listdir(tmp):
-                    path = os.path.join(tmp, name)
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        with contextlib.suppress(OSError):
-                            os.unlink(path)
-                    removed.append(path)
-                for kind in ("sha256", "mounts"):
-                    d = os.path.join(self.layerdb, kind)
-                    for name in _listdir(d):
-                        if name.endswith("-removing"):
-                            shutil.rmtree(os.path.join(d, name), ignore_errors=True)
-                            removed.append(os.path.join(d, name))
-                # Orphans are only certain if every record could be read: a layer whose
-                # metadata is unreadable would make its own data look orphaned.
-                named: set[str] = set()
-                try:
-                    for chain in self.list_layers():
-                        named.add(self.get_layer(chain).cache_id)
-                    for cid in _listdir(os.path.join(self.layerdb, "mounts")):
-                        if _HEX64.match(cid):
-                            rw = self.get_rw_layer(cid)
-                            named.update((rw.mount_id, rw.init_id))
-                except (MinidockError, OSError):
-                    return removed
-                for name in _listdir(self.driver.home):
-                    if _CACHE_ID.match(name) and name not in named:
-                        with contextlib.suppress(MinidockError, OSError):
-                            self.driver.remove(name)
-                            removed.append(os.path.join(self.driver.home, name))
+                    yield False
+                    return
+                yield True
             finally:
                 os.close(fd)
+
+    def stale(self, unused: bool = False) -> list[tuple[str, str]]:
+        """What killed processes left behind, as (path, why) pairs; nothing is changed.
+
+        Debris of a kill -9 in mid-write: staging dirs and temp files in layerdb/tmp,
+        ``*-removing`` dirs of interrupted deletions, overlay2 dirs no layer, rw layer or
+        -init layer names (an apply that never committed). With ``unused``, also layers
+        that no image, child layer or container uses (a pull killed before it made its
+        image). Empty while an apply or build runs anywhere: then nothing can be told
+        apart from work in progress.
+        """
+        if not os.path.isdir(self.layerdb):
+            return []
+        with self._quiescent() as quiet:
+            if not quiet:
+                return []
+            return self._stale(unused)
+
+    def _stale(self, unused: bool) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        tmp = os.path.join(self.layerdb, "tmp")
+        for name in _listdir(tmp):
+            found.append((os.path.join(tmp, name), "staging file of an interrupted write"))
+        for kind in ("sha256", "mounts"):
+            d = os.path.join(self.layerdb, kind)
+            for name in _listdir(d):
+                if name.endswith("-removing"):
+                    found.append((os.path.join(d, name), "half-done deletion"))
+        # Orphans are only certain if every record could be read: a layer whose
+        # metadata is unreadable would make its own data look orphaned.
+        named: set[str] = set()
+        try:
+            for chain in self.list_layers():
+                named.add(self.get_layer(chain).cache_id)
+            for cid in _listdir(os.path.join(self.layerdb, "mounts")):
+                if _HEX64.match(cid):
+                    rw = self.get_rw_layer(cid)
+                    named.update((rw.mount_id, rw.init_id))
+        except (MinidockError, OSError):
+            return found
+        for name in _listdir(self.driver.home):
+            if _CACHE_ID.match(name) and name not in named:
+                found.append((os.path.join(self.driver.home, name),
+                              "overlay2 dir no layer or container names"))
+        if unused:
+            used = self._used_chains()
+            for chain in self.list_layers():
+                if chain not in used:
+                    found.append((self._layer_dir(chain), "layer no image or container uses"))
+        return found
+
+    def cleanup_stale(self, unused: bool = False) -> list[str]:
+        """Remove what :meth:`stale` finds; returns the paths removed. Best effort: while an
+        apply runs, it does nothing now and a later call does the work."""
+        removed: list[str] = []
+        if not os.path.isdir(self.layerdb):
+            return removed
+        with self._quiescent() as quiet:
+            if not quiet:
+                return removed
+            for path, _ in self._stale(unused):
+                name = os.path.basename(path)
+                if path.startswith(self.driver.home + os.sep):
+                    with contextlib.suppress(MinidockError, OSError):
+                        self.driver.remove(name)
+                        removed.append(path)
+                elif os.path.dirname(path) == os.path.join(self.layerdb, "sha256") \
+                        and _HEX64.match(name):
+                    chain = "sha256:" + name
+                    with contextlib.suppress(MinidockError, OSError):
+                        removed.extend(self._layer_dir(c) for c in self.release_layer(chain))
+                elif os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                        removed.append(path)
         return removed
 
     def _register_layer(self, stream: BinaryIO, parent: str | None = None) -> Layer:

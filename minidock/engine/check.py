@@ -1,0 +1,383 @@
+"""``system check [--repair]``: what a crash, a kill -9 or a reboot left inconsistent.
+
+A daemon can tidy up when it starts; minidock has no daemon, so every command makes the
+state it touches true on the way (``reconcile``), and this command looks at everything at
+once. A container is *live* while a process holds its monitor lock (its foreground CLI or
+its monitor: the kernel drops the lock when that process dies) or its record lock (a
+command is changing it). What a live container holds is never touched. The rest is
+compared with what should exist:
+
+    what                                 should exist only while          repair
+    containers/<id> without its record   create runs (containers.lock)    remove it and its layers
+    a record that says running/paused    its monitor lives                record the exit (255)
+    a record in removing/dead            rm runs                          remove it
+    overlay2/<id>/merged mounted         its container is live            unmount
+    cgroup /minidock/<id>                its container is live            kill what is left, rmdir
+    <run-root>/runtime/<id>              its container is live            kill the init, delete
+    <run-root>/bundles/<id>              its container is live            remove
+    <run-root>/attach/<id>.sock          its container is live            remove
+    locks/<id>.lock, .monitor            the container exists            remove
+    layer debris, unused layers          a pull/load/commit runs          remove (ImageStore.stale)
+
+A cgroup under /minidock whose id this root does not know may belong to another ``--root``:
+it is reported, and removed only when empty (and not brand new).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+
+from minidock import cgroups, runtime
+from minidock.engine import containers as ct
+from minidock.engine import locks
+from minidock.engine.state import Status
+from minidock.errors import ContainerNotFound, MinidockError
+from minidock.linux import trace
+from minidock.paths import Paths
+
+#: An unknown empty cgroup younger than this may be another root's container being created.
+FRESH_CGROUP_SECONDS = 30.0
+
+
+@dataclass
+class Finding:
+    kind: str  # CONTAINER, MOUNT, CGROUP, STATE, BUNDLE, SOCKET, LOCK, LAYER
+    path: str
+    problem: str
+    fix: Callable[[], object] | None = None  # None: reported, not repaired
+    container: str = ""  # the container the fix must find idle
+
+
+# --- who is live --------------------------------------------------------------------
+
+
+def _watched(paths: Paths, cid: str) -> bool:
+    return locks.is_held(ct._lock_path(paths, f"{cid}.monitor"))
+
+
+def _busy(paths: Paths, cid: str) -> bool:
+    return locks.is_held(ct._lock_path(paths, f"{cid}.lock"))
+
+
+def _live(paths: Paths, cid: str) -> bool:
+    return _watched(paths, cid) or _busy(paths, cid)
+
+
+@contextlib.contextmanager
+def _idle(paths: Paths, cid: str) -> Iterator[bool]:
+    """Hold the container's record lock if nobody else does and nothing watches it."""
+    try:
+        held = locks.HeldLock(ct._lock_path(paths, f"{cid}.lock"), blocking=False)
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield not _watched(paths, cid)
+    finally:
+        held.release()
+
+
+# --- looking ------------------------------------------------------------------------
+
+
+def _records(paths: Paths) -> dict[str, ct.Container | None]:
+    """Every container directory of this root: its record, or None when it has none."""
+    out: dict[str, ct.Container | None] = {}
+    for cid in ct._all_ids(paths):
+        try:
+            out[cid] = ct._load(paths, cid)
+        except (ContainerNotFound, OSError, ValueError, KeyError):
+            out[cid] = None
+    return out
+
+
+def _check_records(paths: Paths, records: dict[str, ct.Container | None],
+                   creating: bool) -> list[Finding]:
+    found = []
+    for cid, c in records.items():
+        d = os.path.join(paths.containers, cid)
+        if c is None:
+            if creating or _live(paths, cid):
+                continue  # a create in progress has no record yet
+            found.append(Finding("CONTAINER", d, "container directory without a record "
+                                 "(create was killed half-way)",
+                                 partial(_remove_unrecorded, paths, cid), cid))
+        elif c.state.running and not _watched(paths, cid):
+            found.append(Finding("CONTAINER", d, f"{c.short_id} ({c.name}) is recorded as "
+                                 f"{c.state.status.value}, but no monitor watches it "
+                                 "(killed, or the host rebooted)",
+                                 partial(ct.reconcile, paths, cid)))
+        elif c.state.status in (Status.REMOVING, Status.DEAD) and not _live(paths, cid):
+            found.append(Finding("CONTAINER", d, f"{c.short_id} ({c.name}) is "
+                                 f"{c.state.status.value}: a removal did not finish",
+                                 partial(_remove_dead, paths, cid)))
+    return found
+
+
+def _remove_unrecorded(paths: Paths, cid: str) -> None:
+    with locks.locked(ct._lock_path(paths, "containers.lock")):
+        if os.path.exists(os.path.join(paths.containers, cid, "config.v2.json")):
+            return  # it got its record meanwhile: not ours to remove
+        store = ct._store(paths)
+        if _has_rw_layer(paths, cid):
+            store.unmount_rw_layer(cid)
+            store.remove_rw_layer(cid)
+        shutil.rmtree(os.path.join(paths.containers, cid), ignore_errors=True)
+
+
+def _remove_dead(paths: Paths, cid: str) -> None:
+    ct.remove(paths, cid, force=True)
+
+
+def _has_rw_layer(paths: Paths, cid: str) -> bool:
+    try:
+        ct._store(paths).get_rw_layer(cid)
+    except MinidockError:
+        return False
+    return True
+
+
+def _layer_owners(paths: Paths) -> dict[str, str]:
+    """overlay2 id (mount-id and -init) -> container id."""
+    store = ct._store(paths)
+    owners = {}
+    for cid in store.list_rw_layers():
+        with contextlib.suppress(MinidockError):
+            rw = store.get_rw_layer(cid)
+            owners[rw.mount_id] = owners[rw.init_id] = cid
+    return owners
+
+
+def _unescape(field: str) -> str:
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[1:], 8)))
+    return field
+
+
+def mount_points(under: str) -> list[str]:
+    """Mount points at or below ``under`` in this mount namespace (/proc/self/mountinfo)."""
+    prefix = under.rstrip("/") + "/"
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if point.startswith(prefix):
+                out.append(point)
+    return out
+
+
+def _check_mounts(paths: Paths, creating: bool) -> list[Finding]:
+    owners = _layer_owners(paths)
+    store = ct._store(paths)
+    found = []
+    home = paths.overlay2.rstrip("/") + "/"
+    for point in mount_points(paths.root):
+        rel = point[len(home):] if point.startswith(home) else ""
+        layer_id, _, rest = rel.partition("/")
+        cid = owners.get(layer_id, "")
+        if cid and _live(paths, cid):
+            continue
+        if layer_id.endswith("-init") and creating:
+            continue  # create fills the -init layer through a mount
+        if rest == "merged":
+            why = (f"mounted, but container {cid[:12]} is not running" if cid
+                   else "mounted, but no container owns this layer")
+            found.append(Finding("MOUNT", point, why,
+                                 partial(store.driver.put, layer_id), cid))
+        else:
+            found.append(Finding("MOUNT", point, "a mount minidock does not make",
+                                 partial(_detach, point)))
+    return found
+
+
+def _detach(point: str) -> None:
+    from minidock import linux
+
+    linux.umount2(point, linux.MNT_DETACH, why="system check --repair: stale mount")
+
+
+def _cgroup_dirs() -> dict[str, list[str]]:
+    """Container cgroups under /minidock in every hierarchy: name -> directories."""
+    try:
+        layout = cgroups.read_layout()
+    except MinidockError:
+        return {}
+    roots = [m.mount_point for m in layout.hierarchies]
+    if layout.unified:
+        roots.append(layout.unified)
+    out: dict[str, list[str]] = {}
+    for root in roots:
+        parent = os.path.join(root, cgroups.PARENT.lstrip("/"))
+        with contextlib.suppress(OSError):
+            for name in os.listdir(parent):
+                d = os.path.join(parent, name)
+                if os.path.isdir(d):
+                    out.setdefault(name, []).append(d)
+    return out
+
+
+def _procs(dirs: list[str]) -> set[int]:
+    pids: set[int] = set()
+    for d in dirs:
+        with contextlib.suppress(OSError), open(os.path.join(d, "cgroup.procs")) as f:
+            pids.update(int(p) for p in f.read().split())
+    return pids
+
+
+def _check_cgroups(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
+    found = []
+    now = time.time()
+    with_state = set(runtime.list_ids(paths.runtime_state))
+    for name, dirs in sorted(_cgroup_dirs().items()):
+        if name in records and _live(paths, name):
+            continue
+        if name in with_state:
+            continue  # the runtime state finding below covers it (delete removes both)
+        pids = _procs(dirs)
+        manager = cgroups.new_manager(cgroups.default_cgroups_path(name))
+        if name in records:
+            what = f"container {name[:12]} is not running"
+            if pids:
+                what += f", yet {len(pids)} of its processes are still there"
+            found.append(Finding("CGROUP", dirs[0], what, manager.destroy, name))
+        elif pids:
+            found.append(Finding("CGROUP", dirs[0], f"no container of this root; "
+                                 f"{len(pids)} processes in it (another --root?)"))
+        elif all(now - os.stat(d).st_mtime > FRESH_CGROUP_SECONDS for d in dirs):
+            found.append(Finding("CGROUP", dirs[0], "empty, and no container of this root",
+                                 manager.destroy))
+    return found
+
+
+def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
+    found = []
+    for cid in runtime.list_ids(paths.runtime_state):
+        if cid in records and _live(paths, cid):
+            continue
+        d = os.path.join(paths.runtime_state, cid)
+        try:
+            st = runtime.load(paths.runtime_state, cid)
+            status = st.status(d)
+        except (MinidockError, OSError, ValueError, TypeError):
+            status, st = "unreadable", None
+        if st is not None and status in runtime.ALIVE:
+            why = f"the init (host pid {st.pid}) runs, but nothing watches it"
+        else:
+            why = f"runtime state of a container that is not running ({status})"
+        found.append(Finding("STATE", d, why, partial(_runtime_delete, paths, cid), cid))
+    for cid in _listdir(paths.bundles):
+        if cid in records and _live(paths, cid):
+            continue
+        found.append(Finding("BUNDLE", os.path.join(paths.bundles, cid),
+                             "OCI bundle of a container that is not running",
+                             partial(shutil.rmtree, os.path.join(paths.bundles, cid), True),
+                             cid))
+    attach = os.path.join(paths.run_root, "attach")
+    for name in _listdir(attach):
+        cid = name.removesuffix(".sock")
+        if cid in records and _live(paths, cid):
+            continue
+        found.append(Finding("SOCKET", os.path.join(attach, name),
+                             "attach socket without a monitor",
+                             partial(_unlink, os.path.join(attach, name)), cid))
+    for name in _listdir(paths.locks):
+        cid, _, kind = name.partition(".")
+        if not ct.ID_RE.match(cid) or kind not in ("lock", "monitor") or cid in records:
+            continue
+        path = os.path.join(paths.locks, name)
+        if locks.is_held(path):
+            continue
+        found.append(Finding("LOCK", path, "lock file of a container that does not exist",
+                             partial(_unlink, path)))
+    return found
+
+
+def _runtime_delete(paths: Paths, cid: str) -> None:
+    with contextlib.suppress(ContainerNotFound):
+        runtime.delete(paths.runtime_state, cid, force=True)
+    d = os.path.join(paths.runtime_state, cid)
+    if os.path.isdir(d) and not os.path.exists(os.path.join(d, "state.json")):
+        shutil.rmtree(d, ignore_errors=True)  # create was killed before it wrote its state
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def _check_layers(paths: Paths) -> list[Finding]:
+    store = ct._store(paths)
+    fix = partial(store.cleanup_stale, unused=True)  # one run removes them all
+    return [Finding("LAYER", path, why, fix) for path, why in store.stale(unused=True)]
+
+
+def check(paths: Paths) -> list[Finding]:
+    """Everything inconsistent or left over, nothing changed."""
+    try:
+        creating_lock = locks.HeldLock(ct._lock_path(paths, "containers.lock"), blocking=False)
+        creating = False
+    except BlockingIOError:
+        creating_lock, creating = None, True  # a create (or rm) runs: judge no records now
+    try:
+        records = _records(paths)
+        found = _check_records(paths, records, creating)
+        found += _check_mounts(paths, creating)
+        found += _check_cgroups(paths, records)
+        found += _check_run_root(paths, records)
+        found += _check_layers(paths)
+    finally:
+        if creating_lock is not None:
+            creating_lock.release()
+    return found
+
+
+def repair(paths: Paths, findings: list[Finding]) -> list[tuple[Finding, str]]:
+    """Apply the fixes; returns (finding, error) for each one that failed or was skipped.
+
+    Record fixes go first (recording an exit also releases the container's mount, cgroup
+    and bundle), so what is left afterwards is looked at again before it is repaired.
+    """
+    failures: list[tuple[Finding, str]] = []
+    done: set[int] = set()
+
+    def apply(f: Finding) -> None:
+        if f.fix is None:
+            failures.append((f, "not repaired: it may not be this root's"))
+            return
+        key = id(f.fix)
+        if key in done:
+            return
+        done.add(key)
+        try:
+            if f.container:
+                with _idle(paths, f.container) as idle:
+                    if not idle:
+                        failures.append((f, "skipped: the container is in use now"))
+                        return
+                    f.fix()
+            else:
+                f.fix()
+            trace.note(f"repaired {f.kind.lower()} {f.path}")
+        except (MinidockError, OSError) as e:
+            failures.append((f, str(getattr(e, "message", e))))
+
+    for f in findings:
+        if f.kind == "CONTAINER":
+            apply(f)
+    for f in check(paths):
+        if f.kind != "CONTAINER":
+            apply(f)
+    return failures
