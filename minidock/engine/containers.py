@@ -563,13 +563,17 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
                           console_size=io.window_size(0) if tty else None,
                           kill_with_parent=True)
         record_lock.release()
+        from minidock.engine.jsonlog import JsonFileWriter
+
+        log = JsonFileWriter(log_path(c))  # as Docker: `logs` shows a foreground run too
+        undo.callback(log.close)
         if launched.master >= 0:
-            io.relay_pty(launched.master, interactive)
+            io.relay_pty(launched.master, interactive, log=log.write)
             code = _waitpid(launched.pid)
         else:
             assert launched.pipes is not None
             with io.SignalProxy(launched.pid):
-                launched.pipes.relay()
+                launched.pipes.relay(log=log.write)
                 code = _waitpid(launched.pid)
         trace.note(f"container {c.short_id} exited with {code}; cleaning up")
         with _container_lock(paths, c.id):

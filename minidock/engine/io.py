@@ -55,10 +55,12 @@ class PipeIO:
             _close(fd)
         self.stdin_w = self.stdout_r = self.stderr_r = -1
 
-    def relay(self, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> None:
+    def relay(self, stdin: int = 0, stdout: int = 1, stderr: int = 2,
+              log: Callable[[str, bytes], None] | None = None) -> None:
         """Copy until the container closes its stdout and stderr (its init exited and,
-        with it, every process of its PID namespace)."""
+        with it, every process of its PID namespace); ``log`` gets a copy of the output."""
         outputs = {self.stdout_r: stdout, self.stderr_r: stderr}
+        names = {self.stdout_r: "stdout", self.stderr_r: "stderr"}
         src_in = stdin if self.stdin_w >= 0 else -1
         while outputs:
             watch = list(outputs) + ([src_in] if src_in >= 0 else [])
@@ -79,6 +81,8 @@ class PipeIO:
                     del outputs[fd]
                     continue
                 _write_all(outputs[fd], data)
+                if log is not None:
+                    log(names[fd], data)
 
 
 def _close(fd: int) -> None:
@@ -148,10 +152,18 @@ def window_size(fd: int) -> tuple[int, int] | None:
     return (rows, cols) if rows and cols else None
 
 
-def relay_pty(master: int, interactive: bool, stdin: int = 0, stdout: int = 1) -> None:
-    """Proxy between our terminal and the container's pty until the container is gone."""
+def set_window_size(master: int, size: tuple[int, int]) -> None:
+    """TIOCSWINSZ on the pty master: the kernel sends SIGWINCH to the foreground job."""
     import fcntl
     import struct
+    import termios
+
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+
+def relay_pty(master: int, interactive: bool, stdin: int = 0, stdout: int = 1,
+              log: Callable[[str, bytes], None] | None = None) -> None:
+    """Proxy between our terminal and the container's pty until the container is gone."""
     import termios
     import tty
 
@@ -163,7 +175,7 @@ def relay_pty(master: int, interactive: bool, stdin: int = 0, stdout: int = 1) -
     def resize(_sig: int = 0, _frame: object = None) -> None:
         size = window_size(stdin) or window_size(stdout)
         if size:
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+            set_window_size(master, size)
 
     old_winch = signal.signal(signal.SIGWINCH, resize)
     src_in = stdin if interactive else -1
@@ -180,6 +192,8 @@ def relay_pty(master: int, interactive: bool, stdin: int = 0, stdout: int = 1) -
                 if not data:
                     break
                 _write_all(stdout, data)
+                if log is not None:
+                    log("stdout", data)
             if src_in >= 0 and src_in in ready:
                 data = _read(src_in)
                 if not data:

@@ -6,9 +6,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
+from helpers import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
 
@@ -18,13 +18,6 @@ def mounts_under(path: str) -> list[str]:
         return [ln.split()[4] for ln in f if ln.split()[4].startswith(path)]
 
 
-def wait_for(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_create_start_ps_inspect_rm(md, images):
@@ -188,3 +181,21 @@ def test_info_and_version(md, images):
     assert " Cgroup Version: " in r.stdout and " Kernel Version: " in r.stdout
     assert " Images: " in r.stdout
     assert md.run("version", check=True).stdout.startswith("Client:")
+
+
+def test_foreground_run_is_logged_like_a_detached_one(md, images):
+    r = md.run("run", "--name", "fg-log", "busybox", "sh", "-c",
+               "echo out; echo err >&2; printf 'a<b>\\t'; printf partial")
+    try:
+        assert r.returncode == 0 and r.stdout == "out\na<b>\tpartial" and r.stderr == "err\n"
+        cid = json.loads(md.run("inspect", "fg-log", check=True).stdout)[0]["Id"]
+        with open(os.path.join(md.root, "containers", cid, f"{cid}-json.log")) as f:
+            docs = [json.loads(line) for line in f]
+        assert [d["stream"] for d in docs if d["stream"] == "stderr"] == ["stderr"]
+        assert [d["log"] for d in docs if d["stream"] == "stdout"] == ["out\n", "a<b>\tpartial"]
+        logs = md.run("logs", "fg-log", check=True)
+        assert logs.stdout == r.stdout and logs.stderr == r.stderr
+        with open(os.path.join(md.root, "containers", cid, f"{cid}-json.log")) as f:
+            assert "\\u003cb\\u003e\\u0009" in f.read()  # moby's escaping
+    finally:
+        md.run("rm", "fg-log")
