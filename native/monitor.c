@@ -18,9 +18,11 @@
  *   -x  where the exit is written (JSON, atomically: tmp + rename) before the cleanup runs
  *   -o -e  the read ends of the container's stdout and stderr pipes (without -t)
  *   -t  the pty master (with -t): its output is logged as "stdout", and an attach client
- *       on the -a socket is relayed both ways, one client at a time
- *   -i  the write end of the container's stdin pipe (-i without -t): only held, so the
- *       container's stdin stays open as under Docker
+ *       on the -a socket is relayed both ways, one client at a time; the client's first
+ *       byte comes with the master fd itself, for window size changes
+ *   -i  the write end of the container's stdin pipe (-i without -t): held, so the
+ *       container's stdin stays open as under Docker; what an attach client on the -a
+ *       socket sends is written to it (its output, the client follows in the log)
  *
  * Lifetime:
  *
@@ -232,6 +234,48 @@ static ssize_t stream_read(struct stream *s, int client)
     return n;
 }
 
+/* What an attach client sent for the container's stdin and the pipe did not take yet. */
+static char in_buf[4096];
+static size_t in_off, in_len;
+
+static void stdin_flush(int *in_fd)
+{
+    while (in_len > 0) {
+        ssize_t w = write(*in_fd, in_buf + in_off, in_len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return; /* full: POLLOUT tells us when to go on */
+            close(*in_fd); /* EPIPE: nobody in the container reads its stdin any more */
+            *in_fd = -1;
+            in_len = 0;
+            return;
+        }
+        in_off += (size_t)w;
+        in_len -= (size_t)w;
+    }
+}
+
+/* A -t client's first byte carries the pty master (SCM_RIGHTS): the client sets the
+   window size on it (TIOCSWINSZ) when its own terminal is resized. */
+static void send_master(int client, int master)
+{
+    char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                         .msg_controllen = sizeof ctl};
+    struct cmsghdr *cm;
+
+    memset(ctl, 0, sizeof ctl);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &master, sizeof(int));
+    sendmsg(client, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static int write_exit_file(const char *path, int code, const struct timespec *finished)
 {
     char tmp[4096], doc[256], when[64];
@@ -278,7 +322,8 @@ static int reap(pid_t init, int *status)
 int main(int argc, char **argv)
 {
     struct stream out = {.fd = -1, .name = "stdout"}, err = {.fd = -1, .name = "stderr"};
-    int opt, sfd, listen_fd = -1, client = -1, tty = 0, status = 0, exited = 0, code;
+    int opt, sfd, listen_fd = -1, client = -1, in_fd = -1, tty = 0, status = 0, exited = 0;
+    int code;
     pid_t init = 0;
     const char *exit_file = NULL;
     struct timespec finished = {0, 0};
@@ -293,14 +338,14 @@ int main(int argc, char **argv)
         case 'o': out.fd = parse_fd(optarg); break;
         case 'e': err.fd = parse_fd(optarg); break;
         case 't': out.fd = parse_fd(optarg); tty = 1; break;
-        case 'i': (void)parse_fd(optarg); break; /* held: the container's stdin stays open */
+        case 'i': in_fd = parse_fd(optarg); break;
         case 'a': listen_fd = parse_fd(optarg); break;
         default: return 2;
         }
     }
     if (init <= 0 || exit_file == NULL || optind >= argc) {
-        fprintf(stderr, "usage: minidock-monitor -p PID -l FD -L FD -x FILE [-o FD -e FD | "
-                        "-t FD [-a FD]] [-i FD] -- CLEANUP...\n");
+        fprintf(stderr, "usage: minidock-monitor -p PID -l FD -L FD -x FILE [-o FD -e FD "
+                        "[-i FD] | -t FD] [-a FD] -- CLEANUP...\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -312,6 +357,8 @@ int main(int argc, char **argv)
         fcntl(out.fd, F_SETFL, fcntl(out.fd, F_GETFL) | O_NONBLOCK);
     if (err.fd >= 0)
         fcntl(err.fd, F_SETFL, fcntl(err.fd, F_GETFL) | O_NONBLOCK);
+    if (in_fd >= 0)
+        fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
 
     /* The init may have exited before SIGCHLD was blocked: its SIGCHLD is gone, not its
        zombie, so look once before waiting. */
@@ -320,8 +367,8 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_REALTIME, &finished);
     }
     for (;;) {
-        struct pollfd p[5];
-        int np = 0, i_sig, i_out = -1, i_err = -1, i_lis = -1, i_cli = -1, r;
+        struct pollfd p[6];
+        int np = 0, i_sig, i_out = -1, i_err = -1, i_lis = -1, i_cli = -1, i_in = -1, r;
 
         if (exited && out.fd < 0 && err.fd < 0)
             break;
@@ -333,7 +380,14 @@ int main(int argc, char **argv)
             i_lis = np;
             p[np++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
         }
-        if (client >= 0) { i_cli = np; p[np++] = (struct pollfd){.fd = client, .events = POLLIN}; }
+        /* stdin bytes wait in in_buf until the pipe takes them; meanwhile the client is
+           not read, so a container that does not read its stdin slows the client down,
+           never the monitor (its output keeps flowing to the log) */
+        if (client >= 0 && in_len == 0) {
+            i_cli = np;
+            p[np++] = (struct pollfd){.fd = client, .events = POLLIN};
+        }
+        if (in_len > 0) { i_in = np; p[np++] = (struct pollfd){.fd = in_fd, .events = POLLOUT}; }
         r = poll(p, (nfds_t)np, exited ? DRAIN_MS : -1);
         if (r < 0) {
             if (errno == EINTR)
@@ -357,16 +411,28 @@ int main(int argc, char **argv)
             stream_read(&err, -1);
         if (i_lis >= 0 && (p[i_lis].revents & POLLIN)) {
             int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (c >= 0 && client >= 0)
+            if (c >= 0 && client >= 0) {
                 close(c); /* one client at a time */
-            else if (c >= 0)
+            } else if (c >= 0) {
                 client = c;
+                if (tty)
+                    send_master(client, out.fd);
+            }
         }
+        if (i_in >= 0 && p[i_in].revents)
+            stdin_flush(&in_fd);
         if (i_cli >= 0 && p[i_cli].revents) {
             char buf[4096];
             ssize_t n = read(client, buf, sizeof buf);
-            if (n > 0 && out.fd >= 0) {
-                write_all(out.fd, buf, (size_t)n);
+            if (n > 0) {
+                if (tty && out.fd >= 0) { /* -t: keys into the pty */
+                    write_all(out.fd, buf, (size_t)n);
+                } else if (!tty && in_fd >= 0) { /* -i: bytes into the stdin pipe */
+                    memcpy(in_buf, buf, (size_t)n);
+                    in_off = 0;
+                    in_len = (size_t)n;
+                    stdin_flush(&in_fd);
+                }
             } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 close(client);
                 client = -1;

@@ -7,15 +7,21 @@ Our terminal is put in raw mode, so keys reach the container's line discipline a
 The detach keys (Ctrl-P Ctrl-Q) are recognised here, on the client side: the monitor never
 sees them, we just disconnect and the container runs on.
 
-Without -t there is no socket: attach follows the container's log from now on until the
-container ends (stdin is not forwarded).
+The monitor's first byte to a -t client comes with the pty master itself (SCM_RIGHTS),
+so a resize of our terminal (SIGWINCH) becomes a TIOCSWINSZ on it, as under `run -it`.
+
+Without -t, attach follows the container's log from now on until the container ends; with
+-i (``run -di``) the monitor serves the socket too, and what we read on stdin goes there
+and on into the container's stdin pipe.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import signal
 from collections.abc import Callable
+from typing import Any
 
 from minidock.engine import containers as ct
 from minidock.engine import io
@@ -57,8 +63,31 @@ def attach(paths: Paths, ref: str, stdin: int = 0, stdout: int = 1, stderr: int 
         raise Conflict("You cannot attach to a stopped container, start it first")
     if c.config.get("Tty"):
         return _attach_tty(paths, c, stdin, stdout)
+    if c.config.get("OpenStdin"):
+        _forward_stdin(paths, c, stdin)
     _follow(paths, c, stdout, stderr)
     return ct.wait(paths, c.id)
+
+
+def _forward_stdin(paths: Paths, c: ct.Container, stdin: int) -> None:
+    """Copy our stdin to the monitor's socket, in a thread, while the log is followed."""
+    import threading
+
+    from minidock.engine import monitor
+
+    try:
+        sock = monitor.connect_attach(paths, c.id)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return  # started before stdin could be attached: output only
+
+    def pump() -> None:
+        try:
+            while data := io._read(stdin):
+                sock.sendall(data)
+        except OSError:
+            pass  # the container (or its monitor) is gone
+
+    threading.Thread(target=pump, name="minidock-attach-stdin", daemon=True).start()
 
 
 def _follow(paths: Paths, c: ct.Container, stdout: int, stderr: int) -> None:
@@ -72,6 +101,14 @@ def _not_running(paths: Paths, cid: str) -> Callable[[], bool]:
     return lambda: ct.wait_unwatched(paths, cid, timeout=0)
 
 
+def _receive_master(sock: Any) -> int:
+    """The pty master the monitor sends with its first byte (-1 if it sent none)."""
+    import socket
+
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    return fds[0] if fds else -1
+
+
 def _attach_tty(paths: Paths, c: ct.Container, stdin: int, stdout: int) -> int | None:
     import termios
     import tty
@@ -83,10 +120,20 @@ def _attach_tty(paths: Paths, c: ct.Container, stdin: int, stdout: int) -> int |
     except (FileNotFoundError, ConnectionRefusedError):
         raise Conflict(f"container {c.short_id} has no attach socket (was it started "
                        "with `run -d -t`?)") from None
+    master = _receive_master(sock)
     saved = None
+    old_winch = None
     if os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
         tty.setraw(stdin, termios.TCSANOW)
+    if master >= 0:
+        def resize(_sig: int = 0, _frame: object = None) -> None:
+            size = io.window_size(stdin) or io.window_size(stdout)
+            if size:
+                io.set_window_size(master, size)
+
+        old_winch = signal.signal(signal.SIGWINCH, resize)
+        resize()
     keys = DetachKeys()
     src_in = stdin
     detached = False
@@ -115,6 +162,10 @@ def _attach_tty(paths: Paths, c: ct.Container, stdin: int, stdout: int) -> int |
                     break
     finally:
         sock.close()
+        if old_winch is not None:
+            signal.signal(signal.SIGWINCH, old_winch)
+        if master >= 0:
+            os.close(master)
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
     if detached:

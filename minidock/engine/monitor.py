@@ -147,7 +147,8 @@ def _become_monitor(paths: Paths, cid: str, report_w: int, binary: str,
         launched = ct.launch(paths, c, undo, interactive=bool(c.config.get("OpenStdin")),
                              console_size=console, kill_with_parent=False)
         listen_fd = -1
-        if launched.master >= 0:
+        stdin_w = launched.pipes.stdin_w if launched.pipes is not None else -1
+        if launched.master >= 0 or stdin_w >= 0:  # -t, or -i: `attach` has a way in
             listen_fd = _listen(paths, cid)
         record_lock.release()
         argv = [binary, "-p", str(launched.pid), "-l", str(monitor_lock.fd),
@@ -162,8 +163,8 @@ def _become_monitor(paths: Paths, cid: str, report_w: int, binary: str,
             argv += ["-o", str(pipes.stdout_r), "-e", str(pipes.stderr_r)]
             keep += [pipes.stdout_r, pipes.stderr_r]
             if pipes.stdin_w >= 0:
-                argv += ["-i", str(pipes.stdin_w)]
-                keep.append(pipes.stdin_w)
+                argv += ["-i", str(pipes.stdin_w), "-a", str(listen_fd)]
+                keep += [pipes.stdin_w, listen_fd]
         argv += ["--", *cleanup_argv(paths, cid)]
         for fd in keep:
             os.set_inheritable(fd, True)

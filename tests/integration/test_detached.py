@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -350,3 +351,39 @@ def test_rename(md, detached):
     detached("--name", "before", "busybox", "true")
     assert md.run("stop", "-t", "0", "after", check=True).stdout == "after\n"
 
+
+def test_attach_forwards_stdin_to_a_di_container(md, detached):
+    cid = detached("-i", "busybox", "sh", "-c", "while read line; do echo got:$line; done")
+    p = subprocess.Popen(md.argv("attach", cid), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        p.stdin.write("one\ntwo\n")
+        p.stdin.close()
+        # our stdin ended, the container's did not (Docker's -i without StdinOnce)
+        assert wait_for(lambda: md.run("logs", cid).stdout == "got:one\ngot:two\n")
+        assert state(md, cid)["Running"]
+        md.run("kill", cid, check=True)
+        assert p.wait(timeout=30) == 137, p.stderr.read()
+        assert p.stdout.read() == "got:one\ngot:two\n"  # what it wrote while we were attached
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_attach_passes_window_size_changes(md, detached):
+    pexpect = pytest.importorskip("pexpect")
+    cid = detached("-it", "busybox", "sh")
+    argv = md.argv("attach", cid)
+    child = pexpect.spawn(argv[0], argv[1:], timeout=20, dimensions=(30, 90))
+    try:
+        child.sendline("stty size")
+        child.expect(r"30 90")
+        child.setwinsize(41, 123)  # the kernel sends the attach client SIGWINCH
+        time.sleep(0.2)
+        child.sendline("stty size")
+        child.expect(r"41 123")
+        child.send("\x10\x11")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
