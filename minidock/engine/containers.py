@@ -657,6 +657,18 @@ def _record_exit(paths: Paths, c: Container, code: int, finished_at: str, error:
     _save(paths, c)
 
 
+def restart_marker(paths: Paths, cid: str) -> str:
+    """Present while `restart` stops a container it is about to start again."""
+    return os.path.join(paths.containers, cid, "restarting")
+
+
+def _auto_remove(paths: Paths, c: Container) -> bool:
+    """--rm applies when the container ends, not when `restart` stops it (moby turns
+    AutoRemove off for the stop of a restart)."""
+    return bool(c.host_config.get("AutoRemove")) and not os.path.exists(
+        restart_marker(paths, c.id))
+
+
 def reconcile(paths: Paths, cid: str) -> None:
     """Make the record tell the truth when whoever watched the container died.
 
@@ -689,7 +701,7 @@ def reconcile(paths: Paths, cid: str) -> None:
         else:
             _record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
                          "the process that monitored the container died")
-    if c.host_config.get("AutoRemove"):
+    if _auto_remove(paths, c):
         remove(paths, cid, force=True)
 
 
@@ -712,7 +724,7 @@ def cleanup(paths: Paths, cid: str) -> None:
                              "the monitor wrote no exit status")
             else:
                 _record_exit(paths, c, seen[0], seen[1])
-    if c.host_config.get("AutoRemove"):
+    if _auto_remove(paths, c):
         remove(paths, cid, force=True)
 
 

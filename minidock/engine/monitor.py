@@ -91,9 +91,20 @@ def run_detached(paths: Paths, opts: ct.CreateOptions) -> ct.Container:
 
 
 def restart(paths: Paths, ref: str, timeout: float | None = None) -> ct.Container:
-    """`restart`: stop (if running), then start detached."""
-    c = ct.stop(paths, ref, timeout)
-    return start_detached(paths, c.id)
+    """`restart`: stop (if running), then start detached; a --rm container survives the
+    stop (a killed restart leaves it exited, not removed)."""
+    c = ct.get(paths, ref)
+    marker = ct.restart_marker(paths, c.id)
+    with open(marker, "w"):
+        pass
+    try:
+        ct.stop(paths, c.id, timeout)
+        return start_detached(paths, c.id)
+    finally:
+        try:
+            os.unlink(marker)
+        except FileNotFoundError:
+            pass
 
 
 def start_detached(paths: Paths, ref: str) -> ct.Container:

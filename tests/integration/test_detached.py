@@ -145,6 +145,19 @@ def test_restart(md, detached):
     assert len([p for p, c in processes_of(cid).items() if "minidock-monitor" in c]) == 1
 
 
+def test_restart_of_an_rm_container_keeps_it(md, images):
+    cid = md.run("run", "-d", "--rm", "busybox", "sleep", "1000", check=True).stdout.strip()
+    try:
+        assert md.run("restart", "-t", "0", cid, check=True).stdout == f"{cid}\n"
+        assert state(md, cid)["Running"]  # moby: AutoRemove does not apply to the stop
+        assert not os.path.exists(os.path.join(md.root, "containers", cid, "restarting"))
+        md.run("stop", "-t", "0", cid, check=True)  # a real end: --rm applies
+        assert wait_for(lambda: not os.path.exists(os.path.join(md.root, "containers", cid)))
+    finally:
+        md.run("rm", "-f", cid)
+    assert wait_for(lambda: not processes_of(cid), 10), processes_of(cid)
+
+
 def test_run_detached_rm_removes_itself(md, images):
     cid = md.run("run", "-d", "--rm", "busybox", "sh", "-c", "exit 3", check=True).stdout.strip()
     assert wait_for(lambda: not os.path.exists(os.path.join(md.root, "containers", cid)))
