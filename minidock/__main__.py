@@ -1,3 +1,3 @@
-from minidock.cli import main
+from minidock.entry import main
 
 main()

@@ -101,19 +101,15 @@ def paths(ctx: click.Context) -> Paths:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``minidock`` console script; the only place that exits."""
+    """Entry point of every command but the plain ``run`` (see minidock.entry); the only
+    place that exits."""
+    from minidock.entry import exit_with
+
     debug = bool(os.environ.get("MINIDOCK_DEBUG")) or "--debug" in (argv or sys.argv)
     try:
         rc = cli.main(args=argv, prog_name="minidock", standalone_mode=False)
-    except MinidockError as e:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        print(f"Error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"Hint: {e.hint}", file=sys.stderr)
-        sys.exit(e.exit_code)
+    except (MinidockError, OSError, KeyboardInterrupt) as e:
+        exit_with(e, debug)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:
@@ -122,13 +118,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(125 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except OSError as e:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(125)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -15,40 +15,10 @@ import click
 from minidock.cli import LazyGroup, paths
 from minidock.cli import format as fmt
 from minidock.engine import containers as engine
-from minidock.engine.spec import ProcessOptions
+from minidock.entry import create_options, run_command
 from minidock.errors import InvalidArgument, MinidockError
 
 RUN_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
-
-
-def _env_from_flags(env: tuple[str, ...], env_files: tuple[str, ...]) -> list[str]:
-    """-e KEY=VALUE, -e KEY (value from our environment, dropped if unset) and
-    --env-file lines in the same two forms; # comments and blank lines ignored."""
-    items: list[str] = []
-    for path in env_files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except OSError as e:
-            raise InvalidArgument(f"open env file {path}: {(e.strerror or '').lower()}") from None
-        items += [ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    items += list(env)
-    out = []
-    for item in items:
-        key, sep, _ = item.partition("=")
-        if not key or any(c.isspace() for c in key):
-            raise InvalidArgument(f"invalid environment variable: {item}")
-        if sep:
-            out.append(item)
-        elif key in os.environ:
-            out.append(f"{key}={os.environ[key]}")
-    return out
-
-
-def _entrypoint(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if value else []
 
 
 def container_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -76,25 +46,6 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
-def _create_options(image: str, command: tuple[str, ...], interactive: bool, tty: bool,
-                    name: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
-                    workdir: str | None, user: str | None, entrypoint: str | None,
-                    hostname: str | None, network: str, rm: bool,
-                    security_opt: tuple[str, ...]) -> engine.CreateOptions:
-    from minidock.engine import seccomp
-
-    # as Docker's CLI does: a profile file is read now and stored inline in the container
-    opts = [seccomp.inline_profile_option(o) for o in security_opt]
-    seccomp.parse_security_opts(opts)  # reject a bad option at create, not at every start
-    return engine.CreateOptions(
-        image=image,
-        process=ProcessOptions(
-            cmd=list(command) or None, entrypoint=_entrypoint(entrypoint),
-            env=_env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
-            stdin_open=interactive, security_opt=opts),
-        name=name, hostname=hostname, network=network, auto_remove=rm)
-
-
 @click.command(context_settings=RUN_CONTEXT)
 @container_options
 @click.option("-d", "--detach", is_flag=True,
@@ -107,18 +58,8 @@ def _create_options(image: str, command: tuple[str, ...], interactive: bool, tty
 def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool, detach: bool,
         **flags: object) -> None:
     """Create and run a new container from an image."""
-    if trace_:
-        from minidock.linux import trace
-
-        trace.enable(os.dup(2), "minidock")
-    opts = _create_options(image, command, **flags)  # type: ignore[arg-type]
-    if detach:
-        from minidock.engine import monitor
-
-        click.echo(monitor.run_detached(paths(ctx), opts).id)
-        return
-    code = engine.run(paths(ctx), opts)
-    ctx.exit(code)
+    # (the console script usually parses `run` itself: see minidock.entry)
+    ctx.exit(run_command(paths(ctx), image, command, trace_, detach, **flags))
 
 
 @click.command(context_settings=RUN_CONTEXT)
@@ -128,7 +69,7 @@ def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool, 
 @click.pass_context
 def create(ctx: click.Context, image: str, command: tuple[str, ...], **flags: object) -> None:
     """Create a new container."""
-    opts = _create_options(image, command, **flags)  # type: ignore[arg-type]
+    opts = create_options(image, command, **flags)  # type: ignore[arg-type]
     c = engine.create(paths(ctx), opts)
     click.echo(c.id)
 

@@ -7,8 +7,8 @@ import os
 import click
 
 from minidock.cli import paths
-from minidock.cli.containers import _env_from_flags
 from minidock.engine import exec as engine
+from minidock.entry import env_from_flags
 
 EXEC_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 
@@ -33,7 +33,7 @@ def exec_(ctx: click.Context, container: str, command: tuple[str, ...], interact
         from minidock.linux import trace
 
         trace.enable(os.dup(2), "minidock")
-    opts = engine.ExecOptions(args=list(command), env=_env_from_flags(env, env_file),
+    opts = engine.ExecOptions(args=list(command), env=env_from_flags(env, env_file),
                               user=user, workdir=workdir, interactive=interactive and not detach,
                               tty=tty, detach=detach)
     ctx.exit(engine.exec_(paths(ctx), container, opts))

@@ -315,9 +315,9 @@ class ImageStore:
                     os.chmod(path, mode)
 
     def _staging_dir(self) -> str:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix="write-set-", dir=os.path.join(self.layerdb, "tmp"))
+        path = os.path.join(self.layerdb, "tmp", f"write-set-{os.urandom(8).hex()}")
+        os.mkdir(path, 0o700)  # (tempfile would cost its import on every create)
+        return path
 
     # ==== layers =========================================================================
 

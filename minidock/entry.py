@@ -1,0 +1,244 @@
+"""The ``minidock`` console script: ``run`` without click, everything else through it.
+
+``minidock run`` is the command people time. click and the command-line package cost about
+30 ms of imports before any work starts, a fifth of a detached start, so the plain forms of
+``run`` are parsed here by a small parser that knows exactly the flags ``minidock run`` has
+(the same names, the same rules: short flags combine, ``-eX``/``--env=X`` forms, options end
+at the image). Anything it does not know for certain (``--help``, an unknown flag, a missing
+value) goes to the click command, which then gives the full behaviour and error messages.
+tests/unit/test_entry.py checks both parsers give the same values on a corpus of command
+lines, so the shortcut cannot drift from the real command.
+
+Both paths run the same :func:`run_command`, behind the same error boundary
+(:func:`exit_with`): one ``Error: ...`` line and Docker's exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from minidock.errors import InvalidArgument, MinidockError
+from minidock.paths import Paths
+
+# name -> (parameter, takes a value, multiple); what `minidock run` declares with click
+_RUN_FLAGS: dict[str, tuple[str, bool, bool]] = {}
+for _names, _param, _value, _multi in (
+    (("-i", "--interactive"), "interactive", False, False),
+    (("-t", "--tty"), "tty", False, False),
+    (("--name",), "name", True, False),
+    (("-e", "--env"), "env", True, True),
+    (("--env-file",), "env_file", True, True),
+    (("-w", "--workdir"), "workdir", True, False),
+    (("-u", "--user"), "user", True, False),
+    (("--entrypoint",), "entrypoint", True, False),
+    (("-h", "--hostname"), "hostname", True, False),
+    (("--network", "--net"), "network", True, False),
+    (("--rm",), "rm", False, False),
+    (("--security-opt",), "security_opt", True, True),
+    (("-d", "--detach"), "detach", False, False),
+    (("--trace",), "trace_", False, False),
+):
+    for _n in _names:
+        _RUN_FLAGS[_n] = (_param, _value, _multi)
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
+    "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "none",
+    "rm": False, "security_opt": (), "detach": False, "trace_": False,
+}
+_GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
+
+
+def parse_run(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``[GLOBAL...] run [OPTIONS] IMAGE [COMMAND...]`` -> (globals, run parameters), or
+    None when this is not such a command line or anything in it is not certain."""
+    glob: dict[str, Any] = {"root": None, "run_root": None, "debug": False}
+    i = 0
+    while i < len(argv) and argv[i] != "run":
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if arg == "--debug":
+            glob["debug"] = True
+        elif name in _GLOBAL_VALUE:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    return None
+                value = argv[i]
+            glob[_GLOBAL_VALUE[name]] = value
+        else:
+            return None
+        i += 1
+    if i >= len(argv):
+        return None
+    params: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in RUN_DEFAULTS.items()}
+    args = argv[i + 1:]
+    j = 0
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            j += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            spec = _RUN_FLAGS.get(name)
+            if spec is None:
+                return None
+            param, takes, multi = spec
+            if takes:
+                if not eq:
+                    j += 1
+                    if j >= len(args):
+                        return None
+                    value = args[j]
+                _set(params, param, value, multi)
+            elif eq:
+                return None  # --rm=x: let click say what is wrong
+            else:
+                params[param] = True
+            j += 1
+            continue
+        # short flags: -it, -dit, -eFOO=bar, -e FOO=bar, -it -e X
+        k = 1
+        while k < len(arg):
+            spec = _RUN_FLAGS.get("-" + arg[k])
+            if spec is None:
+                return None
+            param, takes, multi = spec
+            if takes:
+                value = arg[k + 1:]
+                if not value:
+                    j += 1
+                    if j >= len(args):
+                        return None
+                    value = args[j]
+                _set(params, param, value, multi)
+                break
+            params[param] = True
+            k += 1
+        j += 1
+    if j >= len(args):
+        return None  # no IMAGE: click's usage error
+    params["image"] = args[j]
+    params["command"] = list(args[j + 1:])
+    for k2, v in list(params.items()):
+        if isinstance(v, list):
+            params[k2] = tuple(v)
+    return glob, params
+
+
+def _set(params: dict[str, Any], param: str, value: str, multi: bool) -> None:
+    if multi:
+        params[param].append(value)
+    else:
+        params[param] = value
+
+
+# --- what `run` and `create` do with their flags (click's commands call these too) ----------
+
+
+def env_from_flags(env: tuple[str, ...], env_files: tuple[str, ...]) -> list[str]:
+    """-e KEY=VALUE, -e KEY (value from our environment, dropped if unset) and
+    --env-file lines in the same two forms; # comments and blank lines ignored."""
+    items: list[str] = []
+    for path in env_files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise InvalidArgument(f"open env file {path}: {(e.strerror or '').lower()}") from None
+        items += [ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    items += list(env)
+    out = []
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"invalid environment variable: {item}")
+        if sep:
+            out.append(item)
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return out
+
+
+def create_options(image: str, command: tuple[str, ...], interactive: bool, tty: bool,
+                   name: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
+                   workdir: str | None, user: str | None, entrypoint: str | None,
+                   hostname: str | None, network: str, rm: bool,
+                   security_opt: tuple[str, ...]) -> Any:
+    """The engine's CreateOptions from run/create flags."""
+    from minidock.engine import containers as engine
+    from minidock.engine import seccomp
+    from minidock.engine.spec import ProcessOptions
+
+    # as Docker's CLI does: a profile file is read now and stored inline in the container
+    opts = [seccomp.inline_profile_option(o) for o in security_opt]
+    seccomp.parse_security_opts(opts)  # reject a bad option at create, not at every start
+    return engine.CreateOptions(
+        image=image,
+        process=ProcessOptions(
+            cmd=list(command) or None,
+            entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
+            env=env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
+            stdin_open=interactive, security_opt=opts),
+        name=name, hostname=hostname, network=network, auto_remove=rm)
+
+
+def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool,
+                detach: bool, **flags: Any) -> int:
+    """`run`: the container's exit code, or 0 once a detached one runs (its id printed)."""
+    if trace_:
+        from minidock.linux import trace
+
+        trace.enable(os.dup(2), "minidock")
+    opts = create_options(image, command, **flags)
+    if detach:
+        from minidock.engine import monitor
+
+        print(monitor.run_detached(paths, opts).id, flush=True)
+        return 0
+    from minidock.engine import containers as engine
+
+    return engine.run(paths, opts)
+
+
+# --- the error boundary -------------------------------------------------------------------
+
+
+def exit_with(e: BaseException, debug: bool) -> None:
+    """Docker's answer to an error: one line on stderr, its exit status."""
+    if isinstance(e, KeyboardInterrupt):
+        sys.exit(130)
+    if debug:
+        import traceback
+
+        traceback.print_exception(e)
+    if isinstance(e, MinidockError):
+        print(f"Error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"Hint: {e.hint}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    print(f"Error: {e}", file=sys.stderr)  # an OSError nobody explained better
+    sys.exit(125)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    parsed = parse_run(argv)
+    if parsed is None:
+        from minidock.cli import main as full
+
+        full()
+        return
+    glob, params = parsed
+    debug = glob["debug"] or bool(os.environ.get("MINIDOCK_DEBUG"))
+    try:
+        code = run_command(Paths.from_env(glob["root"], glob["run_root"]), **params)
+    except (MinidockError, OSError, KeyboardInterrupt) as e:
+        exit_with(e, debug)
+    sys.exit(code)
