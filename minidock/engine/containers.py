@@ -852,30 +852,31 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signal: str | Non
 
 def pause(paths: Paths, ref: str) -> Container:
     """Freeze every process of a running container (``docker pause``)."""
-    c = get(paths, ref)
-    with _container_lock(paths, c.id):
-        c = _load(paths, c.id)
-        if c.state.status == Status.PAUSED:
-            raise Conflict(f"Container {c.id} is already paused")
-        if c.state.status != Status.RUNNING or not _init_alive(paths, c.id):
-            raise Conflict(f"Container {c.id} is not running")
-        trace.note(f"pause {c.short_id}: freeze its cgroup")
-        runtime.pause(paths.runtime_state, c.id)
-        c.state.transition(Status.PAUSED)
-        _save(paths, c)
-    return c
+    return _set_paused(paths, ref, True)
 
 
 def unpause(paths: Paths, ref: str) -> Container:
     """Thaw a paused container (``docker unpause``)."""
+    return _set_paused(paths, ref, False)
+
+
+def _set_paused(paths: Paths, ref: str, paused: bool) -> Container:
     c = get(paths, ref)
     with _container_lock(paths, c.id):
         c = _load(paths, c.id)
-        if c.state.status != Status.PAUSED:
-            raise Conflict(f"Container {c.id} is not paused")
-        trace.note(f"unpause {c.short_id}: thaw its cgroup")
-        runtime.resume(paths.runtime_state, c.id)
-        c.state.transition(Status.RUNNING)
+        if paused:
+            if c.state.status == Status.PAUSED:
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != Status.RUNNING or not _init_alive(paths, c.id):
+                raise Conflict(f"Container {c.id} is not running")
+            trace.note(f"pause {c.short_id}: freeze its cgroup")
+            runtime.pause(paths.runtime_state, c.id)
+        else:
+            if c.state.status != Status.PAUSED:
+                raise Conflict(f"Container {c.id} is not paused")
+            trace.note(f"unpause {c.short_id}: thaw its cgroup")
+            runtime.resume(paths.runtime_state, c.id)
+        c.state.transition(Status.PAUSED if paused else Status.RUNNING)
         _save(paths, c)
     return c
 

@@ -94,24 +94,28 @@ def kill(state_root: str, container_id: str, sig: int = _signal.SIGTERM) -> None
 def pause(state_root: str, container_id: str) -> None:
     """Freeze the container's cgroup (v1 freezer.state, v2 cgroup.freeze), then mark the
     state directory so ``state`` says "paused"."""
-    st = load(state_root, container_id)
-    d = _dir(state_root, container_id)
-    status = st.status(d)
-    if status != "running":
-        raise Conflict(f"cannot pause container {container_id} that is {status}")
-    cgroups.new_manager(st.cgroups_path).freeze()
-    with open(os.path.join(d, PAUSED), "x"):
-        pass
+    _set_frozen(state_root, container_id, True)
 
 
 def resume(state_root: str, container_id: str) -> None:
+    _set_frozen(state_root, container_id, False)
+
+
+def _set_frozen(state_root: str, container_id: str, frozen: bool) -> None:
     st = load(state_root, container_id)
     d = _dir(state_root, container_id)
     status = st.status(d)
-    if status != "paused":
-        raise Conflict(f"cannot resume container {container_id} that is {status}")
-    cgroups.new_manager(st.cgroups_path).thaw()
-    os.unlink(os.path.join(d, PAUSED))
+    if status != ("running" if frozen else "paused"):
+        verb = "pause" if frozen else "resume"
+        raise Conflict(f"cannot {verb} container {container_id} that is {status}")
+    manager = cgroups.new_manager(st.cgroups_path)
+    if frozen:
+        manager.freeze()
+        with open(os.path.join(d, PAUSED), "x"):
+            pass
+    else:
+        manager.thaw()
+        os.unlink(os.path.join(d, PAUSED))
 
 
 def _alive_manager(state_root: str, container_id: str) -> cgroups.Manager:
