@@ -240,19 +240,24 @@ def _check_cgroups(paths: Paths, records: dict[str, ct.Container | None]) -> lis
         if name in with_state:
             continue  # the runtime state finding below covers it (delete removes both)
         pids = _procs(dirs)
-        manager = cgroups.new_manager(cgroups.default_cgroups_path(name))
+        destroy = partial(_destroy_cgroup, name)
         if name in records:
             what = f"container {name[:12]} is not running"
             if pids:
                 what += f", yet {len(pids)} of its processes are still there"
-            found.append(Finding("CGROUP", dirs[0], what, manager.destroy, name))
+            found.append(Finding("CGROUP", dirs[0], what, destroy, name))
         elif pids:
             found.append(Finding("CGROUP", dirs[0], f"no container of this root; "
                                  f"{len(pids)} processes in it (another --root?)"))
         elif all(now - os.stat(d).st_mtime > FRESH_CGROUP_SECONDS for d in dirs):
             found.append(Finding("CGROUP", dirs[0], "empty, and no container of this root",
-                                 manager.destroy))
+                                 destroy))
     return found
+
+
+def _destroy_cgroup(name: str) -> None:
+    """Kill what is left in /minidock/<name>, then remove it in every hierarchy."""
+    cgroups.new_manager(f"{cgroups.PARENT}/{name}").destroy()
 
 
 def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:

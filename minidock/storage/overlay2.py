@@ -191,8 +191,11 @@ class Overlay2Driver:
             lower = self._lower_for_child(parent)
             os.mkdir(os.path.join(d, WORK_DIR), 0o700)
             os.chmod(os.path.join(d, WORK_DIR), 0o700)
-            # The parent now has a child: from here on it is mounted read-only.
-            atomic_write(os.path.join(self.dir(parent), COMMITTED_FILE), b"", 0o600)
+            # The parent now has a child: from here on it is mounted read-only. (An image's
+            # top layer gets it with its first container; the next ones skip two fsyncs.)
+            committed = os.path.join(self.dir(parent), COMMITTED_FILE)
+            if not os.path.exists(committed):
+                atomic_write(committed, b"", 0o600)
             atomic_write(os.path.join(d, LOWER_FILE), lower, 0o644)
         except BaseException as e:
             if link_path is not None:

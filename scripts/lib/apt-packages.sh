@@ -17,6 +17,7 @@ MINIDOCK_APT_RUNTIME=(
   iproute2 iptables                 # ip link/addr/netns; NAT for networking
   util-linux kmod                   # mount, unshare, nsenter; modprobe overlay
   tar xz-utils                      # image tarballs
+  procps                            # ps, which `minidock top` runs (as dockerd does)
 )
 
 # scripts/make-test-images (installs them itself when missing): the debian-bookworm rootfs.

@@ -271,3 +271,35 @@ def test_twenty_parallel_calls(md, images, cleanup_all):
     assert all(states[cid]["Running"] for cid in [*new, pre[4], pre[5]])
     assert_truthful(md)
     assert check(md).returncode == 0, check(md).stdout
+
+
+def _cgroup_parent() -> str:
+    """Where this host keeps container cgroups: one v1 hierarchy, or the v2 tree."""
+    v1 = "/sys/fs/cgroup/pids"
+    return os.path.join(v1 if os.path.isdir(v1) else "/sys/fs/cgroup", "minidock")
+
+
+def test_system_check_repairs_leftover_cgroups(md, images, cleanup_all):
+    cid = md.run("create", "busybox", "true", check=True).stdout.strip()
+    parent = _cgroup_parent()
+    os.makedirs(parent, exist_ok=True)
+    mine = os.path.join(parent, cid)  # a cgroup of a container that does not run
+    stranger = os.path.join(parent, "ef" * 32)  # nobody's, empty, old
+    young = os.path.join(parent, "12" * 32)  # nobody's, empty, just made: maybe being created
+    try:
+        for d in (mine, stranger, young):
+            os.mkdir(d)
+        os.utime(stranger, (time.time() - 3600, time.time() - 3600))
+        r = check(md)
+        assert r.returncode == 1
+        assert f"container {cid[:12]} is not running" in r.stdout
+        assert stranger in r.stdout and "empty, and no container of this root" in r.stdout
+        assert young not in r.stdout
+        r = md.run("system", "check", "--repair")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not os.path.exists(mine) and not os.path.exists(stranger)
+        assert os.path.isdir(young)
+    finally:
+        for d in (mine, stranger, young):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
