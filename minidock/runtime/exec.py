@@ -89,6 +89,7 @@ from minidock.runtime.process import (
     confine,
     fork_with_pipes,
     load_spec,
+    new_session,
     wait_gone,
 )
 from minidock.runtime.state import RuntimeState, check_id
@@ -218,15 +219,7 @@ def _exec_child(proc: oci.Process, status_w: int, console_fd: int,
         slave = -1
         if proc.terminal:
             slave = _open_console(proc, console_fd)
-        linux.setsid(why="a session of its own: signals reach it through the caller")
-        if slave >= 0:
-            import fcntl
-            import termios
-
-            trace.step("ioctl(TIOCSCTTY)", lambda: fcntl.ioctl(slave, termios.TIOCSCTTY, 0),
-                       why="the pty becomes the controlling terminal: ^C, ^Z, job control")
-            _place_stdio((slave, slave, slave))
-            os.close(slave)
+        new_session(slave, "a session of its own: signals reach it through the caller")
         # the init's order and reasons (process.confine): without no_new_privs the filter
         # needs CAP_SYS_ADMIN, so it goes in before the user switch drops our capabilities
         path = confine(proc, sc, env)

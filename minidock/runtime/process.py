@@ -172,15 +172,7 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
         uts = spec.linux.namespace("uts")
         if spec.hostname and uts is not None:
             linux.sethostname(spec.hostname, why="the UTS namespace has its own hostname")
-        linux.setsid(why="a session of its own, detached from the caller's terminal")
-        if slave >= 0:
-            import fcntl
-            import termios
-
-            trace.step("ioctl(TIOCSCTTY)", lambda: fcntl.ioctl(slave, termios.TIOCSCTTY, 0),
-                       why="the pty becomes the controlling terminal: ^C, ^Z, job control")
-            _place_stdio((slave, slave, slave))
-            os.close(slave)
+        new_session(slave, "a session of its own, detached from the caller's terminal")
         try:
             linux.chdir(proc.cwd, why="the working directory (-w / WORKDIR)")
         except OSError as e:
@@ -210,6 +202,20 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
     except OSError as e:
         os.write(2, f"minidock: exec {proc.args[0]}: {e.strerror}\n".encode())
         os._exit(126)
+
+
+def new_session(slave: int, why: str) -> None:
+    """setsid(); with a pty slave (-1: none), make it the controlling terminal and stdio."""
+    linux.setsid(why=why)
+    if slave < 0:
+        return
+    import fcntl
+    import termios
+
+    trace.step("ioctl(TIOCSCTTY)", lambda: fcntl.ioctl(slave, termios.TIOCSCTTY, 0),
+               why="the pty becomes the controlling terminal: ^C, ^Z, job control")
+    _place_stdio((slave, slave, slave))
+    os.close(slave)
 
 
 def confine(proc: oci.Process, sc: seccomp.Filter | None, env: dict[str, str]) -> str:

@@ -24,73 +24,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tarbuild import (
+    Entry,
+    d,
+    entry,
+    hard,
+    make_tar,
+    resolver,  # noqa: F401  (the autouse fixture: both resolvers)
+    sym,
+)
 
 from minidock.errors import LayerError
 from minidock.image.layer import apply_layer
-from minidock.linux import fs
 
 pytestmark = pytest.mark.root
 
-MTIME = 1_600_000_000
 HOST_MTIME = 1_000_000_000
-Entry = tuple[tarfile.TarInfo, bytes]
-
-
-@pytest.fixture(autouse=True, params=["openat2", "walk"])
-def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every test with both in-root resolvers (see minidock.linux.fs)."""
-    monkeypatch.setattr(fs, "use_openat2", request.param == "openat2")
-    return str(request.param)
-
-
-def entry(
-    name: str,
-    kind: bytes = tarfile.REGTYPE,
-    data: bytes = b"",
-    mode: int = 0o644,
-    uid: int = 0,
-    gid: int = 0,
-    mtime: float = MTIME,
-    linkname: str = "",
-    dev: tuple[int, int] = (0, 0),
-    pax: dict[str, str] | None = None,
-) -> Entry:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.uid, info.gid = uid, gid
-    info.mtime = mtime
-    info.linkname = linkname
-    info.devmajor, info.devminor = dev
-    info.size = len(data) if kind == tarfile.REGTYPE else 0
-    if pax:
-        info.pax_headers = dict(pax)
-    return info, data
 
 
 def f(name: str, data: bytes = b"pwned", **kw: object) -> Entry:
     return entry(name, tarfile.REGTYPE, data=data, **kw)  # type: ignore[arg-type]
-
-
-def d(name: str, **kw: object) -> Entry:
-    kw.setdefault("mode", 0o755)
-    return entry(name, tarfile.DIRTYPE, **kw)  # type: ignore[arg-type]
-
-
-def sym(name: str, target: str, **kw: object) -> Entry:
-    return entry(name, tarfile.SYMTYPE, linkname=target, mode=0o777, **kw)  # type: ignore[arg-type]
-
-
-def hard(name: str, target: str) -> Entry:
-    return entry(name, tarfile.LNKTYPE, linkname=target)
-
-
-def make_tar(*entries: Entry) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for info, data in entries:
-            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
-    return buf.getvalue()
 
 
 # --- the host tree and its snapshot ---

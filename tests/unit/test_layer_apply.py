@@ -22,67 +22,25 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from tarbuild import (
+    MTIME,
+    Entry,
+    d,
+    entry,
+    hard,
+    make_tar,
+    resolver,  # noqa: F401  (the autouse fixture: both resolvers)
+    sym,
+)
 
 from minidock.errors import LayerError
 from minidock.image.layer import CHUNK, AppliedLayer, apply_layer
-from minidock.linux import fs
 
-MTIME = 1_600_000_000
 UID, GID = os.getuid(), os.getgid()
 
 
-@pytest.fixture(autouse=True, params=["openat2", "walk"])
-def resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every test with both in-root resolvers (see minidock.linux.fs)."""
-    monkeypatch.setattr(fs, "use_openat2", request.param == "openat2")
-    return str(request.param)
-
-
-def entry(
-    name: str,
-    kind: bytes = tarfile.REGTYPE,
-    data: bytes = b"",
-    mode: int = 0o644,
-    mtime: float = MTIME,
-    linkname: str = "",
-    pax: dict[str, str] | None = None,
-) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.mtime = mtime
-    info.uid, info.gid = UID, GID
-    info.linkname = linkname
-    info.size = len(data) if kind == tarfile.REGTYPE else 0
-    if pax:
-        info.pax_headers = dict(pax)
-    return info, data
-
-
-def d(name: str, mode: int = 0o755, mtime: float = MTIME) -> tuple[tarfile.TarInfo, bytes]:
-    return entry(name, tarfile.DIRTYPE, mode=mode, mtime=mtime)
-
-
-def f(
-    name: str, data: bytes = b"", mode: int = 0o644, **kw: object
-) -> tuple[tarfile.TarInfo, bytes]:
+def f(name: str, data: bytes = b"", mode: int = 0o644, **kw: object) -> Entry:
     return entry(name, tarfile.REGTYPE, data=data, mode=mode, **kw)  # type: ignore[arg-type]
-
-
-def sym(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
-    return entry(name, tarfile.SYMTYPE, linkname=target, mode=0o777)
-
-
-def hard(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
-    return entry(name, tarfile.LNKTYPE, linkname=target)
-
-
-def make_tar(*entries: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
-        for info, data in entries:
-            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
-    return buf.getvalue()
 
 
 def apply(tmp_path: Path, raw: bytes) -> tuple[AppliedLayer, Path]:
