@@ -106,7 +106,9 @@ def _status_text(c: engine.Container) -> str:
         return up + (" (Paused)" if st.status.value == "paused" else "")
     if st.status.value == "exited":
         return f"Exited ({st.exit_code}) {fmt.since(st.finished_at)}"
-    return st.status.value.capitalize()
+    if st.status.value == "removing":
+        return "Removal In Progress"
+    return st.status.value.capitalize()  # Created, Dead
 
 
 def _command_text(c: engine.Container, trunc: bool) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from minidock.cli import format as fmt
@@ -88,5 +90,9 @@ def stats(ctx: click.Context, containers: tuple[str, ...], all_: bool, format_: 
         if no_stream:
             click.echo(text, nl=False)
             return
-        # what docker does on a terminal: clear, home, redraw once a second
-        click.echo("\033[2J\033[H" + text, nl=False)
+        # on a terminal, as docker does: clear, home, redraw once a second; into a pipe,
+        # one table after another, each flushed as it is made
+        if sys.stdout.isatty():
+            sys.stdout.write("\033[2J\033[H")
+        sys.stdout.write(text)
+        sys.stdout.flush()

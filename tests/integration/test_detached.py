@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -400,3 +402,23 @@ def test_attach_passes_window_size_changes(md, detached):
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_stats_streams_until_interrupted(md, detached):
+    cid = detached("busybox", "sleep", "1000")
+    p = subprocess.Popen(md.argv("stats", cid), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(60, p.kill)  # a stream that stalls fails the test, never hangs it
+    guard.start()
+    out = ""
+    try:
+        # into a pipe: one table per reading, each flushed as it is made
+        while out.count("CONTAINER ID") < 3 and (ch := p.stdout.read(1)):
+            out += ch
+    finally:
+        guard.cancel()
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=15)
+    lines = out.splitlines()
+    assert lines.count(lines[0]) >= 2 and lines[0].startswith("CONTAINER ID"), out
+    assert lines[1].startswith(cid[:12]) and lines[3].startswith(cid[:12]), out
