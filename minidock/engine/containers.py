@@ -689,7 +689,8 @@ def reconcile(paths: Paths, cid: str) -> None:
                     _release(paths, cid)
         return
     if locks.is_held(_lock_path(paths, f"{cid}.monitor")):
-        return  # someone is watching it: the record is theirs to update
+        _align_paused(paths, c)
+        return  # someone is watching it: the rest of the record is theirs to update
     with _container_lock(paths, cid):
         c = _load(paths, cid)
         if not c.state.running or locks.is_held(_lock_path(paths, f"{cid}.monitor")):
@@ -703,6 +704,29 @@ def reconcile(paths: Paths, cid: str) -> None:
                          "the process that monitored the container died")
     if _auto_remove(paths, c):
         remove(paths, cid, force=True)
+
+
+def _align_paused(paths: Paths, c: Container) -> None:
+    """A pause or unpause killed between the runtime and the record: the runtime's word
+    (which says "paused" from before the freeze until after the thaw) wins."""
+    def runtime_paused() -> bool | None:
+        try:
+            st = runtime.load(paths.runtime_state, c.id)
+        except MinidockError:
+            return None
+        status = st.status(os.path.join(paths.runtime_state, c.id))
+        return None if status not in ("running", "paused") else status == "paused"
+
+    paused = runtime_paused()
+    if paused is None or paused == (c.state.status == Status.PAUSED):
+        return
+    with _container_lock(paths, c.id):  # (a pause in progress holds it: wait, look again)
+        c = _load(paths, c.id)
+        paused = runtime_paused()
+        if paused is None or not c.state.running or paused == (c.state.status == Status.PAUSED):
+            return
+        c.state.transition(Status.PAUSED if paused else Status.RUNNING)
+        _save(paths, c)
 
 
 def cleanup(paths: Paths, cid: str) -> None:

@@ -109,13 +109,21 @@ def _set_frozen(state_root: str, container_id: str, frozen: bool) -> None:
         verb = "pause" if frozen else "resume"
         raise Conflict(f"cannot {verb} container {container_id} that is {status}")
     manager = cgroups.new_manager(st.cgroups_path)
+    marker = os.path.join(d, PAUSED)
+    # The marker goes first and comes off last: a pause or resume killed half-way leaves
+    # "paused" said of a container that may run, which `resume` mends, never a frozen
+    # container said to be running.
     if frozen:
-        manager.freeze()
-        with open(os.path.join(d, PAUSED), "x"):
+        with open(marker, "x"):
             pass
+        try:
+            manager.freeze()
+        except BaseException:
+            os.unlink(marker)
+            raise
     else:
         manager.thaw()
-        os.unlink(os.path.join(d, PAUSED))
+        os.unlink(marker)
 
 
 def _alive_manager(state_root: str, container_id: str) -> cgroups.Manager:

@@ -50,3 +50,13 @@ def zombies_of(pid: int) -> list[int]:
         if fields[0] == "Z" and int(fields[1]) == pid:
             out.append(int(entry))
     return out
+
+
+def freezer_says_frozen(cid: str) -> bool:
+    """What the kernel says, read where a learner would look (v1 freezer or v2 cgroup.freeze)."""
+    v1 = f"/sys/fs/cgroup/freezer/minidock/{cid}/freezer.state"
+    if os.path.exists(v1):
+        with open(v1) as f:
+            return f.read().strip() == "FROZEN"
+    with open(f"/sys/fs/cgroup/minidock/{cid}/cgroup.events") as f:
+        return "frozen 1" in f.read().splitlines()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from conftest import container_cgroups
-from helpers import monitor_of, processes_of, wait_for
+from helpers import freezer_says_frozen, monitor_of, processes_of, wait_for
 
 from minidock.image.store import ImageStore
 from minidock.paths import Paths
@@ -224,6 +224,28 @@ def test_cli_killed_at_any_moment(md, images, cleanup_all, command):
     assert check(md).returncode == 0
     for cid in all_ids(md):
         md.run("rm", "-f", cid, check=True)
+    assert check(md).returncode == 0
+
+
+def test_pause_and_unpause_killed_at_any_moment(md, detached):
+    cid = detached("busybox", "sleep", "1000")
+    for delay in KILL_DELAYS:
+        for verb in ("pause", "unpause"):
+            p = subprocess.Popen(md.argv(verb, cid), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            p.kill()
+            p.wait()
+            st = json.loads(md.run("inspect", cid, check=True).stdout)[0]["State"]
+            # never a frozen container said to run (the other way round, unpause mends)
+            if freezer_says_frozen(cid):
+                assert st["Status"] == "paused", (verb, delay, st)
+            assert st["Running"]
+    if json.loads(md.run("inspect", cid, check=True).stdout)[0]["State"]["Paused"]:
+        md.run("unpause", cid, check=True)
+    assert not freezer_says_frozen(cid)
+    assert json.loads(md.run("inspect", cid, check=True).stdout)[0]["State"]["Status"] == \
+        "running"
     assert check(md).returncode == 0
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from helpers import monitor_of, processes_of, wait_for, zombies_of
+from helpers import freezer_says_frozen, monitor_of, processes_of, wait_for, zombies_of
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
 
@@ -232,16 +232,6 @@ def test_killed_monitor_is_reconciled(md, images):
 
 
 # --- pause, top, stats, rename --------------------------------------------------------
-
-
-def freezer_says_frozen(cid: str) -> bool:
-    """What the kernel says, read where a learner would look (v1 freezer or v2 cgroup.freeze)."""
-    v1 = f"/sys/fs/cgroup/freezer/minidock/{cid}/freezer.state"
-    if os.path.exists(v1):
-        with open(v1) as f:
-            return f.read().strip() == "FROZEN"
-    with open(f"/sys/fs/cgroup/minidock/{cid}/cgroup.events") as f:
-        return "frozen 1" in f.read().splitlines()
 
 
 def test_pause_and_unpause(md, detached):
