@@ -38,6 +38,8 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
                      help="Connect a container to a network (none or host for now)."),
         click.option("--rm", is_flag=True,
                      help="Automatically remove the container when it exits."),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container "
+                     "(KEY=VALUE, or KEY for an empty value)."),
         click.option("--security-opt", multiple=True,
                      help="Security options: seccomp=unconfined, seccomp=PROFILE.json, "
                           "no-new-privileges."),
@@ -160,15 +162,31 @@ def _ps_row(c: engine.Container, no_trunc: bool) -> dict[str, object]:
 
 @click.command("ps")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="Filter output (id, name, status, exited, ancestor, label, before, since).")
+@click.option("-n", "--last", type=int, default=-1,
+              help="Show n last created containers (includes all states).")
+@click.option("-l", "--latest", is_flag=True,
+              help="Show the latest created container (includes all states).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("--format", "format_", help="Format output using a custom template: 'table', "
               "'table TEMPLATE' or a Go template.")
 @click.pass_context
-def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool,
-       format_: str | None) -> None:
+def ps(ctx: click.Context, all_: bool, filters: tuple[str, ...], last: int, latest: bool,
+       quiet: bool, no_trunc: bool, format_: str | None) -> None:
     """List containers."""
-    items = engine.list_containers(paths(ctx), all_=all_)
+    from minidock.engine import psfilter
+
+    parsed = psfilter.parse(filters)
+    if latest:
+        last = 1
+    every = all_ or last >= 0 or psfilter.shows_stopped(parsed)
+    items = engine.list_containers(paths(ctx), all_=every)
+    if parsed:
+        items = psfilter.select(paths(ctx), items, parsed)
+    if last >= 0:
+        items = items[:last]
     if quiet:
         for c in items:
             click.echo(c.id if no_trunc else c.short_id)

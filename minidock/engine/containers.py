@@ -55,6 +55,7 @@ class CreateOptions:
     hostname: str | None = None
     network: str = "none"
     auto_remove: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # --label, over the image's
 
 
 @dataclass
@@ -323,7 +324,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "Env": env, "Cmd": cmd, "Image": opts.image, "Volumes": None,
         "WorkingDir": p.workdir if p.workdir is not None else icfg.get("WorkingDir", ""),
         "Entrypoint": entrypoint or None, "OnBuild": None,
-        "Labels": icfg.get("Labels") or {},
+        "Labels": {**(icfg.get("Labels") or {}), **opts.labels},
     }
     if icfg.get("StopSignal"):
         config["StopSignal"] = icfg["StopSignal"]

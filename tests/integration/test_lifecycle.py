@@ -199,3 +199,50 @@ def test_foreground_run_is_logged_like_a_detached_one(md, images):
             assert "\\u003cb\\u003e\\u0009" in f.read()  # moby's escaping
     finally:
         md.run("rm", "fg-log")
+
+
+def test_ps_filters_last_and_latest(md, images):
+    names = ["pf-created", "pf-zero", "pf-three", "pf-web"]
+    try:
+        md.run("create", "--name", "pf-created", "busybox", "true", check=True)
+        md.run("run", "--name", "pf-zero", "-l", "tier=batch", "busybox", "true", check=True)
+        md.run("run", "--name", "pf-three", "--label", "tier=batch", "busybox", "sh", "-c",
+               "exit 3")
+        md.run("run", "-d", "--name", "pf-web", "-l", "tier=front", "-l", "x", "busybox",
+               "sleep", "1000", check=True)
+
+        def ps(*args: str) -> list[str]:
+            out = md.run("ps", "--format", "{{.Names}}", *args, check=True).stdout
+            return out.split()
+
+        assert ps() == ["pf-web"]
+        assert ps("-a") == ["pf-web", "pf-three", "pf-zero", "pf-created"]  # newest first
+        # a status filter looks at stopped containers without -a, as Docker's
+        assert ps("-f", "status=exited") == ["pf-three", "pf-zero"]
+        assert ps("-f", "status=exited", "-f", "status=created") == \
+            ["pf-three", "pf-zero", "pf-created"]  # one key: OR
+        assert ps("-f", "exited=3") == ["pf-three"]
+        assert ps("-a", "-f", "label=tier=batch", "-f", "status=exited") == \
+            ["pf-three", "pf-zero"]  # two keys: AND
+        assert ps("-a", "-f", "label=x") == ["pf-web"]
+        assert ps("-a", "-f", "name=^/pf-z") == ["pf-zero"]
+        assert ps("-a", "-f", "name=web") == ["pf-web"]
+        assert ps("-a", "-f", "ancestor=busybox") == ps("-a")
+        assert ps("-a", "-f", "ancestor=no-such-image") == []
+        assert ps("-a", "-f", "before=pf-three") == ["pf-zero", "pf-created"]
+        assert ps("-a", "-f", "since=pf-zero") == ["pf-web", "pf-three"]
+        cid = json.loads(md.run("inspect", "pf-zero", check=True).stdout)[0]["Id"]
+        assert ps("-a", "-f", f"id={cid[:10]}") == ["pf-zero"]
+        assert ps("-n", "2") == ["pf-web", "pf-three"]
+        assert ps("-l") == ["pf-web"]
+        assert md.run("ps", "-aq", "-f", "status=exited").stdout.split() == [
+            json.loads(md.run("inspect", n, check=True).stdout)[0]["Id"][:12]
+            for n in ("pf-three", "pf-zero")]
+        for bad in ("status=sleeping", "exited=x", "color=red", "name=("):
+            r = md.run("ps", "-f", bad)
+            assert r.returncode == 125 and "filter" in r.stderr, (bad, r.stderr)
+        labels = json.loads(md.run("inspect", "pf-web", check=True).stdout)[0]["Config"]["Labels"]
+        assert labels == {"tier": "front", "x": ""}
+    finally:
+        for n in names:
+            md.run("rm", "-f", n)

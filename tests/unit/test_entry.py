@@ -27,6 +27,7 @@ SAME = [
      "busybox"],
     ["run", "--name=a", "--name", "b", "busybox"],
     ["run", "--trace", "--rm", "busybox", "true"],
+    ["run", "-l", "a=1", "--label", "b", "--label=c=3", "-la=2", "busybox"],
     ["run", "-ie", "X=1", "busybox"],
     ["run", "-ieX=1", "busybox"],
     ["run", "--", "busybox", "-x"],
