@@ -238,15 +238,20 @@ def inspect(ctx: click.Context, containers: tuple[str, ...], format_: str | None
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True,
+              help="Provide filter values (e.g. 'until=24h', 'label=KEY[=VALUE]').")
 @click.pass_context
-def prune(ctx: click.Context, force: bool) -> None:
+def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
+    from minidock.engine.images import PRUNE_FILTERS, parse_filters
+
+    parsed = parse_filters(filters, PRUNE_FILTERS)
     if not force:
         if not os.isatty(0):
             raise InvalidArgument("container prune: confirmation needed: use -f in scripts")
         click.confirm("WARNING! This will remove all stopped containers.\n"
                       "Are you sure you want to continue?", abort=True)
-    removed, reclaimed = engine.prune(paths(ctx))
+    removed, reclaimed = engine.prune(paths(ctx), parsed)
     if removed:
         click.echo("Deleted Containers:")
         for cid in removed:

@@ -962,10 +962,23 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
     return c.id
 
 
-def prune(paths: Paths) -> tuple[list[str], int]:
+def prune(paths: Paths, filters: dict[str, list[str]] | None = None
+          ) -> tuple[list[str], int]:
+    """``container prune``: remove stopped containers (``until=``: created before then;
+    ``label=KEY[=VALUE]``: with every such label); (ids removed, bytes of their rw layers)."""
+    from minidock.engine import images
+
+    filters = filters or {}
+    until = (images.until_timestamp(filters["until"][-1], time.time())
+             if "until" in filters else None)
     removed, reclaimed = [], 0
     store = _store(paths)
     for c in list_containers(paths, all_=True):
+        if until is not None and (images.parse_time(c.created) or 0.0) >= until:
+            continue
+        labels = c.config.get("Labels") or {}
+        if not all(images.label_matches(labels, w) for w in filters.get("label", [])):
+            continue
         if c.state.status in (Status.EXITED, Status.CREATED, Status.DEAD):
             try:
                 reclaimed += store.rw_layer_size(c.id)

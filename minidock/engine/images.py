@@ -710,7 +710,7 @@ def _reference_matches(pattern: str, ref: str) -> bool:
     return path_match(pattern, name)
 
 
-def _label_matches(labels: dict[str, str], wanted: str) -> bool:
+def label_matches(labels: dict[str, str], wanted: str) -> bool:
     key, sep, value = wanted.partition("=")
     if key.endswith("!") and sep:  # label!=value is not Docker's syntax for images; keep simple
         raise InvalidArgument(f"invalid filter 'label={wanted}'")
@@ -733,7 +733,7 @@ def filter_images(paths: Paths, images: list[ImageSummary],
     for s in images:
         if dangling is not None and dangling != (not s.repo_tags):
             continue
-        created = _parse_time(s.created) or 0.0
+        created = parse_time(s.created) or 0.0
         if before is not None and not created < before:
             continue
         if since is not None and not created > since:
@@ -744,7 +744,7 @@ def filter_images(paths: Paths, images: list[ImageSummary],
             except MinidockError:
                 continue
             labels = cfg.get("Labels") or {}
-            if not all(_label_matches(labels, w) for w in filters["label"]):
+            if not all(label_matches(labels, w) for w in filters["label"]):
                 continue
         if "reference" in filters:
             patterns = filters["reference"]
@@ -760,7 +760,7 @@ def filter_images(paths: Paths, images: list[ImageSummary],
 
 def _created_of(store: ImageStore, ref: str) -> float:
     # compared as times: RFC 3339 strings with trimmed fractions do not sort as text
-    return _parse_time(str(store.get_image_config(store.resolve(ref)).get("created") or "")) or 0.0
+    return parse_time(str(store.get_image_config(store.resolve(ref)).get("created") or "")) or 0.0
 
 
 # --- history -------------------------------------------------------------------------------
@@ -844,7 +844,7 @@ def prune_images(
     filters = filters or {}
     until: float | None = None
     if "until" in filters:
-        until = _until_timestamp(filters["until"][-1], _time.time() if now is None else now)
+        until = until_timestamp(filters["until"][-1], _time.time() if now is None else now)
     store = ImageStore(paths)
     lines: list[str] = []
     reclaimed = 0
@@ -865,12 +865,12 @@ def prune_images(
             except MinidockError:
                 continue
             if until is not None:
-                created = _parse_time(str(config.get("created") or ""))
+                created = parse_time(str(config.get("created") or ""))
                 if created is None or created >= until:
                     continue
             if "label" in filters:
                 labels = (config.get("config") or {}).get("Labels") or {}
-                if not all(_label_matches(labels, w) for w in filters["label"]):
+                if not all(label_matches(labels, w) for w in filters["label"]):
                     continue
             sizes = {layer.chain_id: layer.size for layer in store.image_layers(image_id)}
             for r in refs:
@@ -884,7 +884,7 @@ def prune_images(
     return lines, reclaimed
 
 
-def _until_timestamp(value: str, now: float) -> float:
+def until_timestamp(value: str, now: float) -> float:
     """``until=`` as Docker reads it: a Go duration (``24h``, ``90m``) ago, a Unix timestamp
     or an RFC 3339 time."""
     m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms))+)", value)
@@ -897,13 +897,13 @@ def _until_timestamp(value: str, now: float) -> float:
         return float(value)
     except ValueError:
         pass
-    t = _parse_time(value)
+    t = parse_time(value)
     if t is None:
         raise InvalidArgument(f"invalid filter 'until={value}'")
     return t
 
 
-def _parse_time(value: str) -> float | None:
+def parse_time(value: str) -> float | None:
     """Seconds since the epoch of an RFC 3339 time (Go writes nanoseconds; Python's parser
     takes at most microseconds, so the extra digits are cut); None if it is not one."""
     import datetime

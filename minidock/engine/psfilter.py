@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 
 from minidock.engine import containers as ct
-from minidock.engine.images import parse_filters
+from minidock.engine.images import label_matches, parse_filters
 from minidock.engine.state import Status
 from minidock.errors import InvalidArgument, MinidockError
 from minidock.paths import Paths
@@ -86,12 +86,7 @@ def _passes(c: ct.Container, filters: dict[str, list[str]], ancestors: set[str],
         and any_of("exited", lambda v: c.state.status == Status.EXITED
                    and c.state.exit_code == int(v))
         and any_of("ancestor", lambda v: c.image_id in ancestors or c.image_ref in ancestors)
-        and any_of("label", lambda v: _label_matches(labels, v))
+        and any_of("label", lambda v: label_matches(labels, v))
         and ("before" not in bounds or c.created < bounds["before"])
         and ("since" not in bounds or c.created > bounds["since"])
     )
-
-
-def _label_matches(labels: dict[str, str], spec: str) -> bool:
-    key, sep, value = spec.partition("=")
-    return key in labels and (not sep or labels[key] == value)

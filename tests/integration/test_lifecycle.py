@@ -174,6 +174,25 @@ def test_container_prune(md, images):
         keep.wait(timeout=30)
 
 
+def test_container_prune_filters(md, images):
+    try:
+        md.run("run", "--name", "pr-batch", "-l", "job=batch", "busybox", "true", check=True)
+        md.run("run", "--name", "pr-other", "-l", "job=other", "busybox", "true", check=True)
+        r = md.run("container", "prune", "-f", "--filter", "label=job=batch", check=True)
+        names = md.run("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        assert names == ["pr-other"], r.stdout
+        # until: only containers created before then; an hour ago spares this one
+        md.run("container", "prune", "-f", "--filter", "until=1h", check=True)
+        assert md.run("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["pr-other"]
+        md.run("container", "prune", "-f", "--filter", "until=0s", check=True)
+        assert md.run("ps", "-aq").stdout == ""
+        r = md.run("container", "prune", "-f", "--filter", "color=red")
+        assert r.returncode == 125 and "invalid filter 'color'" in r.stderr
+    finally:
+        for n in ("pr-batch", "pr-other"):
+            md.run("rm", "-f", n)
+
+
 def test_info_and_version(md, images):
     r = md.run("info", check=True)
     assert " Storage Driver: overlay2" in r.stdout
