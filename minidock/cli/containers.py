@@ -17,6 +17,7 @@ from minidock.cli import format as fmt
 from minidock.engine import containers as engine
 from minidock.entry import create_options, run_command
 from minidock.errors import InvalidArgument, MinidockError
+from minidock.paths import Paths
 
 RUN_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 
@@ -169,12 +170,13 @@ def _ps_row(c: engine.Container, no_trunc: bool) -> dict[str, object]:
 @click.option("-l", "--latest", is_flag=True,
               help="Show the latest created container (includes all states).")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("--format", "format_", help="Format output using a custom template: 'table', "
               "'table TEMPLATE' or a Go template.")
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, filters: tuple[str, ...], last: int, latest: bool,
-       quiet: bool, no_trunc: bool, format_: str | None) -> None:
+       quiet: bool, size: bool, no_trunc: bool, format_: str | None) -> None:
     """List containers."""
     from minidock.engine import psfilter
 
@@ -192,8 +194,27 @@ def ps(ctx: click.Context, all_: bool, filters: tuple[str, ...], last: int, late
             click.echo(c.id if no_trunc else c.short_id)
         return
     rows = [_ps_row(c, no_trunc) for c in items]
-    click.echo(fmt.format_rows(format_ or PS_TABLE, rows, PS_HEADERS, default_table=PS_TABLE),
+    table = PS_TABLE
+    if size or (format_ and ".Size" in format_):
+        _add_sizes(paths(ctx), items, rows)
+        table = PS_TABLE + "\\t{{.Size}}" if size else PS_TABLE
+    click.echo(fmt.format_rows(format_ or table, rows, PS_HEADERS, default_table=table),
                nl=False)
+
+
+def _add_sizes(p: Paths, items: list[engine.Container], rows: list[dict[str, object]]) -> None:
+    """Docker's SIZE: what the container wrote (its rw layer's diff) and, as "virtual",
+    that plus its image."""
+    from minidock.image.store import ImageStore
+
+    store = ImageStore(p)
+    for c, row in zip(items, rows, strict=True):
+        try:
+            rw = store.rw_layer_size(c.id)
+            image = store.image_size(c.image_id)
+        except (MinidockError, OSError):
+            continue
+        row["Size"] = f"{fmt.human_size(rw)} (virtual {fmt.human_size(rw + image)})"
 
 
 @click.command("rm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -265,3 +266,18 @@ def test_ps_filters_last_and_latest(md, images):
     finally:
         for n in names:
             md.run("rm", "-f", n)
+
+
+def test_ps_size(md, images):
+    try:
+        md.run("run", "--name", "sz", "busybox", "sh", "-c", "head -c 5000 /dev/zero > /big",
+               check=True)
+        out = md.run("ps", "-a", "-s", check=True).stdout.splitlines()
+        assert out[0].split()[-1] == "SIZE"
+        m = re.search(r"(\S+) \(virtual (\S+)\)$", out[1])
+        assert m and m.group(1) == "5kB", out[1]  # what the container wrote
+        image = json.loads(md.run("image", "inspect", "busybox", check=True).stdout)[0]["Size"]
+        assert m.group(2).endswith("MB") and float(m.group(2)[:-2]) * 1e6 >= image * 0.99
+        assert md.run("ps", "-a", "--format", "{{.Size}}", check=True).stdout.startswith("5kB")
+    finally:
+        md.run("rm", "sz")
