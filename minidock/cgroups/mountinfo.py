@@ -45,7 +45,7 @@ _V1_NON_CONTROLLER_PREFIXES = ("release_agent=",)
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-def _unescape(field_: str) -> str:
+def unescape(field_: str) -> str:
     r"""mountinfo escapes space, tab, newline and backslash as \040, \011, \012, \134."""
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field_)
 
@@ -103,8 +103,8 @@ def parse_mountinfo(text: str) -> list[CgroupMount]:
             )
         mounts.append(
             CgroupMount(
-                mount_point=_unescape(fields[4]),
-                root=_unescape(fields[3]),
+                mount_point=unescape(fields[4]),
+                root=unescape(fields[3]),
                 fstype=fstype,
                 device=fields[2],
                 controllers=controllers,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from minidock import cgroups, runtime
+from minidock.cgroups.mountinfo import unescape
 from minidock.engine import containers as ct
 from minidock.engine import locks
 from minidock.engine.state import Status
@@ -154,19 +155,13 @@ def _layer_owners(paths: Paths) -> dict[str, str]:
     return owners
 
 
-def _unescape(field: str) -> str:
-    for code in ("\\040", "\\011", "\\012", "\\134"):
-        field = field.replace(code, chr(int(code[1:], 8)))
-    return field
-
-
 def mount_points(under: str) -> list[str]:
     """Mount points at or below ``under`` in this mount namespace (/proc/self/mountinfo)."""
     prefix = under.rstrip("/") + "/"
     out = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
-            point = _unescape(line.split()[4])
+            point = unescape(line.split()[4])
             if point.startswith(prefix):
                 out.append(point)
     return out
