@@ -243,4 +243,17 @@ def main() -> None:
         code = run_command(Paths.from_env(glob["root"], glob["run_root"]), **params)
     except (MinidockError, OSError, KeyboardInterrupt) as e:
         exit_with(e, debug)
-    sys.exit(code)
+    finish(code)
+
+
+def finish(code: int) -> None:
+    """Exit with ``code`` once a command has done its work, skipping the interpreter's
+    teardown (~10 ms with the engine loaded). That is safe because every file minidock
+    writes is written with os.write or closed by a ``with`` block before this point, no
+    atexit handler is registered, and the two standard streams are flushed here."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass  # a reader that went away: nothing more can be told to it
+    os._exit(code)

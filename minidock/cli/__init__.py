@@ -103,7 +103,7 @@ def paths(ctx: click.Context) -> Paths:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of every command but the plain ``run`` (see minidock.entry); the only
     place that exits."""
-    from minidock.entry import exit_with
+    from minidock.entry import exit_with, finish
 
     debug = bool(os.environ.get("MINIDOCK_DEBUG")) or "--debug" in (argv or sys.argv)
     try:
@@ -117,5 +117,5 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(125 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        finish(e.exit_code)
+    finish(rc if isinstance(rc, int) else 0)
