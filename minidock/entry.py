@@ -85,43 +85,35 @@ def parse_run(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
             break
         if not arg.startswith("-") or arg == "-":
             break
+        # one word -> (flag, the value attached to it or None): --name=x, --rm, -it, -eA=1
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
-            spec = _RUN_FLAGS.get(name)
+            words = [(name, value if eq else None)]
+        else:
+            words = []
+            for k in range(1, len(arg)):
+                flag = "-" + arg[k]
+                spec = _RUN_FLAGS.get(flag)
+                if spec is not None and spec[1]:  # takes a value: the rest of the word is it
+                    words.append((flag, arg[k + 1:] or None))
+                    break
+                words.append((flag, None))
+        for flag, attached in words:
+            spec = _RUN_FLAGS.get(flag)
             if spec is None:
                 return None
             param, takes, multi = spec
-            if takes:
-                if not eq:
-                    j += 1
-                    if j >= len(args):
-                        return None
-                    value = args[j]
-                _set(params, param, value, multi)
-            elif eq:
-                return None  # --rm=x: let click say what is wrong
-            else:
+            if not takes:
+                if attached is not None:
+                    return None  # --rm=x: let click say what is wrong
                 params[param] = True
-            j += 1
-            continue
-        # short flags: -it, -dit, -eFOO=bar, -e FOO=bar, -it -e X
-        k = 1
-        while k < len(arg):
-            spec = _RUN_FLAGS.get("-" + arg[k])
-            if spec is None:
-                return None
-            param, takes, multi = spec
-            if takes:
-                value = arg[k + 1:]
-                if not value:
-                    j += 1
-                    if j >= len(args):
-                        return None
-                    value = args[j]
-                _set(params, param, value, multi)
-                break
-            params[param] = True
-            k += 1
+                continue
+            if attached is None:
+                j += 1
+                if j >= len(args):
+                    return None
+                attached = args[j]
+            _set(params, param, attached, multi)
         j += 1
     if j >= len(args):
         return None  # no IMAGE: click's usage error

@@ -32,6 +32,8 @@ SAME = [
     ["run", "-ieX=1", "busybox"],
     ["run", "--", "busybox", "-x"],
     ["run", "-e", "-x", "busybox"],
+    ["run", "-e=X", "--name=", "busybox"],
+    ["run", "-dite", "A=1", "busybox"],
     ["run", "busybox", "--rm", "-d"],  # after the image: the command's
     ["--root", "/r", "run", "busybox"],
     ["--root=/r", "--run-root", "/rr", "--debug", "run", "-d", "busybox"],
