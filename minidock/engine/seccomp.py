@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from minidock.errors import InvalidArgument
+from minidock.jsonobj import parse_object
 
 # uname machine -> (libseccomp's name, Go's GOARCH as the profile's "arches" use it)
 _MACHINES = {
@@ -40,13 +41,7 @@ def default_profile() -> dict[str, Any]:
 
 
 def load_profile(text: str, source: str = "seccomp profile") -> dict[str, Any]:
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise InvalidArgument(f"decoding {source}: {e}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"decoding {source}: not a JSON object")
-    return doc
+    return parse_object(text, f"decoding {source}")
 
 
 def host() -> tuple[str, str, tuple[int, int]]:

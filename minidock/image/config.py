@@ -25,11 +25,11 @@ Loading is lazy and pure apart from reading the files; nothing here opens a sock
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from dataclasses import dataclass, field
 
 from minidock.errors import InvalidArgument
+from minidock.jsonobj import parse_object
 
 CONFIG_DIR_ENV = "MINIDOCK_CONFIG_DIR"
 DEFAULT_CONFIG_DIR = "/etc/minidock"
@@ -137,12 +137,7 @@ def parse_engine_config(
     data: bytes, source: str = "config.json", certs_dir: str | None = None
 ) -> EngineConfig:
     """The registry settings of a daemon.json-like document (pure; unit-tested)."""
-    try:
-        doc = json.loads(data) if data.strip() else {}
-    except ValueError as e:
-        raise InvalidArgument(f"parse {source}: {e}") from e
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"parse {source}: not a JSON object")
+    doc = parse_object(data, f"parse {source}") if data.strip() else {}
 
     def strings(key: str) -> tuple[str, ...]:
         value = doc.get(key) or []

@@ -30,6 +30,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from minidock.errors import InvalidArgument
+from minidock.jsonobj import parse_object
 from minidock.storage.atomic import atomic_write
 
 AUTH_CONFIG_ENV = "MINIDOCK_AUTH_CONFIG"
@@ -104,13 +105,7 @@ def _load(path: str) -> dict[str, object]:
         raise InvalidArgument(f"read {path}: larger than {MAX_FILE} bytes")
     if not data.strip():
         return {}
-    try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise InvalidArgument(f"parse {path}: {e}") from e
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"parse {path}: not a JSON object")
-    return doc
+    return parse_object(data, f"parse {path}")
 
 
 def lookup_auths(doc: dict[str, object], key: str) -> Credentials | None:

@@ -50,6 +50,7 @@ from minidock.errors import AuthenticationError, InvalidArgument, RegistryError
 from minidock.image.config import EngineConfig
 from minidock.image.credentials import Credentials
 from minidock.image.reference import validate_digest
+from minidock.jsonobj import parse_object
 
 # --- media types and limits ----------------------------------------------------------------
 
@@ -209,12 +210,7 @@ def parse_token_response(body: bytes) -> tuple[str, int]:
     present they are the same), ``expires_in`` in seconds, defaulting to 60 and raised to 60
     when lower, as Docker does.
     """
-    try:
-        doc = json.loads(body)
-    except ValueError as e:
-        raise RegistryError(f"token server sent invalid JSON: {e}") from e
-    if not isinstance(doc, dict):
-        raise RegistryError("token server sent invalid JSON: not an object")
+    doc = parse_object(body, "token server sent invalid JSON", RegistryError)
     token = doc.get("token") or doc.get("access_token")
     if not isinstance(token, str) or not token:
         raise RegistryError("token server sent no token")
@@ -310,13 +306,7 @@ def check_json_depth(data: bytes, limit: int = MAX_JSON_DEPTH) -> None:
 
 def load_json(data: bytes, what: str) -> dict[str, Any]:
     check_json_depth(data)
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as e:
-        raise RegistryError(f"invalid {what}: {e}") from e
-    if not isinstance(doc, dict):
-        raise RegistryError(f"invalid {what}: not a JSON object")
-    return doc
+    return parse_object(data, f"invalid {what}", RegistryError)
 
 
 # --- platforms -----------------------------------------------------------------------------

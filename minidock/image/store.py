@@ -60,6 +60,7 @@ from minidock.image.reference import (
     parse_tagged,
     validate_digest,
 )
+from minidock.jsonobj import parse_object
 from minidock.paths import Paths
 from minidock.storage.atomic import (
     atomic_write,
@@ -753,14 +754,8 @@ class ImageStore:
         return data
 
     def get_image_config(self, image_id: str) -> dict[str, Any]:
-        raw = self.get_config(image_id)
-        try:
-            config = json.loads(raw)
-        except ValueError as e:
-            raise StorageError(f"parse image config {image_id}: {e}") from e
-        if not isinstance(config, dict):
-            raise StorageError(f"parse image config {image_id}: not a JSON object")
-        return config
+        return parse_object(self.get_config(image_id), f"parse image config {image_id}",
+                            StorageError)
 
     @staticmethod
     def diff_ids_of(config: dict[str, Any]) -> list[str]:
@@ -779,12 +774,7 @@ class ImageStore:
         """Store an image config whose layers are all registered; returns its id."""
         if len(config) > MAX_CONFIG_SIZE:
             raise InvalidArgument(f"image config is too large ({len(config)} bytes)")
-        try:
-            parsed = json.loads(config)
-        except ValueError as e:
-            raise InvalidArgument(f"invalid image config: {e}") from e
-        if not isinstance(parsed, dict):
-            raise InvalidArgument("invalid image config: not a JSON object")
+        parsed = parse_object(config, "invalid image config")
         diff_ids = self.diff_ids_of(parsed)
         if len(diff_ids) > MAX_LAYER_DEPTH:
             raise InvalidArgument(f"image config has {len(diff_ids)} layers, the limit is "
