@@ -90,6 +90,7 @@ from minidock.runtime.process import (
     fork_with_pipes,
     load_spec,
     new_session,
+    reported_failure,
     wait_gone,
 )
 from minidock.runtime.state import RuntimeState, check_id
@@ -369,11 +370,7 @@ def exec_process(state_root: str, container_id: str, process: oci.Process,
             helper_reaped = True
             pid = int(str(msg.get("pid", 0)))
             if "error" in msg or not pid:
-                code = int(str(msg.get("code", 125)))
-                text = str(msg.get("error", "the helper died"))
-                cls = {126: CommandCannotInvoke, 127: CommandNotFound}.get(
-                    code, ContainerRuntimeError)
-                raise cls(f"OCI runtime exec failed: {text}")
+                raise reported_failure(msg, "exec", "the helper died")
         except BaseException:
             if not helper_reaped:
                 _kill_and_reap(helper)

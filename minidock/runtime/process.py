@@ -363,6 +363,15 @@ def _read_msg(f: object) -> dict[str, object]:
     return result
 
 
+def reported_failure(msg: dict[str, object], action: str, silent: str) -> MinidockError:
+    """The error a child reported on its status pipe ({"error", "code"}), as the class
+    Docker's exit code needs (126: cannot invoke, 127: not found); ``silent`` when it died
+    without a word."""
+    code = int(str(msg.get("code", 125)))
+    cls = {126: CommandCannotInvoke, 127: CommandNotFound}.get(code, ContainerRuntimeError)
+    return cls(f"OCI runtime {action} failed: {msg.get('error', silent)}")
+
+
 def create(state_root: str, container_id: str, bundle: str,
            opts: CreateOptions | None = None) -> RuntimeState:
     """Create the container: namespaces, cgroup, rootfs; its init waits for :func:`start`."""
@@ -438,11 +447,7 @@ def create(state_root: str, container_id: str, bundle: str,
                 manager.add_process(init_pid)
             msg = _read_msg(status)
             if not msg.get("ready"):
-                code = int(str(msg.get("code", 125)))
-                text = str(msg.get("error", "container init died"))
-                cls = {126: CommandCannotInvoke, 127: CommandNotFound}.get(
-                    code, ContainerRuntimeError)
-                raise cls(f"OCI runtime create failed: {text}")
+                raise reported_failure(msg, "create", "container init died")
         except BaseException:
             if init_pid:
                 _kill_and_reap(init_pid)
