@@ -100,6 +100,29 @@ def paths(ctx: click.Context) -> Paths:
     return obj
 
 
+def confirm_prune(command: str, warning: str, force: bool) -> None:
+    """Docker's prune prompt; without a terminal to ask on, -f is required."""
+    if force:
+        return
+    from minidock.errors import InvalidArgument
+
+    if not os.isatty(0):
+        raise InvalidArgument(f"{command}: confirmation needed: use -f in scripts")
+    click.confirm(f"{warning}\nAre you sure you want to continue?", abort=True)
+
+
+def echo_pruned(title: str, lines: list[str], reclaimed: int) -> None:
+    """What a prune removed, then the space (docker/cli: units.HumanSize, 4 digits)."""
+    from minidock.cli.format import human_size
+
+    if lines:
+        click.echo(f"{title}:")
+        for line in lines:
+            click.echo(line)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of every command but the plain ``run`` (see minidock.entry); the only
     place that exits."""

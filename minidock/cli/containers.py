@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import click
 
-from minidock.cli import LazyGroup, paths
+from minidock.cli import LazyGroup, confirm_prune, echo_pruned, paths
 from minidock.cli import format as fmt
 from minidock.engine import containers as engine
 from minidock.entry import create_options, run_command
@@ -267,18 +267,10 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
     from minidock.engine.images import PRUNE_FILTERS, parse_filters
 
     parsed = parse_filters(filters, PRUNE_FILTERS)
-    if not force:
-        if not os.isatty(0):
-            raise InvalidArgument("container prune: confirmation needed: use -f in scripts")
-        click.confirm("WARNING! This will remove all stopped containers.\n"
-                      "Are you sure you want to continue?", abort=True)
+    confirm_prune("container prune", "WARNING! This will remove all stopped containers.",
+                  force)
     removed, reclaimed = engine.prune(paths(ctx), parsed)
-    if removed:
-        click.echo("Deleted Containers:")
-        for cid in removed:
-            click.echo(cid)
-        click.echo()
-    click.echo(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+    echo_pruned("Deleted Containers", removed, reclaimed)
 
 
 @click.command()

@@ -7,7 +7,6 @@ Thin commands: parse, call one engine function, format like docker/cli.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
@@ -15,7 +14,7 @@ from typing import Any
 
 import click
 
-from minidock.cli import archive, paths
+from minidock.cli import archive, confirm_prune, echo_pruned, paths
 from minidock.cli.format import format_rows, human_size, parse_rfc3339, render, since
 from minidock.engine import images as engine
 from minidock.errors import InvalidArgument, MinidockError
@@ -222,22 +221,13 @@ def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, fmt: s
 def image_prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
     parsed = engine.parse_filters(filters, engine.PRUNE_FILTERS)
-    if not force:
-        warning = ("WARNING! This will remove all images without at least one container "
-                   "associated to them." if all_ else
-                   "WARNING! This will remove all dangling images.")
-        if not os.isatty(0):
-            raise InvalidArgument("image prune: confirmation needed: use -f in scripts")
-        click.confirm(f"{warning}\nAre you sure you want to continue?", abort=True)
+    confirm_prune("image prune",
+                  "WARNING! This will remove all images without at least one container "
+                  "associated to them." if all_ else
+                  "WARNING! This will remove all dangling images.", force)
     p = paths(ctx)
     lines, reclaimed = engine.prune_images(p, all_, _in_use(p), parsed)
-    if lines:
-        click.echo("Deleted Images:")
-        for line in lines:
-            click.echo(line)
-        click.echo()
-    # docker/cli prints units.HumanSize here: 4 significant digits, not the tables' 3
-    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")
+    echo_pruned("Deleted Images", lines, reclaimed)
 
 
 # --- inspect -------------------------------------------------------------------------------
@@ -309,15 +299,6 @@ def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     _remove(ctx, refs, force)
 
 
-@click.command("rm")
-@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
-@click.argument("refs", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
-@click.pass_context
-def image_rm(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
-    """Remove one or more images."""
-    _remove(ctx, refs, force)
-
-
 # --- import --------------------------------------------------------------------------------
 
 
@@ -353,7 +334,7 @@ def image() -> None:
 image.add_command(image_ls, "ls")
 image.add_command(image_ls, "list")
 image.add_command(image_inspect, "inspect")
-image.add_command(image_rm, "rm")
+image.add_command(rmi, "rm")
 image.add_command(import_, "import")
 image.add_command(tag, "tag")
 image.add_command(history, "history")

@@ -177,11 +177,14 @@ def test_container_prune(md, images):
 
 def test_container_prune_filters(md, images):
     try:
-        md.run("run", "--name", "pr-batch", "-l", "job=batch", "busybox", "true", check=True)
+        md.run("run", "--name", "pr-batch", "-l", "job=batch", "busybox", "sh", "-c",
+               "head -c 12345 /dev/zero > /f", check=True)
         md.run("run", "--name", "pr-other", "-l", "job=other", "busybox", "true", check=True)
         r = md.run("container", "prune", "-f", "--filter", "label=job=batch", check=True)
         names = md.run("ps", "-a", "--format", "{{.Names}}").stdout.split()
         assert names == ["pr-other"], r.stdout
+        # what its rw layer held, in docker/cli's units.HumanSize (4 significant digits)
+        assert r.stdout.endswith("\n\nTotal reclaimed space: 12.35kB\n"), r.stdout
         # until: only containers created before then; an hour ago spares this one
         md.run("container", "prune", "-f", "--filter", "until=1h", check=True)
         assert md.run("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["pr-other"]
