@@ -23,21 +23,15 @@ def _os_name() -> str:
     return platform.system()
 
 
-def _mem_total() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _backing_fs(path: str) -> str:
     """Docker's name for the filesystem under the root (extfs, xfs, tmpfs, ...)."""
+    from minidock.cgroups.mountinfo import unescape
+
     best, fstype = "", "unknown"
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
-            mnt = fields[4]
+            mnt = unescape(fields[4])  # (a space is \040 there)
             sep = fields.index("-")
             if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
                 best, fstype = mnt, fields[sep + 1]
@@ -50,6 +44,7 @@ def info(ctx: click.Context) -> None:
     """Display system-wide information."""
     from minidock import cgroups
     from minidock.engine import containers
+    from minidock.engine.observe import host_memory
 
     p = paths(ctx)
     items = containers.list_containers(p, all_=True)
@@ -93,7 +88,7 @@ def info(ctx: click.Context) -> None:
         " OSType: linux",
         f" Architecture: {platform.machine()}",
         f" CPUs: {os.cpu_count()}",
-        f" Total Memory: {_fmt_gib(_mem_total())}",
+        f" Total Memory: {_fmt_gib(host_memory())}",
         f" Name: {platform.node()}",
         f" Minidock Root Dir: {root}",
         f" Minidock Run Dir: {p.run_root}",

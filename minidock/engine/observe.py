@@ -102,7 +102,9 @@ def _system_cpu_ns() -> int:
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
-def _host_memory() -> int:
+def host_memory() -> int:
+    """MemTotal in bytes: ``info``'s Total Memory, and the limit ``stats`` shows for a
+    container without a memory limit (as Docker)."""
     with open("/proc/meminfo", encoding="ascii") as f:
         for line in f:
             if line.startswith("MemTotal:"):
@@ -142,7 +144,7 @@ def _sample(paths: Paths, c: ct.Container) -> tuple[Reading, int | None]:
     usage = s.memory_usage_bytes or 0
     inactive = s.memory_inactive_file or 0
     r.memory = usage - inactive if inactive < usage else usage
-    r.memory_limit = s.memory_limit_bytes or _host_memory()
+    r.memory_limit = s.memory_limit_bytes or host_memory()
     r.memory_percent = r.memory / r.memory_limit * 100 if r.memory_limit else 0.0
     r.block_read, r.block_write = s.io_read_bytes or 0, s.io_write_bytes or 0
     r.pids = s.pids_current or 0
