@@ -91,3 +91,19 @@ def test_t_without_i_prints_through_the_pty(md, images):
         assert child.exitstatus == 3
     finally:
         close(child)
+
+
+def test_foreground_tty_output_is_logged(md, images):
+    """With -t the pty's output goes to the json-file log as "stdout", as Docker's."""
+    child = spawn(md, "run", "-t", "--name", "tty-log", "busybox", "sh", "-c",
+                  "echo logged-$((40+2))")
+    try:
+        child.expect("logged-42")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        logs = md.run("logs", "tty-log", check=True)
+        assert logs.stdout == "logged-42\r\n" and logs.stderr == ""  # the pty's \r\n
+    finally:
+        close(child)
+        md.run("rm", "-f", "tty-log")
