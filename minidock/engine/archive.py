@@ -708,7 +708,7 @@ def load(paths: Paths, source: str | None) -> LoadResult:
 
 def export_container(paths: Paths, ref: str, out: BinaryIO) -> None:
     """``docker export``: the container's filesystem (its merged view) as a tar on ``out``."""
-    from minidock.engine import containers, locks
+    from minidock.engine import containers
     from minidock.image.export import tar_directory
 
     c = containers.get(paths, ref)
@@ -716,7 +716,7 @@ def export_container(paths: Paths, ref: str, out: BinaryIO) -> None:
     rw = store.get_rw_layer(c.id)
     # Hold the container's lock so a `start` cannot mount or unmount the layer under us. A
     # running container has it mounted already: use that mount and leave it alone.
-    with locks.locked(os.path.join(paths.locks, f"{c.id}.lock")):
+    with containers.container_lock(paths, c.id):
         mounted_before = store.driver.is_mounted(rw.mount_id)
         root = store.mount_rw_layer(c.id)
         try:

@@ -73,8 +73,9 @@ def _live(paths: Paths, cid: str) -> bool:
 @contextlib.contextmanager
 def _idle(paths: Paths, cid: str) -> Iterator[bool]:
     """Hold the container's record lock if nobody else does and nothing watches it."""
+    path = ct._lock_path(paths, f"{cid}.lock")
     try:
-        held = locks.HeldLock(ct._lock_path(paths, f"{cid}.lock"), blocking=False)
+        held = locks.HeldLock(path, blocking=False)
     except BlockingIOError:
         yield False
         return
@@ -82,6 +83,8 @@ def _idle(paths: Paths, cid: str) -> Iterator[bool]:
         yield not _watched(paths, cid)
     finally:
         held.release()
+        if not os.path.isdir(os.path.join(paths.containers, cid)):
+            _unlink(path)  # taking the lock made the file: leave none for a gone container
 
 
 # --- looking ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Locks (all flock, so a SIGKILLed CLI never leaves one behind):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -287,7 +288,7 @@ def rename(paths: Paths, ref: str, new_name: str) -> Container:
         if c.name == new_name.lstrip("/"):
             raise InvalidArgument("Renaming a container with the same name as its current name")
         name = _pick_name(paths, new_name)
-        with _container_lock(paths, c.id):
+        with container_lock(paths, c.id):
             c = _load(paths, c.id)
             c.name = name
             _save(paths, c)
@@ -383,9 +384,18 @@ def _cgroupns() -> str:
 
 
 @contextmanager
-def _container_lock(paths: Paths, cid: str) -> Iterator[None]:
-    with locks.locked(_lock_path(paths, f"{cid}.lock")):
-        yield
+def container_lock(paths: Paths, cid: str) -> Iterator[None]:
+    """The container's record lock. Taking it creates its file, so when the container is
+    gone by the time it is let go (removed meanwhile, or by the holder), the file goes too:
+    no lock file outlives its container, whoever raced with rm."""
+    path = _lock_path(paths, f"{cid}.lock")
+    with locks.locked(path):
+        try:
+            yield
+        finally:
+            if not os.path.isdir(os.path.join(paths.containers, cid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
 
 def _bundle_dir(paths: Paths, cid: str) -> str:
@@ -577,7 +587,7 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
                 launched.pipes.relay(log=log.write)
                 code = _waitpid(launched.pid)
         trace.note(f"container {c.short_id} exited with {code}; cleaning up")
-        with _container_lock(paths, c.id):
+        with container_lock(paths, c.id):
             c = _load(paths, c.id)
             c.state.transition(Status.EXITED)
             c.state.exit_code = code
@@ -685,14 +695,14 @@ def reconcile(paths: Paths, cid: str) -> None:
         # its bundle dir is still there, and maybe a mount, a cgroup, an init
         if os.path.isdir(_bundle_dir(paths, cid)) and not locks.is_held(
                 _lock_path(paths, f"{cid}.monitor")):
-            with _container_lock(paths, cid):
+            with container_lock(paths, cid):
                 if not locks.is_held(_lock_path(paths, f"{cid}.monitor")):
                     _release(paths, cid)
         return
     if locks.is_held(_lock_path(paths, f"{cid}.monitor")):
         _align_paused(paths, c)
         return  # someone is watching it: the rest of the record is theirs to update
-    with _container_lock(paths, cid):
+    with container_lock(paths, cid):
         c = _load(paths, cid)
         if not c.state.running or locks.is_held(_lock_path(paths, f"{cid}.monitor")):
             return
@@ -721,7 +731,7 @@ def _align_paused(paths: Paths, c: Container) -> None:
     paused = runtime_paused()
     if paused is None or paused == (c.state.status == Status.PAUSED):
         return
-    with _container_lock(paths, c.id):  # (a pause in progress holds it: wait, look again)
+    with container_lock(paths, c.id):  # (a pause in progress holds it: wait, look again)
         c = _load(paths, c.id)
         paused = runtime_paused()
         if paused is None or not c.state.running or paused == (c.state.status == Status.PAUSED):
@@ -736,7 +746,7 @@ def cleanup(paths: Paths, cid: str) -> None:
     This process inherited the monitor lock (its fd survived both execs), so nobody else
     reconciles the container meanwhile; the lock goes when this process exits.
     """
-    with _container_lock(paths, cid):
+    with container_lock(paths, cid):
         try:
             c = _load(paths, cid)
         except ContainerNotFound:
@@ -828,7 +838,7 @@ def _signal_init(paths: Paths, c: Container, sig: int) -> None:
     stop_sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
     if sig not in (9, stop_sig):
         return
-    with _container_lock(paths, c.id):
+    with container_lock(paths, c.id):
         c2 = _load(paths, c.id)
         if c2.state.status != Status.PAUSED:
             return
@@ -887,7 +897,7 @@ def unpause(paths: Paths, ref: str) -> Container:
 
 def _set_paused(paths: Paths, ref: str, paused: bool) -> Container:
     c = get(paths, ref)
-    with _container_lock(paths, c.id):
+    with container_lock(paths, c.id):
         c = _load(paths, c.id)
         if paused:
             if c.state.status == Status.PAUSED:
@@ -946,7 +956,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
         wait_unwatched(paths, c.id)
         reconcile(paths, c.id)
     store = _store(paths)
-    with locks.locked(_lock_path(paths, "containers.lock")), _container_lock(paths, c.id):
+    with locks.locked(_lock_path(paths, "containers.lock")), container_lock(paths, c.id):
         if not os.path.isdir(c.dir):
             return c.id
         _runtime_delete(paths, c.id)

@@ -119,14 +119,22 @@ def test_system_check_repairs_store_debris(md, images, cleanup_all):
     unused = os.path.join(store, "sha256", layers.register_layer(buf).chain_id[7:])
     half = os.path.join(md.root, "containers", "cd" * 32)
     os.makedirs(half)
+    # the per-boot leftovers of a container that no longer exists: its locks and socket
+    lock = os.path.join(md.run_root, "locks", "ee" * 32 + ".monitor")
+    sock = os.path.join(md.run_root, "attach", "ee" * 32 + ".sock")
+    for path in (lock, sock):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").close()
     r = check(md)
     assert r.returncode == 1
     assert "layer no image or container uses" in r.stdout
-    for path in (orphan, os.path.join(store, "tmp", "staging-1"), half, unused):
+    assert "lock file of a container that does not exist" in r.stdout
+    assert "attach socket without a monitor" in r.stdout
+    for path in (orphan, os.path.join(store, "tmp", "staging-1"), half, unused, lock, sock):
         assert path in r.stdout, r.stdout
     r = md.run("system", "check", "--repair")
     assert r.returncode == 0, r.stdout + r.stderr
-    for path in (orphan, os.path.join(store, "tmp", "staging-1"), half, unused):
+    for path in (orphan, os.path.join(store, "tmp", "staging-1"), half, unused, lock, sock):
         assert not os.path.exists(path)
     assert check(md).returncode == 0
     # the images are untouched
