@@ -59,11 +59,11 @@ class Finding:
 
 
 def _watched(paths: Paths, cid: str) -> bool:
-    return locks.is_held(ct._lock_path(paths, f"{cid}.monitor"))
+    return locks.is_held(ct.lock_path(paths, f"{cid}.monitor"))
 
 
 def _busy(paths: Paths, cid: str) -> bool:
-    return locks.is_held(ct._lock_path(paths, f"{cid}.lock"))
+    return locks.is_held(ct.lock_path(paths, f"{cid}.lock"))
 
 
 def _live(paths: Paths, cid: str) -> bool:
@@ -73,7 +73,7 @@ def _live(paths: Paths, cid: str) -> bool:
 @contextlib.contextmanager
 def _idle(paths: Paths, cid: str) -> Iterator[bool]:
     """Hold the container's record lock if nobody else does and nothing watches it."""
-    path = ct._lock_path(paths, f"{cid}.lock")
+    path = ct.lock_path(paths, f"{cid}.lock")
     try:
         held = locks.HeldLock(path, blocking=False)
     except BlockingIOError:
@@ -93,9 +93,9 @@ def _idle(paths: Paths, cid: str) -> Iterator[bool]:
 def _records(paths: Paths) -> dict[str, ct.Container | None]:
     """Every container directory of this root: its record, or None when it has none."""
     out: dict[str, ct.Container | None] = {}
-    for cid in ct._all_ids(paths):
+    for cid in ct.all_ids(paths):
         try:
-            out[cid] = ct._load(paths, cid)
+            out[cid] = ct.load_record(paths, cid)
         except (ContainerNotFound, OSError, ValueError, KeyError):
             out[cid] = None
     return out
@@ -125,10 +125,10 @@ def _check_records(paths: Paths, records: dict[str, ct.Container | None],
 
 
 def _remove_unrecorded(paths: Paths, cid: str) -> None:
-    with locks.locked(ct._lock_path(paths, "containers.lock")):
+    with locks.locked(ct.lock_path(paths, "containers.lock")):
         if os.path.exists(os.path.join(paths.containers, cid, "config.v2.json")):
             return  # it got its record meanwhile: not ours to remove
-        store = ct._store(paths)
+        store = ct.image_store(paths)
         if _has_rw_layer(paths, cid):
             store.unmount_rw_layer(cid)
             store.remove_rw_layer(cid)
@@ -141,7 +141,7 @@ def _remove_dead(paths: Paths, cid: str) -> None:
 
 def _has_rw_layer(paths: Paths, cid: str) -> bool:
     try:
-        ct._store(paths).get_rw_layer(cid)
+        ct.image_store(paths).get_rw_layer(cid)
     except MinidockError:
         return False
     return True
@@ -149,7 +149,7 @@ def _has_rw_layer(paths: Paths, cid: str) -> bool:
 
 def _layer_owners(paths: Paths) -> dict[str, str]:
     """overlay2 id (mount-id and -init) -> container id."""
-    store = ct._store(paths)
+    store = ct.image_store(paths)
     owners = {}
     for cid in store.list_rw_layers():
         with contextlib.suppress(MinidockError):
@@ -172,7 +172,7 @@ def mount_points(under: str) -> list[str]:
 
 def _check_mounts(paths: Paths, creating: bool) -> list[Finding]:
     owners = _layer_owners(paths)
-    store = ct._store(paths)
+    store = ct.image_store(paths)
     found = []
     home = paths.overlay2.rstrip("/") + "/"
     for point in mount_points(paths.root):
@@ -322,7 +322,7 @@ def _listdir(path: str) -> list[str]:
 
 
 def _check_layers(paths: Paths) -> list[Finding]:
-    store = ct._store(paths)
+    store = ct.image_store(paths)
     fix = partial(store.cleanup_stale, unused=True)  # one run removes them all
     return [Finding("LAYER", path, why, fix) for path, why in store.stale(unused=True)]
 
@@ -330,7 +330,7 @@ def _check_layers(paths: Paths) -> list[Finding]:
 def check(paths: Paths) -> list[Finding]:
     """Everything inconsistent or left over, nothing changed."""
     try:
-        creating_lock = locks.HeldLock(ct._lock_path(paths, "containers.lock"), blocking=False)
+        creating_lock = locks.HeldLock(ct.lock_path(paths, "containers.lock"), blocking=False)
         creating = False
     except BlockingIOError:
         creating_lock, creating = None, True  # a create (or rm) runs: judge no records now

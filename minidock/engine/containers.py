@@ -153,7 +153,7 @@ def now_rfc3339() -> str:
 # --- the store of container records -------------------------------------------------
 
 
-def _lock_path(paths: Paths, name: str) -> str:
+def lock_path(paths: Paths, name: str) -> str:
     return os.path.join(paths.locks, name)
 
 
@@ -166,7 +166,7 @@ def _save(paths: Paths, c: Container, host_config: bool = False) -> None:
                  json.dumps(c.to_config_v2(paths)).encode(), 0o600)
 
 
-def _load(paths: Paths, cid: str) -> Container:
+def load_record(paths: Paths, cid: str) -> Container:
     d = os.path.join(paths.containers, cid)
     try:
         with open(os.path.join(d, "config.v2.json"), "rb") as f:
@@ -178,7 +178,7 @@ def _load(paths: Paths, cid: str) -> Container:
     return Container.from_config_v2(doc, hc, d)
 
 
-def _all_ids(paths: Paths) -> list[str]:
+def all_ids(paths: Paths) -> list[str]:
     try:
         return [n for n in os.listdir(paths.containers) if ID_RE.match(n)]
     except FileNotFoundError:
@@ -187,13 +187,13 @@ def _all_ids(paths: Paths) -> list[str]:
 
 def resolve(paths: Paths, ref: str) -> str:
     """A container id from a full id, a unique id prefix or a name (Docker's order)."""
-    ids = _all_ids(paths)
+    ids = all_ids(paths)
     if ref in ids:
         return ref
     name = ref.lstrip("/")
     for cid in ids:
         try:
-            if _load(paths, cid).name == name:
+            if load_record(paths, cid).name == name:
                 return cid
         except ContainerNotFound:
             continue
@@ -209,15 +209,15 @@ def resolve(paths: Paths, ref: str) -> str:
 def get(paths: Paths, ref: str) -> Container:
     cid = resolve(paths, ref)
     reconcile(paths, cid)
-    return _load(paths, cid)
+    return load_record(paths, cid)
 
 
 def list_containers(paths: Paths, all_: bool = False) -> list[Container]:
     out = []
-    for cid in _all_ids(paths):
+    for cid in all_ids(paths):
         try:
             reconcile(paths, cid)
-            c = _load(paths, cid)
+            c = load_record(paths, cid)
         except ContainerNotFound:
             continue  # removed meanwhile
         if all_ or c.state.running:
@@ -228,9 +228,9 @@ def list_containers(paths: Paths, all_: bool = False) -> list[Container]:
 
 def users_of_image(paths: Paths, image_id: str) -> list[str]:
     users = []
-    for cid in _all_ids(paths):
+    for cid in all_ids(paths):
         try:
-            if _load(paths, cid).image_id == image_id:
+            if load_record(paths, cid).image_id == image_id:
                 users.append(cid)
         except ContainerNotFound:
             continue
@@ -247,9 +247,9 @@ _SURNAMES = ("babbage", "curie", "dijkstra", "euler", "hopper", "kare", "lamarr"
 
 def _names_in_use(paths: Paths) -> set[str]:
     names = set()
-    for cid in _all_ids(paths):
+    for cid in all_ids(paths):
         try:
-            names.add(_load(paths, cid).name)
+            names.add(load_record(paths, cid).name)
         except ContainerNotFound:
             continue
     return names
@@ -263,7 +263,7 @@ def _pick_name(paths: Paths, wanted: str | None) -> str:
                 f"Invalid container name ({wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         name = wanted.lstrip("/")
         if name in used:
-            owner = next(c for c in _all_ids(paths) if _load(paths, c).name == name)
+            owner = next(c for c in all_ids(paths) if load_record(paths, c).name == name)
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
                            f'container "{owner}". You have to remove (or rename) that '
                            "container to be able to reuse that name.")
@@ -283,13 +283,13 @@ def rename(paths: Paths, ref: str, new_name: str) -> Container:
     if not new_name.lstrip("/"):
         raise InvalidArgument("Neither old nor new names may be empty")
     cid = get(paths, ref).id  # (reconciles first, outside the lock)
-    with locks.locked(_lock_path(paths, "containers.lock")):
-        c = _load(paths, cid)
+    with locks.locked(lock_path(paths, "containers.lock")):
+        c = load_record(paths, cid)
         if c.name == new_name.lstrip("/"):
             raise InvalidArgument("Renaming a container with the same name as its current name")
         name = _pick_name(paths, new_name)
         with container_lock(paths, c.id):
-            c = _load(paths, c.id)
+            c = load_record(paths, c.id)
             c.name = name
             _save(paths, c)
     return c
@@ -298,7 +298,7 @@ def rename(paths: Paths, ref: str, new_name: str) -> Container:
 # --- create -------------------------------------------------------------------------
 
 
-def _store(paths: Paths) -> Any:
+def image_store(paths: Paths) -> Any:
     from minidock.image.store import ImageStore
 
     return ImageStore(paths)
@@ -341,8 +341,8 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
         "SecurityOpt": list(p.security_opt) or None, "Init": None,
     }
-    store = _store(paths)
-    with locks.locked(_lock_path(paths, "containers.lock")), ExitStack() as undo:
+    store = image_store(paths)
+    with locks.locked(lock_path(paths, "containers.lock")), ExitStack() as undo:
         name = _pick_name(paths, opts.name)
         d = os.path.join(paths.containers, cid)
         os.makedirs(paths.containers, mode=0o710, exist_ok=True)
@@ -388,7 +388,7 @@ def container_lock(paths: Paths, cid: str) -> Iterator[None]:
     """The container's record lock. Taking it creates its file, so when the container is
     gone by the time it is let go (removed meanwhile, or by the holder), the file goes too:
     no lock file outlives its container, whoever raced with rm."""
-    path = _lock_path(paths, f"{cid}.lock")
+    path = lock_path(paths, f"{cid}.lock")
     with locks.locked(path):
         try:
             yield
@@ -479,7 +479,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     it one, so the container's init is its child to wait for. Everything made here is
     undone by ``undo`` if the caller fails before it owns the container's end.
     """
-    store = _store(paths)
+    store = image_store(paths)
     # The bundle dir comes first: while it exists, the container holds things on the host,
     # so a launch killed at any later point is seen (and undone) by reconcile.
     bundle = _bundle_dir(paths, c.id)
@@ -551,12 +551,12 @@ def lock_for_start(paths: Paths, ref: str, undo: ExitStack
     lock once the record says "running"; both are released by ``undo`` on failure.
     """
     c = get(paths, ref)
-    record_lock = locks.HeldLock(_lock_path(paths, f"{c.id}.lock"))
+    record_lock = locks.HeldLock(lock_path(paths, f"{c.id}.lock"))
     undo.callback(record_lock.release)
-    c = _load(paths, c.id)
+    c = load_record(paths, c.id)
     if c.state.status not in (Status.CREATED, Status.EXITED):
         raise Conflict(f"container {c.short_id} is {c.state.status.value}")
-    monitor = locks.HeldLock(_lock_path(paths, f"{c.id}.monitor"))
+    monitor = locks.HeldLock(lock_path(paths, f"{c.id}.monitor"))
     undo.callback(monitor.release)
     return c, record_lock, monitor
 
@@ -588,7 +588,7 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
                 code = _waitpid(launched.pid)
         trace.note(f"container {c.short_id} exited with {code}; cleaning up")
         with container_lock(paths, c.id):
-            c = _load(paths, c.id)
+            c = load_record(paths, c.id)
             c.state.transition(Status.EXITED)
             c.state.exit_code = code
             c.state.finished_at = now_rfc3339()
@@ -650,7 +650,7 @@ def _read_exit_file(paths: Paths, cid: str) -> tuple[int, str] | None:
 def _release(paths: Paths, cid: str) -> None:
     """What a run holds on the host: runtime state + cgroup, the mount, the bundle."""
     _runtime_delete(paths, cid)
-    _store(paths).unmount_rw_layer(cid)
+    image_store(paths).unmount_rw_layer(cid)
     shutil.rmtree(_bundle_dir(paths, cid), ignore_errors=True)
     for path in (attach_socket(paths, cid), exit_file(paths, cid)):
         try:
@@ -687,24 +687,24 @@ def reconcile(paths: Paths, cid: str) -> None:
     real exit code; without one, the end was seen by nobody: Docker's 255.
     """
     try:
-        c = _load(paths, cid)
+        c = load_record(paths, cid)
     except ContainerNotFound:
         return
     if not c.state.running:
         # a start killed before the record said "running" (or after it said "exited"):
         # its bundle dir is still there, and maybe a mount, a cgroup, an init
         if os.path.isdir(_bundle_dir(paths, cid)) and not locks.is_held(
-                _lock_path(paths, f"{cid}.monitor")):
+                lock_path(paths, f"{cid}.monitor")):
             with container_lock(paths, cid):
-                if not locks.is_held(_lock_path(paths, f"{cid}.monitor")):
+                if not locks.is_held(lock_path(paths, f"{cid}.monitor")):
                     _release(paths, cid)
         return
-    if locks.is_held(_lock_path(paths, f"{cid}.monitor")):
+    if locks.is_held(lock_path(paths, f"{cid}.monitor")):
         _align_paused(paths, c)
         return  # someone is watching it: the rest of the record is theirs to update
     with container_lock(paths, cid):
-        c = _load(paths, cid)
-        if not c.state.running or locks.is_held(_lock_path(paths, f"{cid}.monitor")):
+        c = load_record(paths, cid)
+        if not c.state.running or locks.is_held(lock_path(paths, f"{cid}.monitor")):
             return
         seen = _read_exit_file(paths, cid)
         _release(paths, cid)
@@ -732,7 +732,7 @@ def _align_paused(paths: Paths, c: Container) -> None:
     if paused is None or paused == (c.state.status == Status.PAUSED):
         return
     with container_lock(paths, c.id):  # (a pause in progress holds it: wait, look again)
-        c = _load(paths, c.id)
+        c = load_record(paths, c.id)
         paused = runtime_paused()
         if paused is None or not c.state.running or paused == (c.state.status == Status.PAUSED):
             return
@@ -748,7 +748,7 @@ def cleanup(paths: Paths, cid: str) -> None:
     """
     with container_lock(paths, cid):
         try:
-            c = _load(paths, cid)
+            c = load_record(paths, cid)
         except ContainerNotFound:
             return
         seen = _read_exit_file(paths, cid)
@@ -802,7 +802,7 @@ def wait_unwatched(paths: Paths, cid: str, timeout: float | None = None) -> bool
     import fcntl
 
     try:
-        fd = os.open(_lock_path(paths, f"{cid}.monitor"), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(lock_path(paths, f"{cid}.monitor"), os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return True
     try:
@@ -839,7 +839,7 @@ def _signal_init(paths: Paths, c: Container, sig: int) -> None:
     if sig not in (9, stop_sig):
         return
     with container_lock(paths, c.id):
-        c2 = _load(paths, c.id)
+        c2 = load_record(paths, c.id)
         if c2.state.status != Status.PAUSED:
             return
         try:
@@ -898,7 +898,7 @@ def unpause(paths: Paths, ref: str) -> Container:
 def _set_paused(paths: Paths, ref: str, paused: bool) -> Container:
     c = get(paths, ref)
     with container_lock(paths, c.id):
-        c = _load(paths, c.id)
+        c = load_record(paths, c.id)
         if paused:
             if c.state.status == Status.PAUSED:
                 raise Conflict(f"Container {c.id} is already paused")
@@ -932,7 +932,7 @@ def wait(paths: Paths, ref: str) -> int:
                 code = seen[0]
         reconcile(paths, c.id)
     try:
-        return _load(paths, c.id).state.exit_code
+        return load_record(paths, c.id).state.exit_code
     except ContainerNotFound:
         return code
 
@@ -955,8 +955,8 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
         # cleanup) records the exit; wait for it to let go
         wait_unwatched(paths, c.id)
         reconcile(paths, c.id)
-    store = _store(paths)
-    with locks.locked(_lock_path(paths, "containers.lock")), container_lock(paths, c.id):
+    store = image_store(paths)
+    with locks.locked(lock_path(paths, "containers.lock")), container_lock(paths, c.id):
         if not os.path.isdir(c.dir):
             return c.id
         _runtime_delete(paths, c.id)
@@ -966,7 +966,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
         shutil.rmtree(c.dir)
     for suffix in (".lock", ".monitor"):
         try:
-            os.unlink(_lock_path(paths, c.id + suffix))
+            os.unlink(lock_path(paths, c.id + suffix))
         except FileNotFoundError:
             pass
     return c.id
@@ -982,7 +982,7 @@ def prune(paths: Paths, filters: dict[str, list[str]] | None = None
     until = (images.until_timestamp(filters["until"][-1], time.time())
              if "until" in filters else None)
     removed, reclaimed = [], 0
-    store = _store(paths)
+    store = image_store(paths)
     for c in list_containers(paths, all_=True):
         if until is not None and (images.parse_time(c.created) or 0.0) >= until:
             continue
@@ -1025,7 +1025,7 @@ def inspect(paths: Paths, ref: str) -> dict[str, Any]:
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": c.host_config,
-        "GraphDriver": {"Name": DRIVER, "Data": _store(paths).rw_layer_metadata(c.id)},
+        "GraphDriver": {"Name": DRIVER, "Data": image_store(paths).rw_layer_metadata(c.id)},
         "Mounts": [],
         "Config": c.config,
         "NetworkSettings": doc["NetworkSettings"],
