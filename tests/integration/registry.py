@@ -268,7 +268,36 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return rtype, name, [a for a in actions.split(",") if a]
 
 
-class TokenIssuer:
+class _ThreadedHTTP:
+    """An http.server served from a daemon thread on 127.0.0.1: ``_serve`` starts it (and
+    learns the port), ``stop`` ends it. Shared by the token issuer and the static registry."""
+
+    _httpd: http.server.ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    port = 0
+
+    def _serve(self, httpd: http.server.ThreadingHTTPServer, name: str) -> None:
+        self._httpd = httpd
+        self.port = int(httpd.server_address[1])
+        self._thread = threading.Thread(target=httpd.serve_forever, name=f"{name}:{self.port}",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_TIMEOUT)
+            self._thread = None
+
+
+class TokenIssuer(_ThreadedHTTP):
     """A threaded HTTP (or HTTPS) token server on 127.0.0.1, the ``realm`` of a token-auth
     registry. Policy (Docker Hub's shape):
 
@@ -336,26 +365,9 @@ class TokenIssuer:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(crt, key)
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-        self._httpd = httpd
-        self.port = int(httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, name=f"token-issuer:{self.port}", daemon=True
-        )
-        self._thread.start()
+        self._serve(httpd, "token-issuer")
         return self
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     @property
     def realm(self) -> str:
@@ -1496,7 +1508,7 @@ class Route:
     truncate_at: int | None = None
 
 
-class StaticRegistry:
+class StaticRegistry(_ThreadedHTTP):
     """A real HTTP server on 127.0.0.1 answering canned routes, for what distribution 2.8 will
     neither accept nor serve (measured by the self-tests): a manifest over its 4 MiB limit
     (PUT -> 400, planted on disk -> 500), an unknown top-level media type (400 / 500), and a
@@ -1554,22 +1566,9 @@ class StaticRegistry:
         self.route("/v2/", Route(200, b"{}", {"Content-Type": "application/json"}))
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _make_static_handler(self))
         httpd.daemon_threads = True
-        self._httpd = httpd
-        self.port = int(httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, name=f"static-registry:{self.port}", daemon=True
-        )
-        self._thread.start()
+        self._serve(httpd, "static-registry")
         return self
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT)
-            self._thread = None
 
     def __enter__(self) -> StaticRegistry:
         return self.start()
