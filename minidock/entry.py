@@ -204,20 +204,45 @@ def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool
 # --- the error boundary -------------------------------------------------------------------
 
 
-def exit_with(e: BaseException, debug: bool) -> None:
-    """Docker's answer to an error: one line on stderr, its exit status."""
+def describe(e: BaseException) -> str:
+    """One line for an error, in the words a user reads: never Python's repr of it.
+
+    An OSError nobody explained better says what it was about and why, as Go's PathError
+    does (``/var/lib/x: permission denied``); the errno's text is lower-cased like Docker's."""
+    if isinstance(e, MinidockError):
+        return e.message
+    if isinstance(e, OSError):
+        reason = (e.strerror or str(e) or type(e).__name__)
+        reason = reason[:1].lower() + reason[1:]
+        subject = ""
+        if e.filename is not None:
+            subject = os.fsdecode(e.filename)
+            if getattr(e, "filename2", None) is not None:
+                subject += " -> " + os.fsdecode(e.filename2)
+        return f"{subject}: {reason}" if subject else reason
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"unexpected {type(e).__name__}{': ' + text if text else ''}"
+
+
+def exit_with(e: BaseException, debug: bool, action: str = "") -> None:
+    """Docker's answer to an error: one line on stderr, its exit status. ``action`` names
+    the command that failed, when the error does not say what it was doing."""
     if isinstance(e, KeyboardInterrupt):
         sys.exit(130)
     if debug:
         import traceback
 
         traceback.print_exception(e)
+    line = describe(e)
+    if action and not isinstance(e, MinidockError):
+        line = f"{action}: {line}"
+    print(f"Error: {line}", file=sys.stderr)
     if isinstance(e, MinidockError):
-        print(f"Error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"Hint: {e.hint}", file=sys.stderr)
         sys.exit(e.exit_code)
-    print(f"Error: {e}", file=sys.stderr)  # an OSError nobody explained better
+    if not isinstance(e, OSError) and not debug:
+        print("Run with --debug for the traceback.", file=sys.stderr)
     sys.exit(125)
 
 
@@ -233,8 +258,8 @@ def main() -> None:
     debug = glob["debug"] or bool(os.environ.get("MINIDOCK_DEBUG"))
     try:
         code = run_command(Paths.from_env(glob["root"], glob["run_root"]), **params)
-    except (MinidockError, OSError, KeyboardInterrupt) as e:
-        exit_with(e, debug)
+    except (Exception, KeyboardInterrupt) as e:
+        exit_with(e, debug, "run")
     finish(code)
 
 

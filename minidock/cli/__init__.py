@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from minidock.errors import MinidockError
 from minidock.paths import Paths
 
 # command name -> "module:attribute" (relative to minidock.cli)
@@ -57,6 +56,10 @@ COMMANDS: dict[str, str] = {
     "top": "observe:top",
     "stats": "observe:stats",
 }
+
+
+#: commands whose second word is a command of its own
+GROUPS = ("container", "image", "system", "runtime")
 
 
 class LazyGroup(click.Group):
@@ -131,8 +134,6 @@ def main(argv: list[str] | None = None) -> None:
     debug = bool(os.environ.get("MINIDOCK_DEBUG")) or "--debug" in (argv or sys.argv)
     try:
         rc = cli.main(args=argv, prog_name="minidock", standalone_mode=False)
-    except (MinidockError, OSError, KeyboardInterrupt) as e:
-        exit_with(e, debug)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:
@@ -141,4 +142,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(125 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         finish(e.exit_code)
+    except (Exception, KeyboardInterrupt) as e:
+        exit_with(e, debug, command_name(sys.argv[1:] if argv is None else argv))
     finish(rc if isinstance(rc, int) else 0)
+
+
+def command_name(argv: list[str]) -> str:
+    """The command words of a command line (``image rm``, ``system check``), for an error
+    line that must say what was being done."""
+    words: list[str] = []
+    i = 0
+    while i < len(argv) and len(words) < 2:
+        arg = argv[i]
+        i += 2 if arg in ("--root", "--run-root") else 1
+        if arg.startswith("-"):
+            continue
+        words.append(arg)
+        if arg not in GROUPS:
+            break
+    return " ".join(words)
