@@ -122,13 +122,13 @@ TABLE_PREFIX = "table"
 
 def go_value(obj: Any) -> str:
     """How Go's text/template prints a decoded-JSON value (kept for existing callers)."""
-    from minidock.cli.template import go_value as _go_value
+    from minidock.cli.gotemplate import go_value as _go_value
 
     return _go_value(obj)
 
 
 def _parse(template: str) -> Any:
-    from minidock.cli.template import Template, TemplateError
+    from minidock.cli.gotemplate import Template, TemplateError
 
     try:
         return Template(template)
@@ -144,7 +144,7 @@ def render(template: str, obj: Any) -> str:
     a missing key is an error (``map has no entry for key "Foo"``), not ``<no value>``.
     Unlike the list commands, inspect does not turn a typed ``\\t`` into a tab.
     """
-    from minidock.cli.template import TemplateError
+    from minidock.cli.gotemplate import TemplateError
 
     tmpl = _parse(template)
     try:
@@ -172,7 +172,7 @@ def format_rows(
     like its tabwriter (minwidth 10, padding 3). ``table`` alone is ``default_table``. A typed
     ``\\t`` / ``\\n`` becomes a tab / newline. Returns the text, each line ending in a newline.
     """
-    from minidock.cli.template import HEADER_FUNCTIONS, TemplateError
+    from minidock.cli.gotemplate import HEADER_FUNCTIONS, TemplateError
 
     table_mode = is_table(template)
     body = template[len(TABLE_PREFIX):] if table_mode else template

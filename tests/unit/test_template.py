@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from minidock.cli.template import Template, TemplateError, go_sprintf, go_value
+from minidock.cli.gotemplate import Template, TemplateError, go_sprintf, go_value
 
 CONTAINER: dict[str, Any] = {
     "Id": "4fa6e0f0c6786287e131c3852c58a2e01cc697a68231826813597e4994f1d6e2",
