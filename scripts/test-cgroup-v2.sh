@@ -8,7 +8,7 @@
 #                                                the freezer/stats ones of test_detached
 #
 # Env: MINIDOCK_V2GUEST_CACHE  the guest image (default /var/cache/minidock/v2guest); built on
-#                              first use and whenever its recipe changed (root, network, ~1 min),
+#                              first use and whenever its recipe changed (root, network, ~30 s),
 #                              under a lock so parallel CI jobs build it once
 #      MINIDOCK_V2GUEST_ENV    extra NAME=VALUE words for the guest's environment
 #      PYTHON                  host interpreter whose _cffi_backend and pure dependencies are lent
