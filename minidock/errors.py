@@ -1,8 +1,8 @@
 """The one exception tree of minidock.
 
 Every error the engine raises on purpose derives from MinidockError. The CLI has a single
-error boundary (minidock.cli) that prints ``Error: <message>`` as one line and maps the class
-to Docker's exit status; commands never call sys.exit themselves.
+error boundary (minidock.cli.boundary) that prints ``Error: <message>`` as one line and maps
+the class to Docker's exit status; commands never call sys.exit themselves.
 
     MinidockError                      125  engine error (Docker's "daemon" error)
      +-- InvalidArgument               125  a flag, name, reference or value is malformed

@@ -56,7 +56,7 @@ else
   rm -f "$stamp"
   echo "pip: installing minidock from $REPO into $PREFIX"
   "$PREFIX/bin/pip" install -q --disable-pip-version-check --no-cache-dir --use-pep517 "$src"
-  "$PREFIX/bin/python" -I -c 'import minidock._native, minidock.cli' ||
+  "$PREFIX/bin/python" -I -c 'import minidock._native, minidock.cli.main' ||
     { echo "install.sh: minidock does not import after pip install" >&2; exit 1; }
   echo "$src_hash" > "$stamp"
   pip_msg="pip: installed minidock $("$PREFIX/bin/python" -I -c \

@@ -1,5 +1,8 @@
 """Which cgroup layout is this host using?  Pure functions over /proc/self/mountinfo text.
 
+The file itself is read and split by :mod:`minidock.linux.mountinfo`; this module keeps the
+cgroup and cgroup2 mounts of it and tells the layout from them.
+
 Three layouts exist in the wild:
 
     v2       one cgroup2 filesystem mounted at /sys/fs/cgroup; all controllers live in it
@@ -28,10 +31,11 @@ any name (``cpu,cpuacct`` or ``cpu`` and ``cpuacct`` separately, as on this proj
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 
 from minidock.errors import ContainerRuntimeError
+from minidock.linux.mountinfo import SELF, read_text
+from minidock.linux.mountinfo import parse as parse_mounts
 
 #: Super options of a cgroup v1 mount that are not controllers.
 _V1_NON_CONTROLLER_OPTIONS = frozenset(
@@ -41,13 +45,6 @@ _V1_NON_CONTROLLER_OPTIONS = frozenset(
     }
 )
 _V1_NON_CONTROLLER_PREFIXES = ("release_agent=",)
-
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-def unescape(field_: str) -> str:
-    r"""mountinfo escapes space, tab, newline and backslash as \040, \011, \012, \134."""
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field_)
 
 
 @dataclass(frozen=True)
@@ -81,32 +78,24 @@ class CgroupMount:
 def parse_mountinfo(text: str) -> list[CgroupMount]:
     """The cgroup and cgroup2 mounts in a /proc/<pid>/mountinfo text, in mount order."""
     mounts: list[CgroupMount] = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        if len(fields) < sep + 3:
-            continue
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
+    for m in parse_mounts(text):
+        if m.fstype not in ("cgroup", "cgroup2"):
             continue
         controllers: frozenset[str] = frozenset()
-        if fstype == "cgroup":
+        if m.fstype == "cgroup":
             controllers = frozenset(
                 opt
-                for opt in fields[sep + 3].split(",")
+                for opt in m.super_options.split(",")
                 if opt
                 and opt not in _V1_NON_CONTROLLER_OPTIONS
                 and not opt.startswith(_V1_NON_CONTROLLER_PREFIXES)
             )
         mounts.append(
             CgroupMount(
-                mount_point=unescape(fields[4]),
-                root=unescape(fields[3]),
-                fstype=fstype,
-                device=fields[2],
+                mount_point=m.mount_point,
+                root=m.root,
+                fstype=m.fstype,
+                device=m.device,
                 controllers=controllers,
             )
         )
@@ -188,11 +177,10 @@ def detect_layout(mounts: list[CgroupMount], root: str = "/sys/fs/cgroup") -> La
     )
 
 
-def read_layout(root: str = "/sys/fs/cgroup", mountinfo: str = "/proc/self/mountinfo") -> Layout:
+def read_layout(root: str = "/sys/fs/cgroup", mountinfo: str = SELF) -> Layout:
     """:func:`detect_layout` for this process's mounts."""
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        text = read_text(mountinfo)
     except OSError as e:
         raise ContainerRuntimeError(
             f"detect cgroups: read {mountinfo}: {(e.strerror or str(e)).lower()}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from minidock.cli import paths
+from minidock.cli.shared import paths
 
 
 @click.command("save")
@@ -17,7 +17,7 @@ from minidock.cli import paths
 @click.pass_context
 def save(ctx: click.Context, output: str | None, names: tuple[str, ...]) -> None:
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
-    from minidock.engine import archive
+    from minidock.engine.images import archive
 
     archive.save_to(paths(ctx), list(names), output)
 
@@ -29,7 +29,7 @@ def save(ctx: click.Context, output: str | None, names: tuple[str, ...]) -> None
 @click.pass_context
 def load(ctx: click.Context, input_: str | None, quiet: bool) -> None:
     """Load an image from a tar archive or STDIN."""
-    from minidock.engine import archive
+    from minidock.engine.images import archive
 
     # Docker's -q hides the progress bars only; the "Loaded image" lines are always printed.
     del quiet
@@ -43,6 +43,6 @@ def load(ctx: click.Context, input_: str | None, quiet: bool) -> None:
 @click.pass_context
 def export(ctx: click.Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
-    from minidock.engine import archive
+    from minidock.engine.images import archive
 
     archive.export_to(paths(ctx), container, output)

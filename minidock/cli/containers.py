@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import click
 
-from minidock.cli import LazyGroup, confirm_prune, echo_pruned, paths
 from minidock.cli import format as fmt
+from minidock.cli.runflags import create_options, run_command
+from minidock.cli.shared import LazyGroup, confirm_prune, echo_pruned, paths
 from minidock.engine import containers as engine
-from minidock.entry import create_options, run_command
 from minidock.errors import InvalidArgument, MinidockError
 from minidock.paths import Paths
 
@@ -92,7 +92,7 @@ def start(ctx: click.Context, container: str, attach: bool, interactive: bool,
 
         trace.enable(os.dup(2), "minidock")
     if not (attach or interactive):
-        from minidock.engine import monitor
+        from minidock.engine.containers import monitor
 
         monitor.start_detached(paths(ctx), container)
         click.echo(container)
@@ -178,15 +178,15 @@ def _ps_row(c: engine.Container, no_trunc: bool) -> dict[str, object]:
 def ps(ctx: click.Context, all_: bool, filters: tuple[str, ...], last: int, latest: bool,
        quiet: bool, size: bool, no_trunc: bool, format_: str | None) -> None:
     """List containers."""
-    from minidock.engine import psfilter
+    from minidock.engine.filters import parse_ps_filters, ps_shows_stopped, select_containers
 
-    parsed = psfilter.parse(filters)
+    parsed = parse_ps_filters(filters)
     if latest:
         last = 1
-    every = all_ or last >= 0 or psfilter.shows_stopped(parsed)
+    every = all_ or last >= 0 or ps_shows_stopped(parsed)
     items = engine.list_containers(paths(ctx), all_=every)
     if parsed:
-        items = psfilter.select(paths(ctx), items, parsed)
+        items = select_containers(paths(ctx), items, parsed)
     if last >= 0:
         items = items[:last]
     if quiet:
@@ -264,7 +264,7 @@ def inspect(ctx: click.Context, containers: tuple[str, ...], format_: str | None
 @click.pass_context
 def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
-    from minidock.engine.images import PRUNE_FILTERS, parse_filters
+    from minidock.engine.filters import PRUNE_FILTERS, parse_filters
 
     parsed = parse_filters(filters, PRUNE_FILTERS)
     confirm_prune("container prune", "WARNING! This will remove all stopped containers.",
@@ -285,8 +285,8 @@ def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
 def logs(ctx: click.Context, container: str, follow: bool, tail: str, timestamps: bool,
          since: str | None) -> None:
     """Fetch the logs of a container."""
-    from minidock.engine import io
-    from minidock.engine import logs as logmod
+    from minidock.engine.stdio import io
+    from minidock.engine.stdio import logs as logmod
 
     p = paths(ctx)
     c = engine.get(p, container)
@@ -325,7 +325,7 @@ def attach(ctx: click.Context, container: str, sig_proxy: bool) -> None:
     """Attach local standard input, output, and error streams to a running container.
 
     Detach from a -t container with Ctrl-P Ctrl-Q."""
-    from minidock.engine import attach as attach_mod
+    from minidock.engine.containers import attach as attach_mod
 
     code = attach_mod.attach(paths(ctx), container)
     ctx.exit(0 if code is None else code)
@@ -350,7 +350,7 @@ def stop(ctx: click.Context, containers: tuple[str, ...], timeout: int | None,
 @click.pass_context
 def restart(ctx: click.Context, containers: tuple[str, ...], timeout: int | None) -> None:
     """Restart one or more containers."""
-    from minidock.engine import monitor
+    from minidock.engine.containers import monitor
 
     _each(ctx, containers, lambda ref: monitor.restart(paths(ctx), ref, timeout))
 

@@ -6,9 +6,9 @@ import os
 
 import click
 
-from minidock.cli import paths
-from minidock.engine import exec as engine
-from minidock.entry import env_from_flags
+from minidock.cli.runflags import env_from_flags
+from minidock.cli.shared import paths
+from minidock.engine.containers import exec as engine
 
 EXEC_CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 

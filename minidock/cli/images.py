@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from minidock.cli import archive, confirm_prune, echo_pruned, paths
+from minidock.cli import archive
 from minidock.cli.format import format_rows, human_size, parse_rfc3339, render, since
+from minidock.cli.shared import confirm_prune, echo_pruned, paths
 from minidock.engine import images as engine
 from minidock.errors import InvalidArgument, MinidockError
 from minidock.image.reference import parse_reference, short_id

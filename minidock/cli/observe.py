@@ -7,8 +7,8 @@ import sys
 import click
 
 from minidock.cli import format as fmt
-from minidock.cli import paths
-from minidock.engine import observe
+from minidock.cli.shared import paths
+from minidock.engine.containers import observe
 from minidock.errors import MinidockError
 
 

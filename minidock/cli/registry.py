@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from minidock.cli import paths
+from minidock.cli.shared import paths
 from minidock.errors import AuthenticationError, InvalidArgument
 from minidock.image.reference import parse_reference
 
@@ -27,7 +27,7 @@ from minidock.image.reference import parse_reference
 def pull(ctx: click.Context, platform: str | None, quiet: bool, all_tags: bool,
          name: str) -> None:
     """Download an image from a registry."""
-    from minidock.engine.pull import pull as engine_pull
+    from minidock.engine.distribution.pull import pull as engine_pull
 
     if all_tags:
         raise InvalidArgument("pull --all-tags is not supported")
@@ -44,7 +44,7 @@ def pull(ctx: click.Context, platform: str | None, quiet: bool, all_tags: bool,
 @click.pass_context
 def push(ctx: click.Context, quiet: bool, name: str) -> None:
     """Upload an image to a registry."""
-    from minidock.engine.push import push as engine_push
+    from minidock.engine.distribution.push import push as engine_push
 
     engine_push(paths(ctx), name, out=sys.stdout, quiet=quiet)
 
@@ -71,9 +71,9 @@ def login(username: str | None, password: str | None, password_stdin: bool,
     The credentials are checked against the registry first and then stored in
     ~/.minidock/config.json (mode 0600; MINIDOCK_AUTH_CONFIG names another file).
     """
-    from minidock.image.config import load_engine_config
     from minidock.image.credentials import Credentials, CredentialStore
-    from minidock.image.registry import RegistryClient
+    from minidock.image.distribution import RegistryClient
+    from minidock.settings import load_engine_config
 
     if password is not None and password_stdin:
         raise InvalidArgument("--password and --password-stdin are mutually exclusive")

@@ -39,7 +39,7 @@ def _state_root(ctx: click.Context) -> str:
 @click.pass_context
 def runtime(ctx: click.Context, root: str | None, trace_: bool) -> None:
     """The OCI runtime (runc's CLI contract)."""
-    from minidock.cli import paths
+    from minidock.cli.shared import paths
 
     if trace_:
         from minidock.linux import trace
@@ -175,7 +175,7 @@ def exec_(ctx: click.Context, container_id: str, args: tuple[str, ...],
     """Run a process in a running container (runc exec)."""
     from dataclasses import replace
 
-    from minidock.oci import spec as oci
+    from minidock.oci import runtime as oci
     from minidock.runtime import exec as rtexec
 
     root = _state_root(ctx)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from minidock import __version__
-from minidock.cli import paths
+from minidock.cli.shared import paths
 
 
 def _os_name() -> str:
@@ -25,16 +25,13 @@ def _os_name() -> str:
 
 def _backing_fs(path: str) -> str:
     """Docker's name for the filesystem under the root (extfs, xfs, tmpfs, ...)."""
-    from minidock.cgroups.mountinfo import unescape
+    from minidock.linux import mountinfo
 
     best, fstype = "", "unknown"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            mnt = unescape(fields[4])  # (a space is \040 there)
-            sep = fields.index("-")
-            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                best, fstype = mnt, fields[sep + 1]
+    for m in mountinfo.read():
+        mnt = m.mount_point
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, fstype = mnt, m.fstype
     return {"ext4": "extfs", "ext3": "extfs", "ext2": "extfs"}.get(fstype, fstype)
 
 
@@ -44,7 +41,7 @@ def info(ctx: click.Context) -> None:
     """Display system-wide information."""
     from minidock import cgroups
     from minidock.engine import containers
-    from minidock.engine.observe import host_memory
+    from minidock.engine.containers.observe import host_memory
 
     p = paths(ctx)
     items = containers.list_containers(p, all_=True)
@@ -134,7 +131,7 @@ def version() -> None:
 def check(ctx: click.Context, repair: bool) -> None:
     """List what is inconsistent or left over (stale mounts, cgroups, bundles, unused layers)."""
     from minidock.cli.format import table
-    from minidock.engine import check as checker
+    from minidock.engine.containers import check as checker
 
     p = paths(ctx)
     found = checker.check(p)

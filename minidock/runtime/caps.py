@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from minidock.errors import InvalidArgument
 from minidock.linux import trace
-from minidock.oci.spec import Capabilities
+from minidock.oci.runtime import Capabilities
 
 CAP_NUMBERS: dict[str, int] = {
     "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,

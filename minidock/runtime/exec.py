@@ -80,7 +80,7 @@ from minidock.errors import (
     MinidockError,
 )
 from minidock.linux import trace
-from minidock.oci import spec as oci
+from minidock.oci import runtime as oci
 from minidock.runtime import seccomp
 from minidock.runtime.process import (
     _keep_only,

@@ -53,7 +53,7 @@ from minidock.errors import (
     MinidockError,
 )
 from minidock.linux import trace
-from minidock.oci import spec as oci
+from minidock.oci import runtime as oci
 from minidock.runtime import caps, rootfs, seccomp
 from minidock.runtime.state import FIFO, RuntimeState, check_id, process_start_time
 

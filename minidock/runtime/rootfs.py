@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterable
 
 from minidock import linux
-from minidock.oci.spec import Device, Mount, Spec
+from minidock.oci.runtime import Device, Mount, Spec
 
 # mount(8) option words -> (flag, set?) ; everything else is filesystem data
 _FLAGS: dict[str, tuple[int, bool]] = {

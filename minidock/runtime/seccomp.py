@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from minidock.errors import InvalidArgument
-from minidock.oci.spec import Seccomp, SeccompArg
+from minidock.oci.runtime import Seccomp, SeccompArg
 from minidock.runtime.syscalls import TABLES
 
 # classic BPF opcodes (linux/bpf_common.h): class | size | mode / op | source

@@ -14,7 +14,7 @@ import pytest
 
 from minidock import cgroups
 from minidock.engine import spec as specgen
-from minidock.engine.passwd import ExecUser
+from minidock.engine.spec.user import ExecUser
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup, pytest.mark.images]
 

@@ -10,8 +10,13 @@ import json
 
 import pytest
 
+from minidock.runtime.seccomp import ARCHES, native_arch
+from minidock.runtime.syscalls import TABLES
+
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
 
+# the containers run the host's architecture: its numbers for syscall(2)
+NR = TABLES[ARCHES[native_arch()].table]
 STATUS = "grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status"
 
 
@@ -66,8 +71,8 @@ def test_namespace_syscalls_need_cap_sys_admin(md, images):
 def test_keyring_syscalls_denied(md, images):
     # add_key/keyctl are in no group of Docker's profile: never allowed. Python's os has no
     # keyctl, but debian's perl does syscall(2) directly.
-    script = ("$! = 0; syscall(250, 1, 0); print $!+0, \"\\n\";"  # keyctl(GET_KEYRING_ID)
-              "$! = 0; syscall(39); print $!+0, \"\\n\"")  # getpid: allowed
+    script = (f"$! = 0; syscall({NR['keyctl']}, 1, 0); print $!+0, \"\\n\";"  # GET_KEYRING_ID
+              f"$! = 0; syscall({NR['getpid']}); print $!+0, \"\\n\"")  # getpid: allowed
     r = run(md, "debian:bookworm", "perl", "-e", script)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "0"]  # EPERM, then no error

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 import pytest
 
-from minidock.cli import cli
 from minidock.cli.containers import run
-from minidock.entry import parse_run
+from minidock.cli.main import cli
+from minidock.cli.runflags import parse_run
 
 SAME = [
     ["run", "busybox"],

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from minidock.cli import command_name
-from minidock.entry import describe
+from minidock.cli.boundary import describe
+from minidock.cli.main import command_name
 from minidock.errors import ContainerNotFound
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from minidock.engine.images import apply_changes, build_import_config, host_platform
+from minidock.dockerfile.instructions import apply_changes
+from minidock.engine.images import build_import_config, host_platform
 from minidock.errors import InvalidArgument
 
 

@@ -1,7 +1,8 @@
 """apply_layer without privileges: entries, metadata, Docker's replace rules, DiffID, formats.
 
 Every entry is owned by the running user, so nothing here needs root; ownership by other
-users, devices, whiteouts and the attack classes are in tests/integration/test_layer_attacks.py.
+users, devices, whiteouts and the attack classes are in tests/integration/test_layer_attacks.py,
+sparse files (which only GNU tar writes here) in tests/integration/test_layer_gnu_tar.py.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import hashlib
 import io
 import lzma
 import os
-import shutil
 import stat
-import subprocess
 import sys
 import tarfile
 import threading
@@ -22,6 +21,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import zstandard
 from tarbuild import (
     MTIME,
     Entry,
@@ -355,7 +355,6 @@ def test_decompression_is_streamed(tmp_path: Path) -> None:
 
 
 def test_zstd_layer(tmp_path: Path) -> None:
-    zstandard = pytest.importorskip("zstandard")
     raw = make_tar(f("z", b"zstd data" * 100))
     layer, dest = apply(tmp_path, zstandard.ZstdCompressor().compress(raw))
     assert layer.diff_id == sha(raw)
@@ -437,19 +436,3 @@ def test_reader_thread_ends_with_the_apply(tmp_path: Path) -> None:
     with pytest.raises(LayerError, match="path escapes"):
         apply(tmp_path, make_tar(f("../first", b"x"), *data))
     assert _reader_threads() == []
-
-
-@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar is needed to write sparse files")
-def test_gnu_sparse_file(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    with open(src / "sparse", "wb") as out:
-        out.write(b"head")
-        out.seek(5 * CHUNK)
-        out.write(b"tail")
-    tar_path = tmp_path / "sparse.tar"
-    subprocess.run(["tar", "--sparse", "-cf", tar_path, "-C", src, "sparse"], check=True)
-    raw = tar_path.read_bytes()
-    layer, dest = apply(tmp_path, raw)
-    assert (dest / "sparse").read_bytes() == (src / "sparse").read_bytes()
-    assert layer.diff_id == sha(raw)

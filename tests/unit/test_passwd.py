@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from minidock.engine.passwd import resolve_user
+from minidock.engine.spec.user import resolve_user
 from minidock.errors import ContainerRuntimeError
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from minidock.engine.pull import DistributionMetadata, progress_bar
+from minidock.engine.distribution import DistributionMetadata, progress_bar
 from minidock.errors import AuthenticationError, InvalidArgument, RegistryError
-from minidock.image import registry as reg
-from minidock.image.config import EngineConfig, is_loopback, parse_engine_config
+from minidock.image import distribution as reg
 from minidock.image.credentials import (
     DOCKER_HUB_KEY,
     Credentials,
@@ -24,6 +23,7 @@ from minidock.image.credentials import (
     server_key,
 )
 from minidock.paths import Paths
+from minidock.settings import EngineConfig, is_loopback, parse_engine_config
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

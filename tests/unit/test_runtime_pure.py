@@ -8,8 +8,8 @@ import os
 import pytest
 
 from minidock import linux
-from minidock.engine import hostfiles
-from minidock.engine.state import State, Status
+from minidock.engine.containers.record import State, Status
+from minidock.engine.spec import hostfiles
 from minidock.errors import Conflict
 from minidock.runtime.rootfs import parse_options, secure_join
 from minidock.runtime.state import process_start_time

@@ -13,11 +13,11 @@ import struct
 
 import pytest
 
-from minidock.engine import seccomp as profiles
 from minidock.engine import spec as specgen
-from minidock.engine.passwd import ExecUser
+from minidock.engine.spec import seccomp as profiles
+from minidock.engine.spec.user import ExecUser
 from minidock.errors import InvalidArgument
-from minidock.oci import spec as oci
+from minidock.oci import runtime as oci
 from minidock.runtime import seccomp as sc
 from minidock.runtime.caps import CAP_NUMBERS
 from minidock.runtime.syscalls import TABLES

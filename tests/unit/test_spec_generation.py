@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from minidock.engine import spec as specgen
-from minidock.engine.passwd import ExecUser
+from minidock.engine.spec.user import ExecUser
 from minidock.errors import InvalidArgument
-from minidock.oci import spec as oci
+from minidock.oci import runtime as oci
 
 SHELL_ENTRY = ["/bin/sh", "-c", "exec_entry p1"]
 EXEC_ENTRY = ["exec_entry", "p1"]

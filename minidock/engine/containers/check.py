@@ -34,12 +34,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from minidock import cgroups, runtime
-from minidock.cgroups.mountinfo import unescape
 from minidock.engine import containers as ct
-from minidock.engine import locks
-from minidock.engine.state import Status
+from minidock.engine.containers.record import Status
 from minidock.errors import ContainerNotFound, MinidockError
-from minidock.linux import trace
+from minidock.linux import flock, mountinfo, trace
 from minidock.paths import Paths
 
 #: An unknown empty cgroup younger than this may be another root's container being created.
@@ -59,11 +57,11 @@ class Finding:
 
 
 def _watched(paths: Paths, cid: str) -> bool:
-    return locks.is_held(ct.lock_path(paths, f"{cid}.monitor"))
+    return flock.is_held(ct.lock_path(paths, f"{cid}.monitor"))
 
 
 def _busy(paths: Paths, cid: str) -> bool:
-    return locks.is_held(ct.lock_path(paths, f"{cid}.lock"))
+    return flock.is_held(ct.lock_path(paths, f"{cid}.lock"))
 
 
 def _live(paths: Paths, cid: str) -> bool:
@@ -75,7 +73,7 @@ def _idle(paths: Paths, cid: str) -> Iterator[bool]:
     """Hold the container's record lock if nobody else does and nothing watches it."""
     path = ct.lock_path(paths, f"{cid}.lock")
     try:
-        held = locks.HeldLock(path, blocking=False)
+        held = flock.HeldLock(path, blocking=False)
     except BlockingIOError:
         yield False
         return
@@ -125,7 +123,7 @@ def _check_records(paths: Paths, records: dict[str, ct.Container | None],
 
 
 def _remove_unrecorded(paths: Paths, cid: str) -> None:
-    with locks.locked(ct.lock_path(paths, "containers.lock")):
+    with flock.locked(ct.lock_path(paths, "containers.lock")):
         if os.path.exists(os.path.join(paths.containers, cid, "config.v2.json")):
             return  # it got its record meanwhile: not ours to remove
         store = ct.image_store(paths)
@@ -161,13 +159,7 @@ def _layer_owners(paths: Paths) -> dict[str, str]:
 def mount_points(under: str) -> list[str]:
     """Mount points at or below ``under`` in this mount namespace (/proc/self/mountinfo)."""
     prefix = under.rstrip("/") + "/"
-    out = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            point = unescape(line.split()[4])
-            if point.startswith(prefix):
-                out.append(point)
-    return out
+    return [m.mount_point for m in mountinfo.read() if m.mount_point.startswith(prefix)]
 
 
 def _check_mounts(paths: Paths, creating: bool) -> list[Finding]:
@@ -294,7 +286,7 @@ def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> li
         if not ct.ID_RE.match(cid) or kind not in ("lock", "monitor") or cid in records:
             continue
         path = os.path.join(paths.locks, name)
-        if locks.is_held(path):
+        if flock.is_held(path):
             continue
         found.append(Finding("LOCK", path, "lock file of a container that does not exist",
                              partial(_unlink, path)))
@@ -330,7 +322,7 @@ def _check_layers(paths: Paths) -> list[Finding]:
 def check(paths: Paths) -> list[Finding]:
     """Everything inconsistent or left over, nothing changed."""
     try:
-        creating_lock = locks.HeldLock(ct.lock_path(paths, "containers.lock"), blocking=False)
+        creating_lock = flock.HeldLock(ct.lock_path(paths, "containers.lock"), blocking=False)
         creating = False
     except BlockingIOError:
         creating_lock, creating = None, True  # a create (or rm) runs: judge no records now

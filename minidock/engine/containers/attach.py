@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from minidock.engine import containers as ct
-from minidock.engine import io
-from minidock.engine import logs as logmod
+from minidock.engine.stdio import io
+from minidock.engine.stdio import logs as logmod
 from minidock.errors import Conflict
 from minidock.paths import Paths
 
@@ -73,7 +73,7 @@ def _forward_stdin(paths: Paths, c: ct.Container, stdin: int) -> None:
     """Copy our stdin to the monitor's socket, in a thread, while the log is followed."""
     import threading
 
-    from minidock.engine import monitor
+    from minidock.engine.containers import monitor
 
     try:
         sock = monitor.connect_attach(paths, c.id)
@@ -113,7 +113,7 @@ def _attach_tty(paths: Paths, c: ct.Container, stdin: int, stdout: int) -> int |
     import termios
     import tty
 
-    from minidock.engine import monitor
+    from minidock.engine.containers import monitor
 
     try:
         sock = monitor.connect_attach(paths, c.id)

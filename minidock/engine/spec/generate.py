@@ -1,4 +1,4 @@
-"""From an image config and ``run`` options to an OCI runtime-spec config.json.
+"""The OCI config.json a container gets: from its image config and ``run`` options.
 
 Pure functions: no I/O. Each ``with_*`` option edits one aspect of the spec, so the
 defaults read as a list of Docker's choices (security.md) and a later flag adds one more
@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from minidock.engine import seccomp
-from minidock.engine.passwd import ExecUser
+from minidock.engine.spec import seccomp
+from minidock.engine.spec.user import ExecUser
 from minidock.errors import InvalidArgument
-from minidock.oci.spec import DEFAULT_CAPABILITIES, OCI_VERSION
+from minidock.oci.runtime import DEFAULT_CAPABILITIES, OCI_VERSION
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

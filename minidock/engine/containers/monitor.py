@@ -52,7 +52,7 @@ from typing import Any
 
 from minidock import errors
 from minidock.engine import containers as ct
-from minidock.engine import io
+from minidock.engine.stdio import io
 from minidock.errors import ContainerRuntimeError, MinidockError
 from minidock.paths import Paths
 
@@ -73,8 +73,12 @@ def monitor_binary() -> str:
 
 
 def cleanup_argv(paths: Paths, cid: str) -> list[str]:
-    """What the monitor execs when the container has exited."""
-    return [sys.executable, "-m", "minidock", "--root", paths.root, "--run-root",
+    """What the monitor execs when the container has exited: this same minidock, found by
+    its path rather than by the monitor's cwd (a checkout run as ``python -m minidock`` is
+    on no one's sys.path but its own)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(errors.__file__)))
+    boot = f"import sys; sys.path.insert(0, {here!r}); from minidock.entry import main; main()"
+    return [sys.executable, "-c", boot, "--root", paths.root, "--run-root",
             paths.run_root, "container", "cleanup", cid]
 
 

@@ -1,6 +1,6 @@
 """Writing Docker's json-file log from Python: what the CLI of a foreground run does with
 the output it relays (a detached container's monitor, native/monitor.c, writes the same
-lines in C). Kept apart from :mod:`minidock.engine.logs` (the reader) so the run path
+lines in C). Kept apart from :mod:`minidock.engine.stdio.logs` (the reader) so the run path
 imports only os and time.
 """
 

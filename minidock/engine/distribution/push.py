@@ -29,7 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from minidock.engine.pull import DistributionMetadata, PullOutput, _client
+from minidock.engine.distribution.client import registry_client
+from minidock.engine.distribution.metadata import DistributionMetadata
+from minidock.engine.distribution.progress import PullOutput
 from minidock.errors import ImageNotFound, InvalidArgument, RegistryError
 from minidock.image.reference import Reference, parse_reference
 from minidock.image.store import ImageStore
@@ -123,7 +125,7 @@ def push(paths: Paths, name: str, out: TextIO | None = None, quiet: bool = False
     output = PullOutput(out, quiet=quiet, tty=tty)
     output.line(f"The push refers to repository [{ref.name}]")
 
-    client = _client(ref, push=True)
+    client = registry_client(ref, push=True)
     scopes = [f"repository:{ref.path}:pull,push"]
     meta = DistributionMetadata(paths)
     try:

@@ -19,10 +19,11 @@ import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from minidock.engine import containers, io
+from minidock.engine import containers
 from minidock.engine import spec as specgen
-from minidock.engine.passwd import resolve_user
-from minidock.engine.state import Status
+from minidock.engine.containers.record import Status
+from minidock.engine.spec.user import resolve_user
+from minidock.engine.stdio import io
 from minidock.errors import (
     CommandCannotInvoke,
     CommandNotFound,
@@ -31,7 +32,7 @@ from minidock.errors import (
     MinidockError,
 )
 from minidock.linux import trace
-from minidock.oci import spec as oci
+from minidock.oci import runtime as oci
 from minidock.paths import Paths
 from minidock.runtime import exec as rtexec
 

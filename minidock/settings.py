@@ -1,4 +1,4 @@
-"""Engine configuration for talking to registries: Docker's daemon.json, the parts that matter.
+"""The engine's settings for talking to registries: Docker's daemon.json, the parts that matter.
 
 Where it lives (``MINIDOCK_CONFIG_DIR`` overrides the directory, which is how the tests point
 minidock at their own registries and CAs)::
@@ -19,7 +19,8 @@ What the settings mean, as in Docker (moby registry/config.go, registry/endpoint
   is 127.0.0.0/8. An entry is either ``host[:port]`` or a CIDR that an IP literal falls into
   (Docker also resolves names to match CIDRs; minidock does not touch DNS for that).
 
-Loading is lazy and pure apart from reading the files; nothing here opens a socket.
+Not to be confused with an image config (the JSON a manifest points to). Loading is lazy and
+pure apart from reading the files; nothing here opens a socket.
 """
 
 from __future__ import annotations

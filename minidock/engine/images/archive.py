@@ -639,7 +639,7 @@ def _familiar_tag(name: str) -> str:
 
 
 def _pick_platform(manifests: list[Any]) -> dict[str, Any]:
-    from minidock.engine.images import host_platform
+    from minidock.engine.images.platform import host_platform
 
     arch, variant = host_platform()
     for d in manifests:

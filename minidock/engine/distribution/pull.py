@@ -37,8 +37,6 @@ layers "Already exists". A pull that fails on bad input removes the layers it re
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import queue
 import shutil
@@ -52,6 +50,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
+from minidock.engine.distribution.client import registry_client
+from minidock.engine.distribution.metadata import DistributionMetadata
+from minidock.engine.distribution.progress import PullOutput
 from minidock.errors import (
     ImageNotFound,
     InvalidArgument,
@@ -59,168 +60,13 @@ from minidock.errors import (
     MinidockError,
     RegistryError,
 )
-from minidock.image.reference import Reference, digest_hex, parse_reference, validate_digest
+from minidock.image.reference import Reference, parse_reference
 from minidock.image.store import ImageStore, chain_ids
+from minidock.linux.flock import HeldLock, try_lock
 from minidock.paths import Paths
 
 PARALLEL_DOWNLOADS = 3  # Docker's max-concurrent-downloads default
 _READ_WAIT = 0.1
-
-
-# --- Docker's distribution metadata (image/overlay2/distribution/) -------------------------
-
-
-class DistributionMetadata:
-    """Which registry blob each DiffID came from, as Docker records it::
-
-        distribution/v2metadata-by-diffid/sha256/<diffid hex>
-            [{"Digest":"sha256:<blob>","SourceRepository":"docker.io/library/ubuntu","HMAC":""}]
-        distribution/diffid-by-digest/sha256/<blob hex>      sha256:<diffid>
-
-    Push reads it to skip blobs a registry already has and to mount them across
-    repositories; pull writes it. Files are replaced atomically, under the store lock.
-    """
-
-    MAX_ENTRIES = 50
-
-    def __init__(self, paths: Paths) -> None:
-        self.root = os.path.join(paths.image_store, "distribution")
-
-    def _path(self, kind: str, digest: str) -> str:
-        return os.path.join(self.root, kind, "sha256", digest_hex(digest))
-
-    def metadata(self, diff_id: str) -> list[dict[str, str]]:
-        try:
-            with open(self._path("v2metadata-by-diffid", diff_id), "rb") as f:
-                doc = json.loads(f.read(1 << 20))
-        except (FileNotFoundError, ValueError):
-            return []
-        if not isinstance(doc, list):
-            return []
-        return [
-            {"Digest": e["Digest"], "SourceRepository": str(e.get("SourceRepository", "")),
-             "HMAC": str(e.get("HMAC", ""))}
-            for e in doc if isinstance(e, dict) and isinstance(e.get("Digest"), str)
-        ]
-
-    def diff_id(self, blob_digest: str) -> str | None:
-        try:
-            with open(self._path("diffid-by-digest", blob_digest)) as f:
-                value = f.read(100).strip()
-        except FileNotFoundError:
-            return None
-        try:
-            return validate_digest(value)
-        except InvalidArgument:
-            return None
-
-    def add(self, diff_id: str, blob_digest: str, source_repository: str) -> None:
-        from minidock.storage.atomic import atomic_write
-
-        validate_digest(diff_id)
-        validate_digest(blob_digest)
-        entries = [e for e in self.metadata(diff_id)
-                   if not (e["Digest"] == blob_digest
-                           and e["SourceRepository"] == source_repository)]
-        entries.append({"Digest": blob_digest, "SourceRepository": source_repository,
-                        "HMAC": ""})
-        entries = entries[-self.MAX_ENTRIES:]
-        for kind, digest, body in (
-            ("v2metadata-by-diffid", diff_id, json.dumps(entries, separators=(",", ":"))),
-            ("diffid-by-digest", blob_digest, diff_id),
-        ):
-            path = self._path(kind, digest)
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            atomic_write(path, body.encode(), 0o600)
-
-
-# --- output like docker/cli's jsonmessage ----------------------------------------------------
-
-
-def _size(n: float) -> str:
-    """go-units HumanSize: decimal units, 4 significant digits (``2.34MB``, ``32.77kB``)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def progress_bar(current: int, total: int, width: int = 50) -> str:
-    """``[=====>      ]  1.2MB/3.4MB``, as docker/cli's JSONProgress draws it.
-
-    The bar is ``width`` cells of "=" for every 2 %, then ">" (always there, even at 0 % and
-    100 %), and the sizes right-aligned in 8 columns.
-    """
-    if total <= 0:
-        return f"{_size(current):>8}"
-    done = min(width, int(current * 100 / total) // 2)
-    return f"[{'=' * done}>{' ' * (width - done)}] {_size(current):>8}/{_size(total)}"
-
-
-class PullOutput:
-    """Docker's pull output: header lines, a line per layer, then Digest and Status.
-
-    On a terminal each layer's line is redrawn in place (cursor up, clear line, write,
-    cursor down), at most every 100 ms per layer unless its status changes; otherwise only
-    a layer's final status is printed, one plain line each. Threads call :meth:`layer`.
-    """
-
-    _INTERVAL = 0.1
-
-    def __init__(self, out: TextIO | None, quiet: bool = False, tty: bool | None = None) -> None:
-        self.out = out
-        self.quiet = quiet or out is None
-        self.tty = bool(tty if tty is not None else (out is not None and out.isatty()))
-        self._ids: list[str] = []
-        self._state: dict[str, tuple[str, float]] = {}
-        self._downloaded: set[str] = set()
-        self._lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        if self.quiet or self.out is None:
-            return
-        with self._lock:
-            self.out.write(text + "\n")
-            self.out.flush()
-
-    def layers(self, ids: list[str], initial: dict[str, str]) -> None:
-        """Announce the layers (Docker: 12 hex digits of the blob digest)."""
-        self._ids = ids
-        for i in ids:
-            self._state[i] = (initial[i], 0.0)
-        if self.quiet or self.out is None:
-            return
-        with self._lock:
-            for i in ids:
-                if self.tty or initial[i] == "Already exists":
-                    self.out.write(f"{i}: {initial[i]}\n")
-            self.out.flush()
-
-    def layer(self, layer_id: str, status: str, current: int = 0, total: int = 0,
-              final: bool = False) -> None:
-        if self.quiet or self.out is None:
-            return
-        text = f"{status} {progress_bar(current, total)}" if total else status
-        now = time.monotonic()
-        with self._lock:
-            if status == "Download complete":
-                self._downloaded.add(layer_id)
-            elif status == "Extracting" and layer_id not in self._downloaded:
-                return  # one bar per line: the download's, until it is complete
-            old_status, last = self._state.get(layer_id, ("", 0.0))
-            same_kind = old_status.split(" ", 1)[0] == status.split(" ", 1)[0]
-            if same_kind and not final and now - last < self._INTERVAL:
-                return
-            self._state[layer_id] = (text, now)
-            if self.tty:
-                up = len(self._ids) - self._ids.index(layer_id)
-                self.out.write(f"\x1b[{up}A\r\x1b[2K{layer_id}: {text}\x1b[{up}B\r")
-            elif final:
-                self.out.write(f"{layer_id}: {status}\n")
-            else:
-                return
-            self.out.flush()
 
 
 # --- a blob being downloaded, read while it grows ------------------------------------------
@@ -321,18 +167,17 @@ def _work_dir(paths: Paths) -> Iterator[str]:
         if name.startswith("pull-"):
             _remove_if_abandoned(os.path.join(paths.tmp, name))
     d = tempfile.mkdtemp(prefix="pull-", dir=paths.tmp)
-    fd = os.open(os.path.join(d, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = HeldLock(os.path.join(d, ".lock"))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
-        os.close(fd)
+        lock.release()
 
 
 def _remove_if_abandoned(d: str) -> None:
     try:
-        fd = os.open(os.path.join(d, ".lock"), os.O_RDWR | os.O_CLOEXEC)
+        lock = try_lock(os.path.join(d, ".lock"))
     except FileNotFoundError:
         # Killed between mkdtemp and creating the lock (or a stray dir): old enough is gone.
         with contextlib.suppress(OSError):
@@ -341,14 +186,12 @@ def _remove_if_abandoned(d: str) -> None:
         return
     except OSError:
         return
+    if lock is None:
+        return  # a live pull holds it
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return  # a live pull holds it
         shutil.rmtree(d, ignore_errors=True)
     finally:
-        os.close(fd)
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -381,18 +224,9 @@ class PullResult:
     updated: bool  # False: "Image is up to date"
 
 
-def _client(ref: Reference, push: bool = False) -> Any:
-    from minidock.image.config import load_engine_config
-    from minidock.image.credentials import CredentialStore
-    from minidock.image.registry import RegistryClient
-
-    creds = CredentialStore()
-    return RegistryClient(ref.domain, load_engine_config(), creds.get, push=push)
-
-
 def _want_platform(platform: str | None) -> Any:
     from minidock.engine.images import host_platform
-    from minidock.image.registry import Platform, parse_platform
+    from minidock.image.distribution import Platform, parse_platform
 
     if platform:
         return parse_platform(platform)
@@ -409,14 +243,14 @@ def pull(
     tty: bool | None = None,
 ) -> PullResult:
     """Pull ``reference`` (default tag latest) into the store; return what was pulled."""
-    from minidock.image import registry as reg
+    from minidock.image import distribution as reg
 
     ref = parse_reference(reference).with_default_tag()
     want = _want_platform(platform)
     output = PullOutput(out, quiet=quiet, tty=tty)
     store = ImageStore(paths)
     store.cleanup_stale()
-    client = _client(ref)
+    client = registry_client(ref)
     subject = str(ref)
     try:
         output.line(f"{ref.digest or ref.tag}: Pulling from {ref.path}")

@@ -1,0 +1,194 @@
+"""``run`` and ``create`` flags without click: the table of ``minidock run``'s flags, a small
+parser for the plain forms of ``run`` (the console script's fast path), and what both paths do
+with the flags (:func:`create_options`, :func:`run_command`).
+
+The parser knows exactly the flags ``minidock run`` declares with click (the same names, the
+same rules: short flags combine, ``-eX``/``--env=X`` forms, options end at the image); anything
+it is not certain of (``--help``, an unknown flag, a missing value) it leaves to the click
+command, which gives the full behaviour and error messages. tests/unit/test_entry.py checks both
+parsers give the same values on a corpus of command lines, so the shortcut cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from minidock.errors import InvalidArgument
+from minidock.paths import Paths
+
+# name -> (parameter, takes a value, multiple); what `minidock run` declares with click
+_RUN_FLAGS: dict[str, tuple[str, bool, bool]] = {}
+for _names, _param, _value, _multi in (
+    (("-i", "--interactive"), "interactive", False, False),
+    (("-t", "--tty"), "tty", False, False),
+    (("--name",), "name", True, False),
+    (("-e", "--env"), "env", True, True),
+    (("--env-file",), "env_file", True, True),
+    (("-w", "--workdir"), "workdir", True, False),
+    (("-u", "--user"), "user", True, False),
+    (("--entrypoint",), "entrypoint", True, False),
+    (("-h", "--hostname"), "hostname", True, False),
+    (("--network", "--net"), "network", True, False),
+    (("--rm",), "rm", False, False),
+    (("--security-opt",), "security_opt", True, True),
+    (("-l", "--label"), "label", True, True),
+    (("-d", "--detach"), "detach", False, False),
+    (("--trace",), "trace_", False, False),
+):
+    for _n in _names:
+        _RUN_FLAGS[_n] = (_param, _value, _multi)
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
+    "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "none",
+    "rm": False, "security_opt": (), "label": (), "detach": False, "trace_": False,
+}
+_GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
+
+
+def parse_run(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``[GLOBAL...] run [OPTIONS] IMAGE [COMMAND...]`` -> (globals, run parameters), or
+    None when this is not such a command line or anything in it is not certain."""
+    glob: dict[str, Any] = {"root": None, "run_root": None, "debug": False}
+    i = 0
+    while i < len(argv) and argv[i] != "run":
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if arg == "--debug":
+            glob["debug"] = True
+        elif name in _GLOBAL_VALUE:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    return None
+                value = argv[i]
+            glob[_GLOBAL_VALUE[name]] = value
+        else:
+            return None
+        i += 1
+    if i >= len(argv):
+        return None
+    params: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in RUN_DEFAULTS.items()}
+    args = argv[i + 1:]
+    j = 0
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            j += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        # one word -> (flag, the value attached to it or None): --name=x, --rm, -it, -eA=1
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            words = [(name, value if eq else None)]
+        else:
+            words = []
+            for k in range(1, len(arg)):
+                flag = "-" + arg[k]
+                spec = _RUN_FLAGS.get(flag)
+                if spec is not None and spec[1]:  # takes a value: the rest of the word is it
+                    words.append((flag, arg[k + 1:] or None))
+                    break
+                words.append((flag, None))
+        for flag, attached in words:
+            spec = _RUN_FLAGS.get(flag)
+            if spec is None:
+                return None
+            param, takes, multi = spec
+            if not takes:
+                if attached is not None:
+                    return None  # --rm=x: let click say what is wrong
+                params[param] = True
+                continue
+            if attached is None:
+                j += 1
+                if j >= len(args):
+                    return None
+                attached = args[j]
+            _set(params, param, attached, multi)
+        j += 1
+    if j >= len(args):
+        return None  # no IMAGE: click's usage error
+    params["image"] = args[j]
+    params["command"] = list(args[j + 1:])
+    for k2, v in list(params.items()):
+        if isinstance(v, list):
+            params[k2] = tuple(v)
+    return glob, params
+
+
+def _set(params: dict[str, Any], param: str, value: str, multi: bool) -> None:
+    if multi:
+        params[param].append(value)
+    else:
+        params[param] = value
+
+
+def env_from_flags(env: tuple[str, ...], env_files: tuple[str, ...]) -> list[str]:
+    """-e KEY=VALUE, -e KEY (value from our environment, dropped if unset) and
+    --env-file lines in the same two forms; # comments and blank lines ignored."""
+    items: list[str] = []
+    for path in env_files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise InvalidArgument(f"open env file {path}: {(e.strerror or '').lower()}") from None
+        items += [ln.lstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    items += list(env)
+    out = []
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"invalid environment variable: {item}")
+        if sep:
+            out.append(item)
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return out
+
+
+def create_options(image: str, command: tuple[str, ...], interactive: bool, tty: bool,
+                   name: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
+                   workdir: str | None, user: str | None, entrypoint: str | None,
+                   hostname: str | None, network: str, rm: bool,
+                   security_opt: tuple[str, ...], label: tuple[str, ...] = ()) -> Any:
+    """The engine's CreateOptions from run/create flags."""
+    from minidock.engine import containers as engine
+    from minidock.engine.spec import ProcessOptions, seccomp
+
+    # as Docker's CLI does: a profile file is read now and stored inline in the container
+    opts = [seccomp.inline_profile_option(o) for o in security_opt]
+    seccomp.parse_security_opts(opts)  # reject a bad option at create, not at every start
+    return engine.CreateOptions(
+        image=image,
+        process=ProcessOptions(
+            cmd=list(command) or None,
+            entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
+            env=env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
+            stdin_open=interactive, security_opt=opts),
+        name=name, hostname=hostname, network=network, auto_remove=rm,
+        labels=dict(item.partition("=")[::2] for item in label))
+
+
+def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool,
+                detach: bool, **flags: Any) -> int:
+    """`run`: the container's exit code, or 0 once a detached one runs (its id printed)."""
+    if trace_:
+        from minidock.linux import trace
+
+        trace.enable(os.dup(2), "minidock")
+    opts = create_options(image, command, **flags)
+    if detach:
+        from minidock.engine.containers import monitor
+
+        print(monitor.run_detached(paths, opts).id, flush=True)
+        return 0
+    from minidock.engine import containers as engine
+
+    return engine.run(paths, opts)
+
+

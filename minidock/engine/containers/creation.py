@@ -1,0 +1,128 @@
+"""A new container: its name, its record, its rw layer and the /etc files it is given; rename.
+
+``create`` takes the image's config and the run/create flags to Docker's Config and
+HostConfig, then, holding containers.lock (names and ids), makes containers/<id>/, the rw
+layer over a new -init layer and the hostname, hosts and resolv.conf files, and writes the
+record last: a create killed before that leaves a directory without a record, which
+``system check`` finds. ``rename`` picks a name by the same rules, under the same lock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from minidock.engine import spec as specgen
+from minidock.engine.containers import reconciler, store
+from minidock.engine.containers.record import Container, now_rfc3339
+from minidock.engine.spec import hostfiles
+from minidock.errors import InvalidArgument
+from minidock.linux import flock
+from minidock.paths import Paths
+from minidock.storage.atomic import atomic_write
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    process: specgen.ProcessOptions = field(default_factory=specgen.ProcessOptions)
+    name: str | None = None
+    hostname: str | None = None
+    network: str = "none"
+    auto_remove: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # --label, over the image's
+
+
+def create(paths: Paths, opts: CreateOptions) -> Container:
+    from minidock.engine import images
+
+    image_id, image_config = images.image_for_container(paths, opts.image)
+    icfg = image_config.get("config") or {}
+    p = opts.process
+    entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
+    cmd = p.cmd if p.cmd else (None if p.entrypoint is not None else icfg.get("Cmd"))
+    args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
+    if opts.network not in ("none", "host"):
+        raise InvalidArgument(f"network {opts.network} not found (supported: none, host)")
+    cid = os.urandom(32).hex()
+    hostname = opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12])
+    env = [e for e in icfg.get("Env") or []] + list(p.env)
+    config = {
+        "Hostname": hostname, "Domainname": "", "User": p.user or icfg.get("User", ""),
+        "AttachStdin": p.stdin_open, "AttachStdout": True, "AttachStderr": True,
+        "Tty": p.tty, "OpenStdin": p.stdin_open, "StdinOnce": p.stdin_open,
+        "Env": env, "Cmd": cmd, "Image": opts.image, "Volumes": None,
+        "WorkingDir": p.workdir if p.workdir is not None else icfg.get("WorkingDir", ""),
+        "Entrypoint": entrypoint or None, "OnBuild": None,
+        "Labels": {**(icfg.get("Labels") or {}), **opts.labels},
+    }
+    if icfg.get("StopSignal"):
+        config["StopSignal"] = icfg["StopSignal"]
+    workdir = str(config["WorkingDir"] or "")
+    if workdir and not workdir.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+    host_config = {
+        "NetworkMode": opts.network, "AutoRemove": opts.auto_remove, "Privileged": False,
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
+        "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
+        "Runtime": "minidock", "LogConfig": {"Type": "json-file", "Config": {}},
+        "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
+        "SecurityOpt": list(p.security_opt) or None, "Init": None,
+    }
+    layers = store.image_store(paths)
+    with flock.locked(store.lock_path(paths, "containers.lock")), ExitStack() as undo:
+        name = store.pick_name(paths, opts.name)
+        d = os.path.join(paths.containers, cid)
+        os.makedirs(paths.containers, mode=0o710, exist_ok=True)
+        os.mkdir(d, 0o710)
+        undo.callback(shutil.rmtree, d, True)
+        layers.create_rw_layer(cid, image_id)
+        undo.callback(layers.remove_rw_layer, cid)
+        atomic_write(os.path.join(d, "hostname"), f"{hostname}\n".encode(), 0o644, durable=False)
+        hosts = hostfiles.hosts_file()
+        resolv = hostfiles.container_resolv_conf(hostfiles.read_host_resolv_conf())
+        if opts.network == "host":
+            hosts = _read("/etc/hosts") or hosts
+            resolv = hostfiles.read_host_resolv_conf() or resolv
+        atomic_write(os.path.join(d, "hosts"), hosts.encode(), 0o644, durable=False)
+        atomic_write(os.path.join(d, "resolv.conf"), resolv.encode(), 0o644, durable=False)
+        c = Container(id=cid, name=name, created=now_rfc3339(), image_id=image_id,
+                      image_ref=opts.image, path=args[0], args=args[1:], config=config,
+                      host_config=host_config, dir=d)
+        store.save(paths, c, host_config=True)
+        undo.pop_all()
+    return c
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _cgroupns() -> str:
+    from minidock import cgroups
+
+    return "private" if cgroups.detect_version() == 2 else "host"
+
+
+def rename(paths: Paths, ref: str, new_name: str) -> Container:
+    """Give a container another name (``docker rename``), running or not."""
+    if not new_name.lstrip("/"):
+        raise InvalidArgument("Neither old nor new names may be empty")
+    cid = reconciler.get(paths, ref).id  # (reconciles first, outside the lock)
+    with flock.locked(store.lock_path(paths, "containers.lock")):
+        c = store.load_record(paths, cid)
+        if c.name == new_name.lstrip("/"):
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        name = store.pick_name(paths, new_name)
+        with store.container_lock(paths, c.id):
+            c = store.load_record(paths, c.id)
+            c.name = name
+            store.save(paths, c)
+    return c

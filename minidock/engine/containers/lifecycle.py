@@ -1,0 +1,333 @@
+"""A container's life after create: launch and start it, then stop, kill, pause and wait.
+
+    launch   mount the rw layer, write the OCI bundle, runtime create, record "running",
+             runtime start; shared by the foreground start (the CLI stays the init's
+             parent and waits for it) and the detached one (containers.monitor)
+    start    the foreground start: relay stdio, wait, record the exit; run = create + start
+    stop     the stop signal, SIGKILL after the timeout, then wait for the recorded exit
+    kill     a signal, no waiting;  pause/unpause: the cgroup freezer, via the runtime
+    wait     until the record says the container ended; its exit code
+
+Each state change is made under the container's record lock and checked by
+:meth:`State.transition`. The process that waits for the init holds the monitor lock from
+before the runtime creates it until the exit is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from minidock import runtime
+from minidock.engine import spec as specgen
+from minidock.engine.containers import creation, reconciler, signals, store
+from minidock.engine.containers.creation import CreateOptions
+from minidock.engine.containers.record import Container, Status, log_path, now_rfc3339
+from minidock.engine.spec.user import resolve_user
+from minidock.engine.stdio import io
+from minidock.errors import Conflict, ContainerNotFound, MinidockError
+from minidock.linux import flock, trace
+from minidock.paths import Paths
+from minidock.storage.atomic import atomic_write
+
+
+@dataclass
+class Launched:
+    """A container whose init runs its command, and our ends of its stdio."""
+
+    pid: int
+    master: int = -1  # the pty master (-t)
+    pipes: io.PipeIO | None = None  # else: our ends of its stdin/stdout/stderr pipes
+
+
+def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
+           console_size: tuple[int, int] | None, kill_with_parent: bool) -> Launched:
+    """Mount, spec, bundle, runtime create and start; the record says "running" after it.
+
+    Shared by the foreground start (the CLI stays the container's parent) and the detached
+    one (the process that becomes the monitor). The caller holds the record lock and the
+    monitor lock, and is about to become (or is) a child subreaper: runtime.create makes
+    it one, so the container's init is its child to wait for. Everything made here is
+    undone by ``undo`` if the caller fails before it owns the container's end.
+    """
+    layers = store.image_store(paths)
+    # The bundle dir comes first: while it exists, the container holds things on the host,
+    # so a launch killed at any later point is seen (and undone) by reconcile.
+    bundle = store.bundle_dir(paths, c.id)
+    os.makedirs(bundle, mode=0o700, exist_ok=True)
+    undo.callback(shutil.rmtree, bundle, True)
+    trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
+    rootfs = layers.mount_rw_layer(c.id)
+    if trace.enabled():
+        trace.note(f"from here on <rootfs> stands for {rootfs}")
+        trace.alias(rootfs, "<rootfs>")
+        trace.alias(c.id, c.short_id)
+    undo.callback(layers.unmount_rw_layer, c.id)
+    tty = bool(c.config.get("Tty"))
+    try:
+        doc = _build_spec(paths, c, rootfs, console_size if tty else None)
+    except MinidockError as e:
+        _record_failed_start(paths, c, e)
+        raise
+    atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc).encode(), 0o600,
+                 durable=False)
+    pipes = None
+    console_sock: Any = None
+    if tty:
+        import socket
+
+        console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        undo.callback(console_sock.close)
+        undo.callback(child_sock.close)
+        opts = runtime.CreateOptions(console_fd=child_sock.fileno())
+    else:
+        pipes = io.PipeIO.make(interactive)
+        undo.callback(pipes.close)
+        opts = runtime.CreateOptions(stdio=pipes.child)
+    opts.subreaper = True
+    opts.kill_with_parent = kill_with_parent
+    trace.note(f"OCI bundle written to {bundle}; the runtime takes over")
+    try:
+        st = runtime.create(paths.runtime_state, c.id, bundle, opts)
+    except MinidockError as e:
+        _record_failed_start(paths, c, e)
+        raise
+    undo.callback(reconciler.runtime_delete, paths, c.id)
+    launched = Launched(pid=st.pid, pipes=pipes)
+    if console_sock is not None:
+        import socket
+
+        _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
+        launched.master = fds[0]
+        undo.callback(os.close, launched.master)
+    elif pipes is not None:
+        pipes.close_child_ends()
+    c.state.transition(Status.RUNNING)
+    c.state.pid = st.pid
+    c.state.started_at = now_rfc3339()
+    c.state.exit_code = 0
+    c.state.error = ""
+    store.save(paths, c)
+    runtime.start(paths.runtime_state, c.id)
+    trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
+    return launched
+
+
+def lock_for_start(paths: Paths, ref: str, undo: ExitStack
+                   ) -> tuple[Container, flock.HeldLock, flock.HeldLock]:
+    """Take the record lock and the monitor lock of a container that may start now.
+
+    The monitor lock must be taken by the process that will wait for the container's init
+    (its open file description is what says "watched"). The caller releases the record
+    lock once the record says "running"; both are released by ``undo`` on failure.
+    """
+    c = reconciler.get(paths, ref)
+    record_lock = flock.HeldLock(store.lock_path(paths, f"{c.id}.lock"))
+    undo.callback(record_lock.release)
+    c = store.load_record(paths, c.id)
+    if c.state.status not in (Status.CREATED, Status.EXITED):
+        raise Conflict(f"container {c.short_id} is {c.state.status.value}")
+    monitor = flock.HeldLock(store.lock_path(paths, f"{c.id}.monitor"))
+    undo.callback(monitor.release)
+    return c, record_lock, monitor
+
+
+def start(paths: Paths, ref: str, interactive: bool = False) -> int:
+    """Start a created or exited container attached to our stdio; returns its exit code.
+
+    The calling process stays the container's parent (a child subreaper) until the
+    container exits, then records the exit and releases the mount, cgroup and bundle.
+    """
+    with ExitStack() as undo:
+        c, record_lock, _monitor = lock_for_start(paths, ref, undo)
+        tty = bool(c.config.get("Tty"))
+        launched = launch(paths, c, undo, interactive=interactive,
+                          console_size=io.window_size(0) if tty else None,
+                          kill_with_parent=True)
+        record_lock.release()
+        from minidock.engine.stdio.jsonlog import JsonFileWriter
+
+        log = JsonFileWriter(log_path(c))  # as Docker: `logs` shows a foreground run too
+        undo.callback(log.close)
+        if launched.master >= 0:
+            io.relay_pty(launched.master, interactive, log=log.write)
+            code = _waitpid(launched.pid)
+        else:
+            assert launched.pipes is not None
+            with io.SignalProxy(launched.pid):
+                launched.pipes.relay(log=log.write)
+                code = _waitpid(launched.pid)
+        trace.note(f"container {c.short_id} exited with {code}; cleaning up")
+        with store.container_lock(paths, c.id):
+            c = store.load_record(paths, c.id)
+            c.state.transition(Status.EXITED)
+            c.state.exit_code = code
+            c.state.finished_at = now_rfc3339()
+            store.save(paths, c)
+    return code
+
+
+def run(paths: Paths, opts: CreateOptions) -> int:
+    c = creation.create(paths, opts)
+    try:
+        return start(paths, c.id, interactive=opts.process.stdin_open)
+    finally:
+        if opts.auto_remove:
+            reconciler.remove(paths, c.id, force=True)
+
+
+def kill(paths: Paths, ref: str, sig: str | int = "KILL") -> Container:
+    """Send a signal to the container's init (Docker's `kill`: no waiting)."""
+    num = signals.parse_signal(sig)
+    c = reconciler.get(paths, ref)
+    if not c.state.running or not signals.init_alive(paths, c.id):
+        raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
+    signals.signal_init(paths, c, num)
+    return c
+
+
+def stop(paths: Paths, ref: str, timeout: float | None = None, signal: str | None = None
+         ) -> Container:
+    """``signal``, else the image's STOPSIGNAL, else SIGTERM; SIGKILL if the init outlives
+    ``timeout`` seconds (default 10); returns once the exit is recorded."""
+    sig = signals.parse_signal(signal) if signal else None
+    c = reconciler.get(paths, ref)
+    if not c.state.running:
+        return c
+    if sig is None:
+        sig = signals.parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    wait = 10.0 if timeout is None else max(0.0, timeout)
+    try:
+        signals.signal_init(paths, c, sig)
+    except (MinidockError, ProcessLookupError):
+        pass  # already on its way out
+    if not signals.wait_init_gone(paths, c.id, wait):
+        try:
+            signals.signal_init(paths, c, 9)
+        except (MinidockError, ProcessLookupError):
+            pass
+    signals.wait_unwatched(paths, c.id)
+    reconciler.reconcile(paths, c.id)
+    return c
+
+
+def pause(paths: Paths, ref: str) -> Container:
+    """Freeze every process of a running container (``docker pause``)."""
+    return _set_paused(paths, ref, True)
+
+
+def unpause(paths: Paths, ref: str) -> Container:
+    """Thaw a paused container (``docker unpause``)."""
+    return _set_paused(paths, ref, False)
+
+
+def _set_paused(paths: Paths, ref: str, paused: bool) -> Container:
+    c = reconciler.get(paths, ref)
+    with store.container_lock(paths, c.id):
+        c = store.load_record(paths, c.id)
+        if paused:
+            if c.state.status == Status.PAUSED:
+                raise Conflict(f"Container {c.id} is already paused")
+            if c.state.status != Status.RUNNING or not signals.init_alive(paths, c.id):
+                raise Conflict(f"Container {c.id} is not running")
+            trace.note(f"pause {c.short_id}: freeze its cgroup")
+            runtime.pause(paths.runtime_state, c.id)
+        else:
+            if c.state.status != Status.PAUSED:
+                raise Conflict(f"Container {c.id} is not paused")
+            trace.note(f"unpause {c.short_id}: thaw its cgroup")
+            runtime.resume(paths.runtime_state, c.id)
+        c.state.transition(Status.PAUSED if paused else Status.RUNNING)
+        store.save(paths, c)
+    return c
+
+
+def wait(paths: Paths, ref: str) -> int:
+    """Block until the container is not running; its exit code.
+
+    The monitor's exit file is watched too: a --rm container's record is gone once its
+    cleanup has run, and the file (written before the cleanup starts) is then the only
+    place its exit code was seen.
+    """
+    c = reconciler.get(paths, ref)
+    code = c.state.exit_code
+    if c.state.running:
+        while not signals.wait_unwatched(paths, c.id, timeout=0.02):
+            seen = store.read_exit_file(paths, c.id)
+            if seen is not None:
+                code = seen[0]
+        reconciler.reconcile(paths, c.id)
+    try:
+        return store.load_record(paths, c.id).state.exit_code
+    except ContainerNotFound:
+        return code
+
+
+def _read_in_root(root: str, path: str) -> str | None:
+    from minidock.linux.fs import read_file_in_root
+
+    data = read_file_in_root(root, path, 4 << 20)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def _make_workdir(root: str, workdir: str, uid: int, gid: int) -> None:
+    """Docker creates a missing WORKDIR/-w inside the container, owned by its user."""
+    from minidock.runtime.rootfs import secure_join
+
+    host = secure_join(root, workdir)
+    if os.path.isdir(host):
+        return
+    rel = os.path.relpath(host, root)
+    cur = root
+    for part in rel.split("/"):
+        cur = os.path.join(cur, part)
+        if not os.path.lexists(cur):
+            os.mkdir(cur, 0o755)
+            os.chown(cur, uid, gid, follow_symlinks=False)
+
+
+def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int] | None
+                ) -> dict[str, Any]:
+    cfg = c.config
+    user = resolve_user(cfg.get("User") or "0", _read_in_root(rootfs, "/etc/passwd"),
+                        _read_in_root(rootfs, "/etc/group"))
+    workdir = cfg.get("WorkingDir") or "/"
+    if workdir != "/":
+        _make_workdir(rootfs, workdir, user.uid, user.gid)
+    env = specgen.merge_env([], cfg.get("Env") or [], cfg["Hostname"], cfg.get("Tty", False),
+                            user.home)
+    doc = specgen.base_spec(rootfs, [c.path, *c.args], env, workdir, user, cfg["Hostname"],
+                            bool(cfg.get("Tty")))
+    options = [
+        specgen.with_cgroups_path(f"/minidock/{c.id}"),
+        specgen.with_bind(os.path.join(c.dir, "resolv.conf"), "/etc/resolv.conf"),
+        specgen.with_bind(os.path.join(c.dir, "hostname"), "/etc/hostname"),
+        specgen.with_bind(os.path.join(c.dir, "hosts"), "/etc/hosts"),
+        specgen.with_annotations({"org.minidock.container.name": c.name}),
+    ]
+    if c.host_config.get("NetworkMode") == "host":
+        options.append(specgen.with_host_network())
+    if c.host_config.get("CgroupnsMode") == "private":
+        options.append(specgen.with_cgroup_namespace())
+    if console:
+        options.append(specgen.with_console_size(*console))
+    options.append(specgen.with_security_opts(c.host_config.get("SecurityOpt")))  # last: caps
+    return specgen.build(doc, *options)
+
+
+def _record_failed_start(paths: Paths, c: Container, e: MinidockError) -> None:
+    """Docker keeps a container whose command could not start as "created", with the
+    error and the exit code (126/127) in its State."""
+    c.state.exit_code = e.exit_code
+    c.state.error = e.message
+    store.save(paths, c)
+
+
+def _waitpid(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

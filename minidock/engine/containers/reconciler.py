@@ -1,0 +1,237 @@
+"""Records made true: reconcile a container nobody watches any more, and the reads and ends
+that go through it (get, ls, inspect; the monitor's cleanup, rm, prune).
+
+Without a daemon, a record is only as true as the last process that wrote it: a CLI or a
+monitor killed while the container ran leaves "running" behind. Every read here reconciles
+first: if nobody holds the container's monitor lock, its watcher is gone, so the exit is
+recorded (the code from the monitor's exit file if it wrote one, else Docker's 255) and
+what the run held on the host (runtime state and cgroup, the mount, the bundle) is
+released. A --rm container is then removed.
+
+rm and prune live here rather than in a module of their own because reconcile and rm call
+each other: reconcile removes a --rm container it finds ended, and rm reconciles the
+container it has just stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any
+
+from minidock import runtime
+from minidock.engine.containers import signals, store
+from minidock.engine.containers.record import EXIT_UNKNOWN, Container, Status, now_rfc3339
+from minidock.errors import Conflict, ContainerNotFound, MinidockError
+from minidock.linux import flock
+from minidock.paths import Paths
+
+
+def get(paths: Paths, ref: str) -> Container:
+    cid = store.resolve(paths, ref)
+    reconcile(paths, cid)
+    return store.load_record(paths, cid)
+
+
+def list_containers(paths: Paths, all_: bool = False) -> list[Container]:
+    out = []
+    for cid in store.all_ids(paths):
+        try:
+            reconcile(paths, cid)
+            c = store.load_record(paths, cid)
+        except ContainerNotFound:
+            continue  # removed meanwhile
+        if all_ or c.state.running:
+            out.append(c)
+    out.sort(key=lambda c: c.created, reverse=True)
+    return out
+
+
+def inspect(paths: Paths, ref: str) -> dict[str, Any]:
+    c = get(paths, ref)
+    return c.to_inspect(paths, store.image_store(paths).rw_layer_metadata(c.id))
+
+
+def reconcile(paths: Paths, cid: str) -> None:
+    """Make the record tell the truth when whoever watched the container died.
+
+    A monitor that wrote its exit file before it died (or whose cleanup died) leaves the
+    real exit code; without one, the end was seen by nobody: Docker's 255.
+    """
+    try:
+        c = store.load_record(paths, cid)
+    except ContainerNotFound:
+        return
+    if not c.state.running:
+        # a start killed before the record said "running" (or after it said "exited"):
+        # its bundle dir is still there, and maybe a mount, a cgroup, an init
+        if os.path.isdir(store.bundle_dir(paths, cid)) and not flock.is_held(
+                store.lock_path(paths, f"{cid}.monitor")):
+            with store.container_lock(paths, cid):
+                if not flock.is_held(store.lock_path(paths, f"{cid}.monitor")):
+                    release(paths, cid)
+        return
+    if flock.is_held(store.lock_path(paths, f"{cid}.monitor")):
+        align_paused(paths, c)
+        return  # someone is watching it: the rest of the record is theirs to update
+    with store.container_lock(paths, cid):
+        c = store.load_record(paths, cid)
+        if not c.state.running or flock.is_held(store.lock_path(paths, f"{cid}.monitor")):
+            return
+        seen = store.read_exit_file(paths, cid)
+        release(paths, cid)
+        if seen is not None:
+            record_exit(paths, c, seen[0], seen[1])
+        else:
+            record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
+                        "the process that monitored the container died")
+    if auto_remove(paths, c):
+        remove(paths, cid, force=True)
+
+
+def align_paused(paths: Paths, c: Container) -> None:
+    """A pause or unpause killed between the runtime and the record: the runtime's word
+    (which says "paused" from before the freeze until after the thaw) wins."""
+    def runtime_paused() -> bool | None:
+        try:
+            st = runtime.load(paths.runtime_state, c.id)
+        except MinidockError:
+            return None
+        status = st.status(os.path.join(paths.runtime_state, c.id))
+        return None if status not in ("running", "paused") else status == "paused"
+
+    paused = runtime_paused()
+    if paused is None or paused == (c.state.status == Status.PAUSED):
+        return
+    with store.container_lock(paths, c.id):  # (a pause in progress holds it: wait, look again)
+        c = store.load_record(paths, c.id)
+        paused = runtime_paused()
+        if paused is None or not c.state.running or paused == (c.state.status == Status.PAUSED):
+            return
+        c.state.transition(Status.PAUSED if paused else Status.RUNNING)
+        store.save(paths, c)
+
+
+def cleanup(paths: Paths, cid: str) -> None:
+    """`container cleanup`: what the monitor execs once the container's init is reaped.
+
+    This process inherited the monitor lock (its fd survived both execs), so nobody else
+    reconciles the container meanwhile; the lock goes when this process exits.
+    """
+    with store.container_lock(paths, cid):
+        try:
+            c = store.load_record(paths, cid)
+        except ContainerNotFound:
+            return
+        seen = store.read_exit_file(paths, cid)
+        release(paths, cid)
+        if c.state.running:
+            if seen is None:
+                record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
+                            "the monitor wrote no exit status")
+            else:
+                record_exit(paths, c, seen[0], seen[1])
+    if auto_remove(paths, c):
+        remove(paths, cid, force=True)
+
+
+def auto_remove(paths: Paths, c: Container) -> bool:
+    """--rm applies when the container ends, not when `restart` stops it (moby turns
+    AutoRemove off for the stop of a restart)."""
+    return bool(c.host_config.get("AutoRemove")) and not os.path.exists(
+        store.restart_marker(paths, c.id))
+
+
+def release(paths: Paths, cid: str) -> None:
+    """What a run holds on the host: runtime state + cgroup, the mount, the bundle."""
+    runtime_delete(paths, cid)
+    store.image_store(paths).unmount_rw_layer(cid)
+    shutil.rmtree(store.bundle_dir(paths, cid), ignore_errors=True)
+    for path in (store.attach_socket(paths, cid), store.exit_file(paths, cid)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def runtime_delete(paths: Paths, cid: str) -> None:
+    try:
+        runtime.delete(paths.runtime_state, cid, force=True)
+    except ContainerNotFound:
+        pass
+
+
+def record_exit(paths: Paths, c: Container, code: int, finished_at: str, error: str = ""
+                ) -> None:
+    c.state.transition(Status.EXITED)
+    c.state.exit_code = code
+    c.state.error = error
+    c.state.finished_at = finished_at
+    store.save(paths, c)
+
+
+def remove(paths: Paths, ref: str, force: bool = False) -> str:
+    try:
+        c = get(paths, ref)
+    except ContainerNotFound:
+        raise
+    if c.state.running:
+        if not force:
+            raise Conflict(
+                f"cannot remove container \"/{c.name}\": container is running: stop the "
+                "container before removing or force remove")
+        try:
+            signals.signal_init(paths, c, 9)
+        except MinidockError:
+            pass
+        # the monitor (a foreground run, or a detached container's monitor and then its
+        # cleanup) records the exit; wait for it to let go
+        signals.wait_unwatched(paths, c.id)
+        reconcile(paths, c.id)
+    layers = store.image_store(paths)
+    with (flock.locked(store.lock_path(paths, "containers.lock")),
+          store.container_lock(paths, c.id)):
+        if not os.path.isdir(c.dir):
+            return c.id
+        runtime_delete(paths, c.id)
+        shutil.rmtree(store.bundle_dir(paths, c.id), ignore_errors=True)
+        layers.unmount_rw_layer(c.id)
+        layers.remove_rw_layer(c.id)
+        shutil.rmtree(c.dir)
+    for suffix in (".lock", ".monitor"):
+        try:
+            os.unlink(store.lock_path(paths, c.id + suffix))
+        except FileNotFoundError:
+            pass
+    return c.id
+
+
+def prune(paths: Paths, filters: dict[str, list[str]] | None = None
+          ) -> tuple[list[str], int]:
+    """``container prune``: remove stopped containers (``until=``: created before then;
+    ``label=KEY[=VALUE]``: with every such label); (ids removed, bytes of their rw layers)."""
+    from minidock.engine import images
+
+    filters = filters or {}
+    until = (images.until_timestamp(filters["until"][-1], time.time())
+             if "until" in filters else None)
+    removed, reclaimed = [], 0
+    layers = store.image_store(paths)
+    for c in list_containers(paths, all_=True):
+        if until is not None and (images.parse_time(c.created) or 0.0) >= until:
+            continue
+        labels = c.config.get("Labels") or {}
+        if not all(images.label_matches(labels, w) for w in filters.get("label", [])):
+            continue
+        if c.state.status in (Status.EXITED, Status.CREATED, Status.DEAD):
+            try:
+                reclaimed += layers.rw_layer_size(c.id)
+            except (AttributeError, OSError):
+                pass
+            try:
+                remove(paths, c.id)
+            except ContainerNotFound:
+                continue
+            removed.append(c.id)
+    return removed, reclaimed

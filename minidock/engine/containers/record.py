@@ -1,0 +1,226 @@
+"""A container's record: the Container, its State machine and Docker's config.v2.json form.
+
+    create          start            process ends        rm
+    ------> created ------> running ---------------> exited ------> (gone)
+               |               |  ^ pause / unpause      |  start
+               |               v  |                      +------> running
+               |             paused
+               +--- start fails (126/127) ----------------> exited
+      removing: while rm tears a container down;  dead: a removal that failed half-way
+
+The status word and the rest of Docker's ``State`` object are saved in config.v2.json;
+every change goes through :meth:`State.transition`, which refuses the moves this diagram
+does not have. The HostConfig is kept as Docker's hostconfig.json has it, a plain dict
+written once at create; :meth:`Container.to_inspect` is what ``inspect`` shows of both.
+Pure: reading and writing the files is :mod:`minidock.engine.containers.store`'s.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from minidock.errors import Conflict
+from minidock.paths import Paths
+
+DRIVER = "overlay2"
+EXIT_UNKNOWN = 255  # Docker's code for a container whose end nobody saw
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class Status(str, enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+_ALLOWED: dict[Status, set[Status]] = {
+    Status.CREATED: {Status.RUNNING, Status.EXITED, Status.REMOVING},
+    Status.RUNNING: {Status.EXITED, Status.PAUSED},
+    Status.PAUSED: {Status.RUNNING, Status.EXITED},
+    Status.RESTARTING: {Status.RUNNING, Status.EXITED},
+    Status.EXITED: {Status.RUNNING, Status.REMOVING},
+    Status.REMOVING: {Status.DEAD},
+    Status.DEAD: {Status.REMOVING},
+}
+
+
+@dataclass
+class State:
+    status: Status = Status.CREATED
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    oom_killed: bool = False
+
+    def transition(self, new: Status) -> None:
+        if new not in _ALLOWED[self.status]:
+            raise Conflict(f"container cannot go from {self.status.value} to {new.value}")
+        self.status = new
+
+    @property
+    def running(self) -> bool:
+        return self.status in (Status.RUNNING, Status.PAUSED)
+
+    def to_docker(self) -> dict[str, Any]:
+        """Docker's ``State`` object (config.v2.json and inspect)."""
+        return {
+            "Status": self.status.value,
+            "Running": self.running,
+            "Paused": self.status == Status.PAUSED,
+            "Restarting": self.status == Status.RESTARTING,
+            "OOMKilled": self.oom_killed,
+            "Dead": self.status == Status.DEAD,
+            "Pid": self.pid if self.running else 0,
+            "ExitCode": self.exit_code,
+            "Error": self.error,
+            "StartedAt": self.started_at,
+            "FinishedAt": self.finished_at,
+        }
+
+    @classmethod
+    def from_docker(cls, d: dict[str, Any]) -> State:
+        return cls(
+            status=Status(d.get("Status", "created")),
+            pid=int(d.get("Pid", 0)),
+            exit_code=int(d.get("ExitCode", 0)),
+            error=d.get("Error", ""),
+            started_at=d.get("StartedAt", ZERO_TIME),
+            finished_at=d.get("FinishedAt", ZERO_TIME),
+            oom_killed=bool(d.get("OOMKilled", False)),
+        )
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created: str
+    image_id: str
+    image_ref: str
+    path: str
+    args: list[str]
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    state: State = field(default_factory=State)
+    dir: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_config_v2(self, paths: Paths) -> dict[str, Any]:
+        d = self.dir
+        return {
+            "StreamConfig": {},
+            "State": self.state.to_docker(),
+            "ID": self.id,
+            "Created": self.created,
+            "Managed": False,
+            "Path": self.path,
+            "Args": self.args,
+            "Config": self.config,
+            "Image": self.image_id,
+            "ImageManifest": None,
+            "NetworkSettings": network_settings(self),
+            "LogPath": log_path(self),
+            "Name": "/" + self.name,
+            "Driver": DRIVER,
+            "OS": "linux",
+            "RestartCount": 0,
+            "HasBeenStartedBefore": self.state.started_at != "0001-01-01T00:00:00Z",
+            "HasBeenManuallyStopped": False,
+            "MountPoints": {},
+            "SecretReferences": None,
+            "ConfigReferences": None,
+            "AppArmorProfile": "",
+            "HostnamePath": os.path.join(d, "hostname"),
+            "HostsPath": os.path.join(d, "hosts"),
+            "ShmPath": "",
+            "ResolvConfPath": os.path.join(d, "resolv.conf"),
+            "SeccompProfile": "",
+            "NoNewPrivileges": False,
+            "LocalLogCacheMeta": {"HaveNotifyEnabled": False},
+        }
+
+    @classmethod
+    def from_config_v2(cls, doc: dict[str, Any], host_config: dict[str, Any],
+                       directory: str) -> Container:
+        return cls(
+            id=doc["ID"],
+            name=doc["Name"].lstrip("/"),
+            created=doc["Created"],
+            image_id=doc["Image"],
+            image_ref=doc["Config"].get("Image", ""),
+            path=doc["Path"],
+            args=doc["Args"],
+            config=doc["Config"],
+            host_config=host_config,
+            state=State.from_docker(doc["State"]),
+            dir=directory,
+        )
+
+    def to_inspect(self, paths: Paths, graph_driver_data: dict[str, Any]) -> dict[str, Any]:
+        """Docker's ``inspect`` document; ``graph_driver_data``: the rw layer's overlay dirs."""
+        doc = self.to_config_v2(paths)
+        return {
+            "Id": self.id,
+            "Created": self.created,
+            "Path": self.path,
+            "Args": self.args,
+            "State": doc["State"],
+            "Image": self.image_id,
+            "ResolvConfPath": doc["ResolvConfPath"],
+            "HostnamePath": doc["HostnamePath"],
+            "HostsPath": doc["HostsPath"],
+            "LogPath": doc["LogPath"],
+            "Name": "/" + self.name,
+            "RestartCount": 0,
+            "Driver": DRIVER,
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": self.host_config,
+            "GraphDriver": {"Name": DRIVER, "Data": graph_driver_data},
+            "Mounts": [],
+            "Config": self.config,
+            "NetworkSettings": doc["NetworkSettings"],
+        }
+
+
+def network_settings(c: Container) -> dict[str, Any]:
+    mode = c.host_config.get("NetworkMode", "none")
+    return {
+        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": {mode: {"IPAMConfig": None, "Links": None, "Aliases": None,
+                            "NetworkID": "", "EndpointID": "", "Gateway": "",
+                            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                            "MacAddress": "", "DriverOpts": None}},
+    }
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def log_path(c: Container) -> str:
+    """Docker's json-file log: one JSON object per line (written by the monitor)."""
+    return os.path.join(c.dir, f"{c.id}-json.log")
+

@@ -1,0 +1,83 @@
+"""A container's init, seen from outside: is it alive, signal it, wait for its end.
+
+Two different ends are waited for: the init's (its runtime state says it is gone, which
+stop needs before it sends SIGKILL) and the record's (nobody holds the monitor lock any
+more: whoever watched the init has recorded its exit, which rm and wait need).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from minidock import runtime
+from minidock.engine.containers import store
+from minidock.engine.containers.record import Container, Status
+from minidock.errors import Conflict, InvalidArgument, MinidockError
+from minidock.linux import flock
+from minidock.paths import Paths
+
+
+def parse_signal(value: str | int) -> int:
+    """A signal as Docker takes it: 9, KILL, SIGKILL, sigkill, SIGRTMIN+3."""
+    import signal as _signal
+
+    text = str(value).strip().upper()
+    if text.isdigit():
+        num = int(text)
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        m = re.fullmatch(r"SIGRTM(IN|AX)([+-]\d+)?", name)
+        if m:
+            base = _signal.SIGRTMIN if m.group(1) == "IN" else _signal.SIGRTMAX
+            num = int(base) + int(m.group(2) or 0)
+        else:
+            try:
+                num = int(_signal.Signals[name])
+            except KeyError:
+                raise InvalidArgument(f"Invalid signal: {value}") from None
+    if not 0 < num <= int(_signal.SIGRTMAX):
+        raise InvalidArgument(f"Invalid signal: {value}")
+    return num
+
+
+def init_alive(paths: Paths, cid: str) -> bool:
+    try:
+        st = runtime.load(paths.runtime_state, cid)
+    except MinidockError:
+        return False
+    return st.status(os.path.join(paths.runtime_state, cid)) in runtime.ALIVE
+
+
+def wait_unwatched(paths: Paths, cid: str, timeout: float | None = None) -> bool:
+    """Wait until nobody holds the container's monitor lock (its end is recorded)."""
+    return flock.wait_free(store.lock_path(paths, f"{cid}.monitor"), timeout)
+
+
+def wait_init_gone(paths: Paths, cid: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while init_alive(paths, cid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def signal_init(paths: Paths, c: Container, sig: int) -> None:
+    """Signal the init; a paused container is thawed after a SIGKILL or its stop signal so
+    the signal is taken (moby's rule), and its record says "running" again."""
+    runtime.kill(paths.runtime_state, c.id, sig)
+    stop_sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    if sig not in (9, stop_sig):
+        return
+    with store.container_lock(paths, c.id):
+        c2 = store.load_record(paths, c.id)
+        if c2.state.status != Status.PAUSED:
+            return
+        try:
+            runtime.resume(paths.runtime_state, c.id)
+        except Conflict:
+            pass  # not paused at the runtime level (a pause that died half-way)
+        c2.state.transition(Status.RUNNING)
+        store.save(paths, c2)

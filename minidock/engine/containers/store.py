@@ -1,0 +1,191 @@
+"""Container records on disk: load, save, list and resolve them; names; per-container files.
+
+``<root>/containers/<id>/`` holds config.v2.json (with Docker's ``State``),
+hostconfig.json, hostname, hosts and resolv.conf. The container's filesystem is an
+overlay2 rw layer on top of an -init layer on top of the image (layerdb/mounts/<id>).
+Records are written by rename, so a reader sees the old one or the new one.
+
+Locks (all flock, so a SIGKILLed CLI never leaves one behind):
+    <run>/locks/containers.lock     names and ids: held while creating or removing
+    <run>/locks/<id>.lock           one container's record: held for each state change
+    <run>/locks/<id>.monitor        held by the process that waits for the container's
+                                    init (the foreground ``run``, or a detached
+                                    container's monitor). If a record says "running"
+                                    and nobody holds this, whoever watched it died: the
+                                    next command reconciles it (containers.reconciler).
+
+Nothing here reconciles: a record read here may still say "running" for a container
+whose watcher died; :func:`minidock.engine.containers.get` is the read that makes it true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from minidock.engine.containers.record import Container
+from minidock.errors import Conflict, ContainerNotFound, InvalidArgument
+from minidock.linux import flock
+from minidock.paths import Paths
+from minidock.storage.atomic import atomic_write
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def lock_path(paths: Paths, name: str) -> str:
+    return os.path.join(paths.locks, name)
+
+
+@contextmanager
+def container_lock(paths: Paths, cid: str) -> Iterator[None]:
+    """The container's record lock. Taking it creates its file, so when the container is
+    gone by the time it is let go (removed meanwhile, or by the holder), the file goes too:
+    no lock file outlives its container, whoever raced with rm."""
+    path = lock_path(paths, f"{cid}.lock")
+    with flock.locked(path):
+        try:
+            yield
+        finally:
+            if not os.path.isdir(os.path.join(paths.containers, cid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+
+def save(paths: Paths, c: Container, host_config: bool = False) -> None:
+    """Write config.v2.json (and hostconfig.json, which changes only at create)."""
+    if host_config:
+        atomic_write(os.path.join(c.dir, "hostconfig.json"),
+                     json.dumps(c.host_config).encode(), 0o600)
+    atomic_write(os.path.join(c.dir, "config.v2.json"),
+                 json.dumps(c.to_config_v2(paths)).encode(), 0o600)
+
+
+def load_record(paths: Paths, cid: str) -> Container:
+    d = os.path.join(paths.containers, cid)
+    try:
+        with open(os.path.join(d, "config.v2.json"), "rb") as f:
+            doc = json.load(f)
+        with open(os.path.join(d, "hostconfig.json"), "rb") as f:
+            hc = json.load(f)
+    except FileNotFoundError:
+        raise ContainerNotFound(f"No such container: {cid}") from None
+    return Container.from_config_v2(doc, hc, d)
+
+
+def all_ids(paths: Paths) -> list[str]:
+    try:
+        return [n for n in os.listdir(paths.containers) if ID_RE.match(n)]
+    except FileNotFoundError:
+        return []
+
+
+def resolve(paths: Paths, ref: str) -> str:
+    """A container id from a full id, a unique id prefix or a name (Docker's order)."""
+    ids = all_ids(paths)
+    if ref in ids:
+        return ref
+    name = ref.lstrip("/")
+    for cid in ids:
+        try:
+            if load_record(paths, cid).name == name:
+                return cid
+        except ContainerNotFound:
+            continue
+    if re.fullmatch(r"[0-9a-f]+", ref):
+        matches = [cid for cid in ids if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+    raise ContainerNotFound(f"No such container: {ref}")
+
+
+def users_of_image(paths: Paths, image_id: str) -> list[str]:
+    users = []
+    for cid in all_ids(paths):
+        try:
+            if load_record(paths, cid).image_id == image_id:
+                users.append(cid)
+        except ContainerNotFound:
+            continue
+    return users
+
+
+_ADJECTIVES = ("brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen",
+               "lucid", "modest", "nifty", "quirky", "serene", "tender", "vibrant", "zen")
+_SURNAMES = ("babbage", "curie", "dijkstra", "euler", "hopper", "kare", "lamarr", "lovelace",
+             "noether", "pike", "ritchie", "shannon", "thompson", "torvalds", "turing", "wu")
+
+
+def names_in_use(paths: Paths) -> set[str]:
+    names = set()
+    for cid in all_ids(paths):
+        try:
+            names.add(load_record(paths, cid).name)
+        except ContainerNotFound:
+            continue
+    return names
+
+
+def pick_name(paths: Paths, wanted: str | None) -> str:
+    used = names_in_use(paths)
+    if wanted is not None:
+        if not NAME_RE.match(wanted):
+            raise InvalidArgument(
+                f"Invalid container name ({wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        name = wanted.lstrip("/")
+        if name in used:
+            owner = next(c for c in all_ids(paths) if load_record(paths, c).name == name)
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                           f'container "{owner}". You have to remove (or rename) that '
+                           "container to be able to reuse that name.")
+        return name
+    while True:
+        a, b, n = os.urandom(3)
+        name = f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_SURNAMES[b % len(_SURNAMES)]}"
+        if name not in used:
+            return name
+        name += str(n % 100)
+        if name not in used:
+            return name
+
+
+def image_store(paths: Paths) -> Any:
+    from minidock.image.store import ImageStore
+
+    return ImageStore(paths)
+
+
+def bundle_dir(paths: Paths, cid: str) -> str:
+    """The OCI bundle of a run: its config.json (the rootfs is the mounted rw layer)."""
+    return os.path.join(paths.bundles, cid)
+
+
+def exit_file(paths: Paths, cid: str) -> str:
+    """Written by the monitor when the init is reaped, read by cleanup (or reconcile)."""
+    return os.path.join(paths.containers, cid, "monitor-exit.json")
+
+
+def attach_socket(paths: Paths, cid: str) -> str:
+    """The unix socket the monitor of a detached -t container serves `attach` on."""
+    return os.path.join(paths.run_root, "attach", f"{cid}.sock")
+
+
+def read_exit_file(paths: Paths, cid: str) -> tuple[int, str] | None:
+    try:
+        with open(exit_file(paths, cid), "rb") as f:
+            doc = json.load(f)
+        return int(doc["ExitCode"]), str(doc["FinishedAt"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def restart_marker(paths: Paths, cid: str) -> str:
+    """Present while `restart` stops a container it is about to start again."""
+    return os.path.join(paths.containers, cid, "restarting")
