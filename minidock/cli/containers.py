@@ -44,6 +44,9 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--security-opt", multiple=True,
                      help="Security options: seccomp=unconfined, seccomp=PROFILE.json, "
                           "no-new-privileges."),
+        click.option("--runtime", help="Runtime to use for this container: minidock (the "
+                     "built-in one), runc, crun, a name from config.json's runtimes, or a "
+                     "path."),
     ]):
         f = decorator(f)
     return f
@@ -205,16 +208,13 @@ def ps(ctx: click.Context, all_: bool, filters: tuple[str, ...], last: int, late
 def _add_sizes(p: Paths, items: list[engine.Container], rows: list[dict[str, object]]) -> None:
     """Docker's SIZE: what the container wrote (its rw layer's diff) and, as "virtual",
     that plus its image."""
-    from minidock.image.store import ImageStore
+    from minidock.engine.containers.observe import disk_usage
 
-    store = ImageStore(p)
     for c, row in zip(items, rows, strict=True):
-        try:
-            rw = store.rw_layer_size(c.id)
-            image = store.image_size(c.image_id)
-        except (MinidockError, OSError):
-            continue
-        row["Size"] = f"{fmt.human_size(rw)} (virtual {fmt.human_size(rw + image)})"
+        sizes = disk_usage(p, c)
+        if sizes is not None:
+            rw, image = sizes
+            row["Size"] = f"{fmt.human_size(rw)} (virtual {fmt.human_size(rw + image)})"
 
 
 @click.command("rm")

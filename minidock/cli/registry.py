@@ -6,13 +6,12 @@ engine, print. The registry client is imported only inside the commands.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from minidock.cli.shared import paths
-from minidock.errors import AuthenticationError, InvalidArgument
+from minidock.errors import InvalidArgument
 from minidock.image.reference import parse_reference
 
 
@@ -49,16 +48,6 @@ def push(ctx: click.Context, quiet: bool, name: str) -> None:
     engine_push(paths(ctx), name, out=sys.stdout, quiet=quiet)
 
 
-def _server(server: str | None) -> str:
-    """The registry ``host[:port]`` a login is for (default Docker Hub)."""
-    from minidock.image.credentials import hostname_of
-
-    host = hostname_of(server.strip()) if server else "docker.io"
-    if not host:
-        raise InvalidArgument(f"invalid registry address {server!r}")
-    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
-
-
 @click.command("login")
 @click.option("-u", "--username", help="Username.")
 @click.option("-p", "--password", help="Password.")
@@ -71,9 +60,7 @@ def login(username: str | None, password: str | None, password_stdin: bool,
     The credentials are checked against the registry first and then stored in
     ~/.minidock/config.json (mode 0600; MINIDOCK_AUTH_CONFIG names another file).
     """
-    from minidock.image.credentials import Credentials, CredentialStore
-    from minidock.image.distribution import RegistryClient
-    from minidock.settings import load_engine_config
+    from minidock.engine.distribution import login as engine
 
     if password is not None and password_stdin:
         raise InvalidArgument("--password and --password-stdin are mutually exclusive")
@@ -84,11 +71,10 @@ def login(username: str | None, password: str | None, password_stdin: bool,
         if not username:
             raise InvalidArgument("Must provide --username with --password-stdin")
         password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
-    host = _server(server)
-    store = CredentialStore()
-    creds: Credentials | None
-    if username is None and password is None and store.get(host) is not None:
-        creds = store.get(host)  # Docker: "Authenticating with existing credentials..."
+    host = engine.registry_host(server)
+    creds = engine.stored(host) if username is None and password is None else None
+    if creds is not None:
+        pass  # Docker: "Authenticating with existing credentials..."
     else:
         if username is None:
             if not sys.stdin.isatty():
@@ -104,18 +90,9 @@ def login(username: str | None, password: str | None, password_stdin: bool,
             password = getpass.getpass("Password: ")
         if not username or not password:
             raise InvalidArgument("Username and password are required")
-        creds = Credentials(username, password)
-    client = RegistryClient(host, load_engine_config(), lambda _host: creds, push=True)
-    try:
-        client.check_login()
-    except AuthenticationError as e:
-        raise AuthenticationError(f"login to {host}: {e}") from None
-    finally:
-        client.close()
-    assert creds is not None
-    store.store(host, creds)
-    click.echo(f"WARNING! Your password will be stored unencrypted in "
-               f"{os.path.abspath(store.path)}.", err=True)
+        creds = engine.Credentials(username, password)
+    path = engine.login(host, creds)
+    click.echo(f"WARNING! Your password will be stored unencrypted in {path}.", err=True)
     click.echo("Login Succeeded")
 
 
@@ -123,12 +100,10 @@ def login(username: str | None, password: str | None, password_stdin: bool,
 @click.argument("server", required=False, metavar="[SERVER]")
 def logout(server: str | None) -> None:
     """Log out from a registry (default Docker Hub)."""
-    from minidock.image.credentials import CredentialStore, server_key
+    from minidock.engine.distribution import login as engine
 
-    host = _server(server)
-    key = server_key(host)
-    store = CredentialStore()
-    if store.erase(host):
+    key, removed = engine.logout(engine.registry_host(server))
+    if removed:
         click.echo(f"Removing login credentials for {key}")
     else:
         click.echo(f"Not logged in to {key}")

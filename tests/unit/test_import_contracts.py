@@ -32,3 +32,65 @@ def test_only_minidock_linux_imports_the_cffi_module():
 
 def test_the_contract_test_sees_imports():
     assert "minidock._native" in imported_modules(PACKAGE / "linux" / "__init__.py")
+
+
+def _modules() -> list[tuple[str, Path, ast.Module]]:
+    out = []
+    for p in sorted(PACKAGE.rglob("*.py")):
+        rel = p.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out.append((".".join(parts), p, ast.parse(p.read_text(), str(p))))
+    return out
+
+
+def test_no_relative_imports():
+    # import-linter reads them, but a reader (and grep) should see every layer crossing
+    found = [f"{name}: from {'.' * n.level}{n.module or ''}"
+             for name, _, tree in _modules() for n in ast.walk(tree)
+             if isinstance(n, ast.ImportFrom) and n.level]
+    assert found == []
+
+
+def _dynamic_import_calls(tree: ast.Module) -> list[ast.Call]:
+    calls = []
+    for n in ast.walk(tree):
+        if not isinstance(n, ast.Call):
+            continue
+        f = n.func
+        if (isinstance(f, ast.Attribute) and f.attr in ("import_module", "__import__")) or (
+                isinstance(f, ast.Name) and f.id in ("__import__", "import_module")):
+            calls.append(n)
+    return calls
+
+
+def test_dynamic_imports_stay_inside_their_own_layer():
+    """importlib hides an import from import-linter: a lazy facade may use it only for
+    modules of its own layer (minidock.<layer>), named by string constants in its file."""
+    users = {}
+    for name, path, tree in _modules():
+        calls = _dynamic_import_calls(tree)
+        if not calls:
+            continue
+        package = ".".join(name.split(".")[:2])
+        targets = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str) and n.value.startswith("minidock.")}
+        outside = sorted(t for t in targets if not t.startswith(package + "."))
+        assert outside == [], f"{name} imports {outside} dynamically"
+        users[name] = sorted(targets)
+    # the checker sees the facade of engine.containers (and nothing escapes it)
+    assert "minidock.engine.containers.record" in users.get("minidock.engine.containers", [])
+
+
+def test_the_dynamic_import_check_sees_a_call():
+    tree = ast.parse("import importlib\nimportlib.import_module('minidock.cli.x')\n")
+    assert len(_dynamic_import_calls(tree)) == 1
+
+
+def test_only_minidock_net_imports_pyroute2():
+    importers = sorted(name for name, path, _ in _modules()
+                       if any(m == "pyroute2" or m.startswith("pyroute2.")
+                              for m in imported_modules(path)))
+    assert all(n == "minidock.net" or n.startswith("minidock.net.") for n in importers), \
+        importers

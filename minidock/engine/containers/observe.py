@@ -1,14 +1,16 @@
-"""``top`` and ``stats``: what a container's processes are doing, read from the host side.
+"""``top``, ``stats`` and ``ps -s``: what a container does and holds, read from the host side.
 
-Both start from the container's cgroup, the one place that knows every process of a
-container (its init and whatever it forked or ``exec`` added), whatever pid namespace they
-see themselves in:
+``top`` and ``stats`` start from the container's cgroup (the one the engine named in its
+spec, whichever runtime made it), the one place that knows every process of a container
+(its init and whatever it forked or ``exec`` added), whatever pid namespace they see
+themselves in:
 
 * ``top`` runs the host's ``ps`` with the user's options and keeps the lines whose PID
   column is in the cgroup's cgroup.procs, so the pids shown are host pids (as Docker's).
 * ``stats`` reads the cgroup's counters (cpuacct/cpu.stat, memory, blkio/io.stat, pids)
   and the network counters in the init's /proc/<pid>/net/dev, then does docker/cli's
   arithmetic on them (CPU % over two readings, memory without the inactive page cache).
+* ``ps -s`` sizes the container's rw layer and its image in the image store.
 """
 
 from __future__ import annotations
@@ -19,10 +21,22 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from minidock import runtime
+from minidock import cgroups
 from minidock.engine import containers as ct
 from minidock.errors import Conflict, ContainerRuntimeError, InvalidArgument, MinidockError
 from minidock.paths import Paths
+
+# --- size (ps -s) --------------------------------------------------------------------
+
+
+def disk_usage(paths: Paths, c: ct.Container) -> tuple[int, int] | None:
+    """Bytes the container wrote (its rw layer's diff) and its image's; None if unreadable."""
+    store = ct.image_store(paths)
+    try:
+        return store.rw_layer_size(c.id), store.image_size(c.image_id)
+    except (MinidockError, OSError):
+        return None
+
 
 # --- top ----------------------------------------------------------------------------
 
@@ -32,7 +46,7 @@ def top(paths: Paths, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[l
     c = ct.get(paths, ref)
     if not c.state.running:
         raise Conflict(f"container {c.id} is not running")
-    pids = set(runtime.ps(paths.runtime_state, c.id))
+    pids = set(ct.runtime_of(paths, c).ps(c.id))
     ps = shutil.which("ps")
     if ps is None:
         raise ContainerRuntimeError("top: the ps command is not installed (Debian: procps)")
@@ -137,10 +151,14 @@ def _sample(paths: Paths, c: ct.Container) -> tuple[Reading, int | None]:
     if not c.state.running:
         return r, None
     try:
-        s = runtime.stats(paths.runtime_state, c.id)
-        init = runtime.load(paths.runtime_state, c.id).pid
-    except MinidockError:
-        return r, None  # it ended meanwhile: Docker shows zeros too
+        st = ct.runtime_of(paths, c).state(c.id)
+        if st is None or not st.alive:
+            return r, None  # it ended meanwhile: Docker shows zeros too
+        init = st.pid
+        # the cgroup the engine named in the spec, whichever runtime made it
+        s = cgroups.new_manager(ct.cgroups_path(c.id)).stats()
+    except (MinidockError, OSError):
+        return r, None
     usage = s.memory_usage_bytes or 0
     inactive = s.memory_inactive_file or 0
     r.memory = usage - inactive if inactive < usage else usage
