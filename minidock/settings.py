@@ -1,11 +1,14 @@
-"""The engine's settings for talking to registries: Docker's daemon.json, the parts that matter.
+"""The engine's settings: Docker's daemon.json, the parts that matter (registries, runtimes).
 
 Where it lives (``MINIDOCK_CONFIG_DIR`` overrides the directory, which is how the tests point
 minidock at their own registries and CAs)::
 
     /etc/minidock/config.json                   {"registry-mirrors": ["https://mirror.example"],
                                                  "insecure-registries": ["myhost:5000",
-                                                                         "10.0.0.0/8"]}
+                                                                         "10.0.0.0/8"],
+                                                 "runtimes": {"kata": {"path": "/usr/bin/k",
+                                                              "runtimeArgs": ["--debug"]}},
+                                                 "default-runtime": "runc"}
     /etc/minidock/certs.d/<host[:port]>/ca.crt  extra CAs trusted for that registry (any *.crt)
     /etc/minidock/certs.d/<host[:port]>/x.cert  client certificate, with x.key next to it
 
@@ -18,6 +21,9 @@ What the settings mean, as in Docker (moby registry/config.go, registry/endpoint
   127.0.0.0/8 (and ::1) are always insecure, as Docker's default ``insecure-registries``
   is 127.0.0.0/8. An entry is either ``host[:port]`` or a CIDR that an IP literal falls into
   (Docker also resolves names to match CIDRs; minidock does not touch DNS for that).
+- ``runtimes`` names OCI runtimes with runc's command line beyond the ones known without
+  configuration (``minidock``, the built-in one, and ``runc`` and ``crun`` found on PATH);
+  ``default-runtime`` is the one a container gets without ``--runtime`` (else ``minidock``).
 
 Not to be confused with an image config (the JSON a manifest points to). Loading is lazy and
 pure apart from reading the files; nothing here opens a socket.
@@ -25,9 +31,9 @@ pure apart from reading the files; nothing here opens a socket.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from minidock.errors import InvalidArgument
 from minidock.jsonobj import parse_object
@@ -36,8 +42,11 @@ CONFIG_DIR_ENV = "MINIDOCK_CONFIG_DIR"
 DEFAULT_CONFIG_DIR = "/etc/minidock"
 MAX_CONFIG_FILE = 1 << 20
 
+if TYPE_CHECKING:
+    import ipaddress
+
 # Docker's default insecure-registries is 127.0.0.0/8; localhost and ::1 are loopback too.
-_LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_LOOPBACK_NETS = ("127.0.0.0/8", "::1/128")
 
 
 def config_dir() -> str:
@@ -64,6 +73,8 @@ def split_host_port(netloc: str) -> tuple[str, int | None]:
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    import ipaddress  # only registry talk needs it, not every command that reads settings
+
     try:
         return ipaddress.ip_address(host)
     except ValueError:
@@ -76,16 +87,24 @@ def is_loopback(netloc: str) -> bool:
     if host.lower() == "localhost":
         return True
     ip = _ip(host)
-    return ip is not None and any(ip in net for net in _LOOPBACK_NETS)
+    if ip is None:
+        return False
+    import ipaddress
+
+    return any(ip in ipaddress.ip_network(net) for net in _LOOPBACK_NETS)
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """What minidock knows about registries before it talks to one."""
+    """What minidock knows about registries before it talks to one, and the OCI runtimes
+    it may run containers with."""
 
     registry_mirrors: tuple[str, ...] = ()
     insecure_registries: tuple[str, ...] = ()
     certs_dir: str = field(default_factory=lambda: os.path.join(config_dir(), "certs.d"))
+    #: ``runtimes``: name -> {"path": ..., "runtimeArgs": [...]}, checked when one is used
+    runtimes: dict[str, Any] = field(default_factory=dict)
+    default_runtime: str = ""
 
     def is_insecure(self, netloc: str) -> bool:
         """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
@@ -95,6 +114,8 @@ class EngineConfig:
         ip = _ip(host)
         for entry in self.insecure_registries:
             if "/" in entry:
+                import ipaddress
+
                 try:
                     net = ipaddress.ip_network(entry, strict=False)
                 except ValueError:
@@ -151,7 +172,15 @@ def parse_engine_config(
         if not m.startswith(("http://", "https://")):
             raise InvalidArgument(f"{source}: registry mirror {m!r} must start with http:// "
                                   "or https://")
+    runtimes = doc.get("runtimes") or {}
+    if not isinstance(runtimes, dict):
+        raise InvalidArgument(f"{source}: runtimes must be an object of name: {{\"path\": ...}}")
+    default_runtime = doc.get("default-runtime") or ""
+    if not isinstance(default_runtime, str):
+        raise InvalidArgument(f"{source}: default-runtime must be a string")
     return EngineConfig(
+        runtimes=runtimes,
+        default_runtime=default_runtime.strip(),
         registry_mirrors=tuple(m.rstrip("/") for m in mirrors),
         insecure_registries=tuple(
             i.removeprefix("http://").removeprefix("https://").rstrip("/")

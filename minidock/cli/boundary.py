@@ -19,7 +19,8 @@ def describe(e: BaseException) -> str:
         return e.message
     if isinstance(e, OSError):
         reason = (e.strerror or str(e) or type(e).__name__)
-        reason = reason[:1].lower() + reason[1:]
+        if reason[1:2].islower():  # "Permission denied", not "AF_UNIX path too long"
+            reason = reason[:1].lower() + reason[1:]
         subject = ""
         if e.filename is not None:
             subject = os.fsdecode(e.filename)

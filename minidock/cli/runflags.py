@@ -33,6 +33,7 @@ for _names, _param, _value, _multi in (
     (("--rm",), "rm", False, False),
     (("--security-opt",), "security_opt", True, True),
     (("-l", "--label"), "label", True, True),
+    (("--runtime",), "runtime", True, False),
     (("-d", "--detach"), "detach", False, False),
     (("--trace",), "trace_", False, False),
 ):
@@ -42,7 +43,8 @@ for _names, _param, _value, _multi in (
 RUN_DEFAULTS: dict[str, Any] = {
     "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
     "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "none",
-    "rm": False, "security_opt": (), "label": (), "detach": False, "trace_": False,
+    "rm": False, "security_opt": (), "label": (), "runtime": None, "detach": False,
+    "trace_": False,
 }
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
 
@@ -155,7 +157,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    name: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
                    workdir: str | None, user: str | None, entrypoint: str | None,
                    hostname: str | None, network: str, rm: bool,
-                   security_opt: tuple[str, ...], label: tuple[str, ...] = ()) -> Any:
+                   security_opt: tuple[str, ...], label: tuple[str, ...] = (),
+                   runtime: str | None = None) -> Any:
     """The engine's CreateOptions from run/create flags."""
     from minidock.engine import containers as engine
     from minidock.engine.spec import ProcessOptions, seccomp
@@ -171,7 +174,7 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
             env=env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
             stdin_open=interactive, security_opt=opts),
         name=name, hostname=hostname, network=network, auto_remove=rm,
-        labels=dict(item.partition("=")[::2] for item in label))
+        labels=dict(item.partition("=")[::2] for item in label), runtime=runtime)
 
 
 def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool,

@@ -40,19 +40,11 @@ def _backing_fs(path: str) -> str:
 def info(ctx: click.Context) -> None:
     """Display system-wide information."""
     from minidock import cgroups
-    from minidock.engine import containers
     from minidock.engine.containers.observe import host_memory
+    from minidock.engine.system import info as engine_info
 
     p = paths(ctx)
-    items = containers.list_containers(p, all_=True)
-    running = sum(1 for c in items if c.state.status.value == "running")
-    paused = sum(1 for c in items if c.state.status.value == "paused")
-    try:
-        from minidock.image.store import ImageStore
-
-        n_images = len(ImageStore(p).list_images())
-    except FileNotFoundError:
-        n_images = 0
+    e = engine_info(p)
     root = p.root
     existing = root
     while not os.path.exists(existing):
@@ -63,11 +55,11 @@ def info(ctx: click.Context) -> None:
         " Context:    default (no daemon: every command is its own engine)",
         "",
         "Server:",
-        f" Containers: {len(items)}",
-        f"  Running: {running}",
-        f"  Paused: {paused}",
-        f"  Stopped: {len(items) - running - paused}",
-        f" Images: {n_images}",
+        f" Containers: {e.containers}",
+        f"  Running: {e.running}",
+        f"  Paused: {e.paused}",
+        f"  Stopped: {e.stopped}",
+        f" Images: {e.images}",
         f" Server Version: {__version__}",
         " Storage Driver: overlay2",
         f"  Backing Filesystem: {_backing_fs(existing)}",
@@ -75,11 +67,11 @@ def info(ctx: click.Context) -> None:
         f"  Using metacopy: {_overlay_param('metacopy')}",
         "  Native Overlay Diff: true",
         "  userxattr: false",
-        " Logging Driver: none",
+        " Logging Driver: json-file",
         " Cgroup Driver: cgroupfs",
         f" Cgroup Version: {cgroups.detect_version()}",
-        " Runtimes: minidock runc-compatible",
-        " Default Runtime: minidock",
+        f" Runtimes: {' '.join(e.runtimes)}",
+        f" Default Runtime: {e.default_runtime}",
         f" Kernel Version: {platform.release()}",
         f" Operating System: {_os_name()}",
         " OSType: linux",

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -84,6 +85,7 @@ class OCIRuntime(Protocol):
     and CommandCannotInvoke (126) for the container's command, ContainerRuntimeError else."""
 
     name: str
+    root: str  # where it keeps its state: <root>/<id>
 
     def create(self, cid: str, bundle: str, stdio: Stdio, *,
                kill_with_parent: bool = False) -> Started: ...
@@ -346,7 +348,7 @@ class External:
             os.unlink(pid_file)
         code, master = self._spawn(
             ["--log", log, "--log-format", "json", "create", "--bundle", bundle,
-             "--pid-file", pid_file], cid, stdio, os.path.join(bundle, "console.sock"))
+             "--pid-file", pid_file], cid, stdio)
         if code != 0:
             raise classify(self.name, last_message(_read(log)) or f"create exited with {code}")
         try:
@@ -357,21 +359,26 @@ class External:
             raise ContainerRuntimeError(f"{self.name} create: no pid in {pid_file}") from None
         return Started(pid, master)
 
-    def _spawn(self, verb: list[str], cid: str, stdio: Stdio, sock_path: str
-               ) -> tuple[int, int]:
+    def _spawn(self, verb: list[str], cid: str, stdio: Stdio) -> tuple[int, int]:
         """Run a verb that starts a process in the container (create, exec) with the
-        container's stdio as its own; returns its exit code and the pty master (-t)."""
+        container's stdio as its own; returns its exit code and the pty master (-t).
+
+        The console socket lives in a private directory of its own under the temp dir:
+        a path in the bundle can exceed sun_path's 108 bytes, and the runtime connects to
+        the path we give it."""
         import socket
         import subprocess
+        import tempfile
 
         become_subreaper()
         os.makedirs(self.root, 0o700, exist_ok=True)
         argv = [self.path, *self.args, "--root", self.root, *verb]
         listener = None
+        sock_dir = ""
         if stdio.tty:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(sock_path)
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock_dir = tempfile.mkdtemp(prefix="minidock-console-")  # mode 0700
+            sock_path = os.path.join(sock_dir, "sock")
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             listener.bind(sock_path)
             listener.listen(1)
             argv += ["--console-socket", sock_path]
@@ -394,8 +401,7 @@ class External:
             os.close(devnull)
             if listener is not None:
                 listener.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(sock_path)
+                shutil.rmtree(sock_dir, ignore_errors=True)
         if code != 0 and master >= 0:
             os.close(master)
             master = -1
@@ -457,7 +463,6 @@ class External:
              detach: bool = False) -> Started:
         """`exec --detach`: the runtime returns once the process runs; as our orphan it is
         then ours to wait for (``detach`` only says nobody will)."""
-        import shutil
         import tempfile
 
         work = tempfile.mkdtemp(prefix="exec-", dir=bundle)
@@ -471,7 +476,7 @@ class External:
                     "--detach", "--pid-file", pid_file]
             if stdio.tty:
                 verb.append("--tty")
-            code, master = self._spawn(verb, cid, stdio, os.path.join(work, "console.sock"))
+            code, master = self._spawn(verb, cid, stdio)
             if code != 0:
                 raise classify(self.name, last_message(_read(log)) or f"exec exited with {code}")
             return Started(int(_read(pid_file).strip() or 0), master)
@@ -518,8 +523,6 @@ def state_root(paths: Paths, name: str) -> str:
 
 
 def _which(name: str) -> str | None:
-    import shutil
-
     return shutil.which(name)
 
 
@@ -570,12 +573,39 @@ def resolve(name: str | None, configured: dict[str, Any] | None = None,
     raise InvalidArgument(f"unknown or invalid runtime name: {name}")
 
 
+def _configured() -> tuple[dict[str, Any], str]:
+    """The settings' ``runtimes`` and ``default-runtime`` (read only when one is needed)."""
+    from minidock.settings import load_engine_config
+
+    cfg = load_engine_config()
+    return cfg.runtimes, cfg.default_runtime
+
+
+def choose(name: str | None) -> RuntimeConfig:
+    """The runtime a new container gets: ``--runtime NAME``, else the settings'
+    ``default-runtime``, else minidock's. An unknown name fails here, at create (125)."""
+    if name == BUILTIN:
+        return RuntimeConfig(BUILTIN)
+    configured, default = _configured()
+    return resolve(name, configured, default)
+
+
 def open_runtime(paths: Paths, name: str | None, configured: dict[str, Any] | None = None
                  ) -> OCIRuntime:
     """The OCIRuntime a container recorded with HostConfig.Runtime ``name`` uses."""
+    if not name or name == BUILTIN:
+        return Builtin(state_root(paths, BUILTIN))
+    if configured is None:
+        configured, _ = _configured()
     rc = resolve(name, configured)
-    root = state_root(paths, rc.name)
-    if rc.name == BUILTIN:
-        return Builtin(root)
-    return External(rc.name, rc.path, root, rc.args)
+    return External(rc.name, rc.path, state_root(paths, rc.name), rc.args)
 
+
+def listing(paths: Paths) -> dict[str, RuntimeConfig]:
+    """Every runtime usable by name here (``info``), the configured ones included."""
+    configured, _ = _configured()
+    return available(configured)
+
+
+def default_name() -> str:
+    return _configured()[1] or BUILTIN

@@ -115,6 +115,33 @@ def read_file_in_root(root: str, path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
+def make_dirs_in_root(root: str, path: str, mode: int, uid: int, gid: int) -> None:
+    """``mkdir -p`` of ``path`` inside the root (a container's WORKDIR): each missing
+    directory is made relative to its parent's fd, resolved in the root, and given to
+    ``uid``:``gid``; a symlink on the way is followed inside the root, never out of it."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            try:
+                os.close(open_in_root(root_fd, prefix, os.O_PATH | os.O_DIRECTORY))
+                continue
+            except FileNotFoundError:
+                pass
+            parent, name = open_parent_in_root(root_fd, prefix)
+            try:
+                os.mkdir(name, mode, dir_fd=parent)
+                os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+            except OSError as e:
+                raise OSError(e.errno, f"mkdir {path} in the container: {e.strerror}",
+                              path) from None
+            finally:
+                os.close(parent)
+    finally:
+        os.close(root_fd)
+
+
 def _open_openat2(root_fd: int, path: str, flags: int, mode: int) -> int | None:
     """openat2 in-root; None when this kernel cannot do it and the walk must be used."""
     global use_openat2

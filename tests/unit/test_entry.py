@@ -28,6 +28,8 @@ SAME = [
     ["run", "--name=a", "--name", "b", "busybox"],
     ["run", "--trace", "--rm", "busybox", "true"],
     ["run", "-l", "a=1", "--label", "b", "--label=c=3", "-la=2", "busybox"],
+    ["run", "--runtime", "runc", "--rm", "busybox"],
+    ["run", "--runtime=/usr/bin/crun", "-d", "busybox", "top"],
     ["run", "-ie", "X=1", "busybox"],
     ["run", "-ieX=1", "busybox"],
     ["run", "--", "busybox", "-x"],

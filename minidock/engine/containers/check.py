@@ -13,7 +13,8 @@ compared with what should exist:
     a record in removing/dead            rm runs                          remove it
     overlay2/<id>/merged mounted         its container is live            unmount
     cgroup /minidock/<id>                its container is live            kill what is left, rmdir
-    <run-root>/runtime/<id>              its container is live            kill the init, delete
+    <run-root>/runtime*/<id>             its container is live            kill the init, delete
+      (runtime/ is minidock's; runtime-<name>/ each other runtime's, asked through it)
     <run-root>/bundles/<id>              its container is live            remove
     <run-root>/attach/<id>.sock          its container is live            remove
     locks/<id>.lock, .monitor            the container exists            remove
@@ -33,9 +34,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from minidock import cgroups, runtime
+from minidock import cgroups
 from minidock.engine import containers as ct
 from minidock.engine.containers.record import Status
+from minidock.engine.runtime import BUILTIN, OCIRuntime, open_runtime
 from minidock.errors import ContainerNotFound, MinidockError
 from minidock.linux import flock, mountinfo, trace
 from minidock.paths import Paths
@@ -223,7 +225,7 @@ def _procs(dirs: list[str]) -> set[int]:
 def _check_cgroups(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
     found = []
     now = time.time()
-    with_state = set(runtime.list_ids(paths.runtime_state))
+    with_state = {cid for _, cid in _runtime_ids(paths, records)}
     for name, dirs in sorted(_cgroup_dirs().items()):
         if name in records and _live(paths, name):
             continue
@@ -252,20 +254,22 @@ def _destroy_cgroup(name: str) -> None:
 
 def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
     found = []
-    for cid in runtime.list_ids(paths.runtime_state):
+    for rt, cid in _runtime_ids(paths, records):
         if cid in records and _live(paths, cid):
             continue
-        d = os.path.join(paths.runtime_state, cid)
+        d = os.path.join(rt.root, cid)
         try:
-            st = runtime.load(paths.runtime_state, cid)
-            status = st.status(d)
+            st = rt.state(cid)
+            status = st.status if st is not None else "gone"
         except (MinidockError, OSError, ValueError, TypeError):
             status, st = "unreadable", None
-        if st is not None and status in runtime.ALIVE:
+        if st is not None and st.alive:
             why = f"the init (host pid {st.pid}) runs, but nothing watches it"
         else:
             why = f"runtime state of a container that is not running ({status})"
-        found.append(Finding("STATE", d, why, partial(_runtime_delete, paths, cid), cid))
+        if rt.name != BUILTIN:
+            why += f"; runtime {rt.name}"
+        found.append(Finding("STATE", d, why, partial(_runtime_delete, rt, cid), cid))
     for cid in _listdir(paths.bundles):
         if cid in records and _live(paths, cid):
             continue
@@ -293,10 +297,38 @@ def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> li
     return found
 
 
-def _runtime_delete(paths: Paths, cid: str) -> None:
+def _runtimes(paths: Paths, records: dict[str, ct.Container | None]) -> list[OCIRuntime]:
+    """minidock's runtime, the ones records name and every one with a state root here
+    (a runtime given by path and named by no record any more cannot be asked: skipped)."""
+    names = {BUILTIN}
+    names.update(str(c.host_config.get("Runtime") or BUILTIN) for c in records.values() if c)
+    for entry in _listdir(paths.run_root):
+        if entry.startswith("runtime-") and not entry.startswith("runtime-path-"):
+            names.add(entry.removeprefix("runtime-"))
+    found = []
+    for name in sorted(names):
+        try:
+            found.append(open_runtime(paths, name))
+        except MinidockError:
+            continue  # uninstalled, or no longer configured
+    return found
+
+
+def _runtime_ids(paths: Paths, records: dict[str, ct.Container | None]
+                 ) -> list[tuple[OCIRuntime, str]]:
+    out: list[tuple[OCIRuntime, str]] = []
+    for rt in _runtimes(paths, records):
+        try:
+            out.extend((rt, cid) for cid in rt.list())
+        except MinidockError:
+            continue
+    return out
+
+
+def _runtime_delete(rt: OCIRuntime, cid: str) -> None:
     with contextlib.suppress(ContainerNotFound):
-        runtime.delete(paths.runtime_state, cid, force=True)
-    d = os.path.join(paths.runtime_state, cid)
+        rt.delete(cid, force=True)
+    d = os.path.join(rt.root, cid)
     if os.path.isdir(d) and not os.path.exists(os.path.join(d, "state.json")):
         shutil.rmtree(d, ignore_errors=True)  # create was killed before it wrote its state
 

@@ -33,6 +33,7 @@ class CreateOptions:
     network: str = "none"
     auto_remove: bool = False
     labels: dict[str, str] = field(default_factory=dict)  # --label, over the image's
+    runtime: str | None = None  # --runtime; None: the settings' default-runtime, or minidock
 
 
 def create(paths: Paths, opts: CreateOptions) -> Container:
@@ -46,6 +47,9 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
     if opts.network not in ("none", "host"):
         raise InvalidArgument(f"network {opts.network} not found (supported: none, host)")
+    from minidock.engine.runtime import choose
+
+    runtime = choose(opts.runtime).name  # an unknown name fails now, as Docker's create
     cid = os.urandom(32).hex()
     hostname = opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12])
     env = [e for e in icfg.get("Env") or []] + list(p.env)
@@ -68,7 +72,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "NetworkMode": opts.network, "AutoRemove": opts.auto_remove, "Privileged": False,
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
         "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
-        "Runtime": "minidock", "LogConfig": {"Type": "json-file", "Config": {}},
+        "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
         "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
         "SecurityOpt": list(p.security_opt) or None, "Init": None,
     }

@@ -2,9 +2,10 @@
 
 The engine's part is policy: which container, which environment, user and working directory
 (Docker's defaults: the container's Env plus -e, its User, its WorkingDir), and wiring the
-process to our stdio. Joining the container is the runtime's (minidock.runtime.exec, with
-the protocol diagram): we hand it an OCI process and get back the host pid of a process that
-has exec'ed, whose parent we are (a child subreaper), so its exit status is ours to return.
+process to our stdio. Joining the container is the runtime's (through the OCIRuntime seam;
+minidock's is minidock.runtime.exec, with the protocol diagram): we hand it an OCI process and
+get back the host pid of a process that has exec'ed, whose parent we are (a child subreaper),
+so its exit status is ours to return.
 
 Exit codes, as docker/cli's: an error before the process starts (no such container, not
 running) is a daemon error, printed and answered with 1 (docker/cli's ``exec`` returns the
@@ -15,13 +16,14 @@ started answers 126, a command that is not found 127; else the process's own sta
 from __future__ import annotations
 
 import os
-import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 from minidock.engine import containers
 from minidock.engine import spec as specgen
 from minidock.engine.containers.record import Status
+from minidock.engine.runtime import OCIRuntime, Started, Stdio
 from minidock.engine.spec.user import resolve_user
 from minidock.engine.stdio import io
 from minidock.errors import (
@@ -31,10 +33,9 @@ from minidock.errors import (
     InvalidArgument,
     MinidockError,
 )
+from minidock.jsonobj import parse_object
 from minidock.linux import trace
-from minidock.oci import runtime as oci
 from minidock.paths import Paths
-from minidock.runtime import exec as rtexec
 
 
 class ExecDaemonError(MinidockError):
@@ -67,9 +68,21 @@ def _read_in_root(root: str, path: str) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
 
 
-def build_process(c: containers.Container, spec: oci.Spec, opts: ExecOptions,
-                  console: tuple[int, int] | None) -> oci.Process:
-    """The OCI process for an exec, from the container's record and its bundle's config."""
+def bundle_spec(paths: Paths, cid: str) -> dict[str, Any]:
+    """The config.json the engine wrote for the container's current run."""
+    path = os.path.join(containers.bundle_dir(paths, cid), "config.json")
+    try:
+        with open(path, "rb") as f:
+            return parse_object(f.read(), f"read {path}")
+    except FileNotFoundError:
+        raise ExecDaemonError(f"container {cid} is not running") from None
+
+
+def build_process(c: containers.Container, spec: dict[str, Any], opts: ExecOptions,
+                  console: tuple[int, int] | None) -> dict[str, Any]:
+    """The OCI process for an exec, from the container's record and its bundle's config:
+    the container's capabilities, no_new_privs and rlimits (a runtime's exec takes the
+    process as given), the user's command, environment, user and working directory."""
     cfg = c.config
     if not opts.args:
         raise InvalidArgument("exec: no command given")
@@ -78,7 +91,7 @@ def build_process(c: containers.Container, spec: oci.Spec, opts: ExecOptions,
         raise InvalidArgument(
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     # the container's /etc/passwd and /etc/group, parsed as text (never the host's NSS)
-    root = spec.root_path
+    root = str((spec.get("root") or {}).get("path") or "")
     try:
         user = resolve_user(opts.user or cfg.get("User") or "0",
                             _read_in_root(root, "/etc/passwd"), _read_in_root(root, "/etc/group"))
@@ -86,13 +99,15 @@ def build_process(c: containers.Container, spec: oci.Spec, opts: ExecOptions,
         raise ExecStartError(e.message) from None
     env = specgen.merge_env([], [*(cfg.get("Env") or []), *opts.env], cfg.get("Hostname", ""),
                             opts.tty, user.home)
-    return oci.Process(
-        args=list(opts.args), env=env, cwd=workdir, terminal=opts.tty,
-        user=oci.User(uid=user.uid, gid=user.gid, additional_gids=list(user.additional_gids)),
-        capabilities=None,  # the container's (runtime.exec.effective_process)
-        no_new_privileges=False,  # the container's setting applies
-        console_size=console,
-    )
+    process = {k: v for k, v in (spec.get("process") or {}).items()
+               if k in ("capabilities", "noNewPrivileges", "rlimits", "apparmorProfile",
+                        "selinuxLabel", "oomScoreAdj")}
+    process.update(args=list(opts.args), env=env, cwd=workdir, terminal=opts.tty,
+                   user={"uid": user.uid, "gid": user.gid,
+                         "additionalGids": list(user.additional_gids)})
+    if console:
+        process["consoleSize"] = {"height": console[0], "width": console[1]}
+    return process
 
 
 def _as_daemon_error(e: MinidockError) -> MinidockError:
@@ -118,48 +133,47 @@ def exec_(paths: Paths, ref: str, opts: ExecOptions) -> int:
                 f"container {c.id} is paused, unpause the container before exec")
         if not c.state.running:
             raise ExecDaemonError(f"container {c.id} is not running")
-        _, spec = rtexec.load_running(paths.runtime_state, c.id)
+        rt = containers.runtime_of(paths, c)
+        st = rt.state(c.id)
+        if st is None or st.status not in ("created", "running"):
+            raise ExecDaemonError(f"container {c.id} is not running")
+        spec = bundle_spec(paths, c.id)
         console = io.window_size(0) or io.window_size(1) if opts.tty else None
         process = build_process(c, spec, opts, console)
     except MinidockError as e:
         raise _as_daemon_error(e) from None
     trace.alias(c.id, c.short_id)
+    bundle = containers.bundle_dir(paths, c.id)
     with ExitStack() as undo:
         if opts.detach:
-            _start(paths, c.id, process, rtexec.ExecOptions(stdio=(-1, -1, -1)))
+            _start(rt, c.id, bundle, process, Stdio(), detach=True)
             return 0
         pipes = None
-        console_sock = None
         if opts.tty:
-            console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            undo.callback(console_sock.close)
-            undo.callback(child_sock.close)
-            ropts = rtexec.ExecOptions(console_fd=child_sock.fileno(), subreaper=True)
+            stdio = Stdio(tty=True)
         else:
             pipes = io.PipeIO.make(opts.interactive)
             undo.callback(pipes.close)
-            ropts = rtexec.ExecOptions(stdio=pipes.child, subreaper=True)
-        pid = _start(paths, c.id, process, ropts)
-        trace.note(f"exec'd process is host pid {pid} in container {c.short_id}")
-        if console_sock is not None:
-            child_sock.close()
-            _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
-            if not fds:
+            stdio = Stdio(fds=pipes.child)
+        started = _start(rt, c.id, bundle, process, stdio)
+        trace.note(f"exec'd process is host pid {started.pid} in container {c.short_id}")
+        if opts.tty:
+            if started.master < 0:
                 raise ExecStartError("exec: the process sent no terminal")
-            master = fds[0]
-            undo.callback(os.close, master)
-            io.relay_pty(master, opts.interactive)
-            return _waitpid(pid)
+            undo.callback(os.close, started.master)
+            io.relay_pty(started.master, opts.interactive)
+            return _waitpid(started.pid)
         assert pipes is not None
         pipes.close_child_ends()
-        with io.SignalProxy(pid):
+        with io.SignalProxy(started.pid):
             pipes.relay()
-            return _waitpid(pid)
+            return _waitpid(started.pid)
 
 
-def _start(paths: Paths, cid: str, process: oci.Process, ropts: rtexec.ExecOptions) -> int:
+def _start(rt: OCIRuntime, cid: str, bundle: str, process: dict[str, Any], stdio: Stdio,
+           detach: bool = False) -> Started:
     try:
-        return rtexec.exec_process(paths.runtime_state, cid, process, ropts)
+        return rt.exec(cid, bundle, process, stdio, detach=detach)
     except MinidockError as e:
         raise _as_start_error(e) from None
 

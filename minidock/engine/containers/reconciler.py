@@ -20,7 +20,6 @@ import shutil
 import time
 from typing import Any
 
-from minidock import runtime
 from minidock.engine.containers import signals, store
 from minidock.engine.containers.record import EXIT_UNKNOWN, Container, Status, now_rfc3339
 from minidock.errors import Conflict, ContainerNotFound, MinidockError
@@ -93,13 +92,16 @@ def reconcile(paths: Paths, cid: str) -> None:
 def align_paused(paths: Paths, c: Container) -> None:
     """A pause or unpause killed between the runtime and the record: the runtime's word
     (which says "paused" from before the freeze until after the thaw) wins."""
+    rt = store.runtime_of(paths, c)
+
     def runtime_paused() -> bool | None:
         try:
-            st = runtime.load(paths.runtime_state, c.id)
+            st = rt.state(c.id)
         except MinidockError:
             return None
-        status = st.status(os.path.join(paths.runtime_state, c.id))
-        return None if status not in ("running", "paused") else status == "paused"
+        if st is None or st.status not in ("running", "paused"):
+            return None
+        return st.status == "paused"
 
     paused = runtime_paused()
     if paused is None or paused == (c.state.status == Status.PAUSED):
@@ -156,8 +158,15 @@ def release(paths: Paths, cid: str) -> None:
 
 
 def runtime_delete(paths: Paths, cid: str) -> None:
+    """The runtime forgets the container: its state and cgroup (the init killed if alive)."""
     try:
-        runtime.delete(paths.runtime_state, cid, force=True)
+        rt = store.runtime_of(paths, cid)
+    except ContainerNotFound:  # no record: it ran under minidock's (see check)
+        from minidock.engine.runtime import open_runtime
+
+        rt = open_runtime(paths, None)
+    try:
+        rt.delete(cid, force=True)
     except ContainerNotFound:
         pass
 

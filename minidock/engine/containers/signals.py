@@ -7,11 +7,9 @@ more: whoever watched the init has recorded its exit, which rm and wait need).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
-from minidock import runtime
 from minidock.engine.containers import store
 from minidock.engine.containers.record import Container, Status
 from minidock.errors import Conflict, InvalidArgument, MinidockError
@@ -43,11 +41,12 @@ def parse_signal(value: str | int) -> int:
 
 
 def init_alive(paths: Paths, cid: str) -> bool:
+    """Does the container's runtime say its init is alive (created, running or paused)?"""
     try:
-        st = runtime.load(paths.runtime_state, cid)
+        st = store.runtime_of(paths, cid).state(cid)
     except MinidockError:
         return False
-    return st.status(os.path.join(paths.runtime_state, cid)) in runtime.ALIVE
+    return st is not None and st.alive
 
 
 def wait_unwatched(paths: Paths, cid: str, timeout: float | None = None) -> bool:
@@ -67,7 +66,8 @@ def wait_init_gone(paths: Paths, cid: str, timeout: float) -> bool:
 def signal_init(paths: Paths, c: Container, sig: int) -> None:
     """Signal the init; a paused container is thawed after a SIGKILL or its stop signal so
     the signal is taken (moby's rule), and its record says "running" again."""
-    runtime.kill(paths.runtime_state, c.id, sig)
+    rt = store.runtime_of(paths, c)
+    rt.kill(c.id, sig)
     stop_sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
     if sig not in (9, stop_sig):
         return
@@ -76,7 +76,7 @@ def signal_init(paths: Paths, c: Container, sig: int) -> None:
         if c2.state.status != Status.PAUSED:
             return
         try:
-            runtime.resume(paths.runtime_state, c.id)
+            rt.resume(c.id)
         except Conflict:
             pass  # not paused at the runtime level (a pause that died half-way)
         c2.state.transition(Status.RUNNING)

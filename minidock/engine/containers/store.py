@@ -26,13 +26,16 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minidock.engine.containers.record import Container
 from minidock.errors import Conflict, ContainerNotFound, InvalidArgument
 from minidock.linux import flock
 from minidock.paths import Paths
 from minidock.storage.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from minidock.engine.runtime import OCIRuntime
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -156,10 +159,24 @@ def pick_name(paths: Paths, wanted: str | None) -> str:
             return name
 
 
+def runtime_of(paths: Paths, c: Container | str) -> OCIRuntime:
+    """The OCI runtime a container runs under (its HostConfig.Runtime; minidock's if none)."""
+    from minidock.engine.runtime import open_runtime
+
+    if isinstance(c, str):
+        c = load_record(paths, c)
+    return open_runtime(paths, c.host_config.get("Runtime"))
+
+
 def image_store(paths: Paths) -> Any:
     from minidock.image.store import ImageStore
 
     return ImageStore(paths)
+
+
+def cgroups_path(cid: str) -> str:
+    """The cgroup the spec names for a container (under each v1 hierarchy, or the v2 tree)."""
+    return f"/minidock/{cid}"
 
 
 def bundle_dir(paths: Paths, cid: str) -> str:
