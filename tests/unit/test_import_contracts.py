@@ -69,7 +69,7 @@ def test_dynamic_imports_stay_inside_their_own_layer():
     """importlib hides an import from import-linter: a lazy facade may use it only for
     modules of its own layer (minidock.<layer>), named by string constants in its file."""
     users = {}
-    for name, path, tree in _modules():
+    for name, _path, tree in _modules():
         calls = _dynamic_import_calls(tree)
         if not calls:
             continue

@@ -1,4 +1,4 @@
-"""The runtime seam's pure parts: choosing a runtime, reading what a runc-CLI runtime said."""
+"""The engine's runtime seam: reading a runtime binary's errors, choosing a runtime."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from minidock.engine import runtime as rt
+from minidock.engine import runtime as seam
 from minidock.errors import (
     CommandCannotInvoke,
     CommandNotFound,
@@ -16,76 +16,98 @@ from minidock.errors import (
     InvalidArgument,
 )
 from minidock.paths import Paths
-from minidock.settings import parse_engine_config
+
+RUNC_JSON = ('{"level":"error","msg":"runc create failed: unable to start container process:'
+             ' exec: \\"/bin/nosuch\\": stat /bin/nosuch: no such file or directory",'
+             '"time":"2026-12-05T13:40:01Z"}\n')
+RUNC_LOGFMT = 'time="2026-12-05T13:40:01Z" level=error msg="container does not exist"\n'
 
 
-def test_last_message_of_runc_logfmt_json_and_crun_lines():
-    logfmt = ('time="2026-12-06T13:00:00Z" level=warning msg="ignored"\n'
-              'time="2026-12-06T13:00:00Z" level=error msg="container \\"x\\" does not exist"\n')
-    assert rt.last_message(logfmt) == 'container "x" does not exist'
-    js = ('{"level":"info","msg":"hello"}\n'
-          '{"level":"error","msg":"exec failed: exec: \\"nope\\": executable file not found"}\n')
-    assert rt.last_message(js) == 'exec failed: exec: "nope": executable file not found'
-    assert rt.last_message("crun: container `x` does not exist\n") == \
-        "crun: container `x` does not exist"
-    assert rt.last_message("") == ""
+def test_last_message_reads_runc_json_logs():
+    assert last_msg(RUNC_JSON).endswith('exec: "/bin/nosuch": stat /bin/nosuch: '
+                                        "no such file or directory")
 
 
-@pytest.mark.parametrize("text, kind", [
-    ('exec: "nope": executable file not found in $PATH', CommandNotFound),
-    ("exec: /bin/x: no such file or directory", CommandNotFound),
-    ("exec: /etc: permission denied", CommandCannotInvoke),
-    ("container abc does not exist", ContainerNotFound),
-    ("container is not running", Conflict),
-    ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2",
-     ContainerRuntimeError),
-    ("something else broke", ContainerRuntimeError),
+def last_msg(text: str) -> str:
+    return seam.last_message(text)
+
+
+def test_last_message_reads_logfmt_and_skips_warnings():
+    text = 'time="x" level=warning msg="ignored"\n' + RUNC_LOGFMT
+    assert seam.last_message(text) == "container does not exist"
+
+
+def test_last_message_keeps_plain_lines():
+    assert seam.last_message("\ncgroups in hybrid mode not supported\n") == \
+        "cgroups in hybrid mode not supported"
+
+
+@pytest.mark.parametrize(("text", "kind", "code"), [
+    ('unable to start container process: exec: "x": executable file not found in $PATH',
+     CommandNotFound, 127),
+    ('exec: "/bin/nosuch": stat /bin/nosuch: no such file or directory', CommandNotFound, 127),
+    ('unable to start container process: exec: "/etc": permission denied',
+     CommandCannotInvoke, 126),
+    ('exec: "/tmp": is a directory', CommandCannotInvoke, 126),
+    ("container does not exist", ContainerNotFound, 125),
+    ("cannot pause a container that is not running", Conflict, 125),
+    ("some other failure", ContainerRuntimeError, 125),
 ])
-def test_classify(text, kind):
-    e = rt.classify("runc", text)
+def test_classify_maps_runtime_words_to_dockers_codes(text, kind, code):
+    e = seam.classify("runc", text)
     assert type(e) is kind
-    assert "runc" in e.message
+    assert e.exit_code == code
+    assert e.message == f"runc: {text}"
 
 
-def test_a_runtime_that_refuses_hybrid_cgroups_says_so_with_a_hint():
-    e = rt.classify("crun", "cgroups in hybrid mode not supported")
-    assert e.message.startswith("crun cannot run containers on this host's cgroup layout")
-    assert e.hint and "--runtime" in e.hint
+def test_classify_names_a_cgroup_layout_the_runtime_refuses():
+    e = seam.classify("crun", "cgroups in hybrid mode not supported, drop all controllers "
+                              "from cgroupv2")
+    assert type(e) is ContainerRuntimeError
+    assert "crun cannot run containers on this host's cgroup layout" in e.message
+    assert "\n" not in e.message
 
 
-def test_resolve(tmp_path):
-    plain = tmp_path / "not-a-program"
-    plain.write_text("")
-    plain.chmod(0o644)
-    assert rt.resolve(None).name == "minidock"
-    assert rt.resolve(None, default="minidock").name == "minidock"
-    with pytest.raises(InvalidArgument, match="unknown or invalid runtime name: kata"):
-        rt.resolve("kata")
+def test_resolve_builtin_and_paths(tmp_path):
+    assert seam.resolve(None).name == seam.BUILTIN
+    assert seam.resolve("minidock").path == ""
+    exe = tmp_path / "myrt"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    rc = seam.resolve(str(exe))
+    assert (rc.name, rc.path) == (str(exe), str(exe))
     with pytest.raises(InvalidArgument, match="must be absolute"):
-        rt.resolve("bin/runc")
-    with pytest.raises(InvalidArgument, match="not an executable file"):
-        rt.resolve(str(plain))
-    with pytest.raises(InvalidArgument, match="not an executable file"):
-        rt.resolve(str(tmp_path))
-    cfg = rt.resolve("k", {"k": {"path": "/bin/true", "runtimeArgs": ["--x"]}})
-    assert (cfg.name, cfg.path, cfg.args) == ("k", "/bin/true", ("--x",))
+        seam.resolve("./myrt")
+    with pytest.raises(InvalidArgument, match="not an executable"):
+        seam.resolve(str(tmp_path))
+    with pytest.raises(InvalidArgument, match="unknown or invalid runtime name: nope"):
+        seam.resolve("nope")
+
+
+def test_resolve_configured_runtimes_and_default(tmp_path):
+    conf = {"fast": {"path": "/usr/bin/crun", "runtimeArgs": ["--debug"]}}
+    rc = seam.resolve("fast", conf)
+    assert (rc.name, rc.path, rc.args) == ("fast", "/usr/bin/crun", ("--debug",))
+    assert seam.resolve(None, conf, default="fast").name == "fast"
     with pytest.raises(InvalidArgument, match='needs a "path"'):
-        rt.resolve("k", {"k": {}})
+        seam.resolve("bad", {"bad": {"runtimeArgs": []}})
     with pytest.raises(InvalidArgument, match="runtimeArgs"):
-        rt.resolve("k", {"k": {"path": "/bin/true", "runtimeArgs": "--x"}})
-    assert rt.resolve("k", {"k": {"path": "/bin/true"}}, default="other").name == "k"
+        seam.resolve("bad", {"bad": {"path": "/x", "runtimeArgs": "--x"}})
 
 
-def test_state_roots_are_one_per_runtime():
-    p = Paths(root="/r", run_root="/run/md")
-    assert rt.state_root(p, "minidock") == p.runtime_state
-    assert rt.state_root(p, "runc") == "/run/md/runtime-runc"
-    by_path = rt.state_root(p, "/opt/x/runc")
-    assert os.path.dirname(by_path) == "/run/md" and "/" not in by_path[len("/run/md/"):]
-    assert by_path.startswith("/run/md/runtime-path-")
+def test_each_runtime_keeps_its_state_under_a_root_of_its_own(tmp_path):
+    paths = Paths(root=str(tmp_path / "root"), run_root=str(tmp_path / "run"))
+    assert seam.state_root(paths, "minidock") == paths.runtime_state
+    assert seam.state_root(paths, "runc") == os.path.join(paths.run_root, "runtime-runc")
+    other = seam.state_root(paths, "/opt/bin/runc")
+    assert os.path.dirname(other) == paths.run_root
+    assert "/" not in os.path.basename(other)
+    assert other != seam.state_root(paths, "/usr/bin/runc")
 
 
-def test_settings_runtimes_and_default():
+def test_settings_name_runtimes_and_the_default():
+    from minidock.settings import parse_engine_config
+
     cfg = parse_engine_config(b'{"runtimes": {"k": {"path": "/bin/k"}}, '
                               b'"default-runtime": "k"}')
     assert cfg.runtimes == {"k": {"path": "/bin/k"}} and cfg.default_runtime == "k"
