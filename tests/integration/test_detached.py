@@ -136,6 +136,18 @@ def test_wait_kill_and_start_again(md, detached):
     assert md.run("kill", "-s", "NOPE", cid2).returncode != 0
 
 
+def test_kill_returns_once_the_container_is_gone(md, detached):
+    # Docker's daemon waits for the exit of a SIGKILLed container before `kill` answers:
+    # `kill x; ps` never lists x as Up (before this, it did in 5 of 6 tries)
+    for _ in range(4):
+        cid = detached("busybox", "sleep", "100")
+        assert md.run("kill", cid, check=True).stdout == f"{cid}\n"
+        assert cid[:12] not in md.run("ps", "-q").stdout
+        st = state(md, cid)
+        assert st["Status"] == "exited" and st["ExitCode"] == 137
+        assert not processes_of(cid)
+
+
 def test_restart(md, detached):
     cid = detached("busybox", "sh", "-c", "echo start; sleep 100")
     assert wait_for(lambda: md.run("logs", cid).stdout == "start\n")

@@ -5,7 +5,7 @@
              parent and waits for it) and the detached one (containers.monitor)
     start    the foreground start: relay stdio, wait, record the exit; run = create + start
     stop     the stop signal, SIGKILL after the timeout, then wait for the recorded exit
-    kill     a signal, no waiting;  pause/unpause: the cgroup freezer, via the runtime
+    kill     a signal (SIGKILL: until the exit is recorded); pause/unpause: the freezer
     wait     until the record says the container ended; its exit code
 
 Each state change is made under the container's record lock and checked by
@@ -22,11 +22,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from minidock import runtime
 from minidock.engine import spec as specgen
 from minidock.engine.containers import creation, reconciler, signals, store
 from minidock.engine.containers.creation import CreateOptions
 from minidock.engine.containers.record import Container, Status, log_path, now_rfc3339
+from minidock.engine.runtime import Stdio
 from minidock.engine.spec.user import resolve_user
 from minidock.engine.stdio import io
 from minidock.errors import Conflict, ContainerNotFound, MinidockError
@@ -75,36 +75,25 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         raise
     atomic_write(os.path.join(bundle, "config.json"), json.dumps(doc).encode(), 0o600,
                  durable=False)
+    rt = store.runtime_of(paths, c)
     pipes = None
-    console_sock: Any = None
     if tty:
-        import socket
-
-        console_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        undo.callback(console_sock.close)
-        undo.callback(child_sock.close)
-        opts = runtime.CreateOptions(console_fd=child_sock.fileno())
+        stdio = Stdio(tty=True)
     else:
         pipes = io.PipeIO.make(interactive)
         undo.callback(pipes.close)
-        opts = runtime.CreateOptions(stdio=pipes.child)
-    opts.subreaper = True
-    opts.kill_with_parent = kill_with_parent
-    trace.note(f"OCI bundle written to {bundle}; the runtime takes over")
+        stdio = Stdio(fds=pipes.child)
+    trace.note(f"OCI bundle written to {bundle}; the runtime ({rt.name}) takes over")
     try:
-        st = runtime.create(paths.runtime_state, c.id, bundle, opts)
+        st = rt.create(c.id, bundle, stdio, kill_with_parent=kill_with_parent)
     except MinidockError as e:
         _record_failed_start(paths, c, e)
         raise
     undo.callback(reconciler.runtime_delete, paths, c.id)
-    launched = Launched(pid=st.pid, pipes=pipes)
-    if console_sock is not None:
-        import socket
-
-        _, fds, _, _ = socket.recv_fds(console_sock, 1024, 1)
-        launched.master = fds[0]
-        undo.callback(os.close, launched.master)
-    elif pipes is not None:
+    launched = Launched(pid=st.pid, pipes=pipes, master=st.master)
+    if st.master >= 0:
+        undo.callback(os.close, st.master)
+    if pipes is not None:
         pipes.close_child_ends()
     c.state.transition(Status.RUNNING)
     c.state.pid = st.pid
@@ -112,7 +101,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     c.state.exit_code = 0
     c.state.error = ""
     store.save(paths, c)
-    runtime.start(paths.runtime_state, c.id)
+    rt.start(c.id)
     trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
     return launched
 
@@ -181,12 +170,17 @@ def run(paths: Paths, opts: CreateOptions) -> int:
 
 
 def kill(paths: Paths, ref: str, sig: str | int = "KILL") -> Container:
-    """Send a signal to the container's init (Docker's `kill`: no waiting)."""
+    """Send a signal to the container's init. SIGKILL returns once the container's end is
+    recorded (as Docker's daemon waits for it), so a `ps` right after no longer lists it;
+    any other signal returns at once."""
     num = signals.parse_signal(sig)
     c = reconciler.get(paths, ref)
     if not c.state.running or not signals.init_alive(paths, c.id):
         raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
     signals.signal_init(paths, c, num)
+    if num == 9:
+        signals.wait_unwatched(paths, c.id)
+        reconciler.reconcile(paths, c.id)
     return c
 
 
@@ -235,12 +229,12 @@ def _set_paused(paths: Paths, ref: str, paused: bool) -> Container:
             if c.state.status != Status.RUNNING or not signals.init_alive(paths, c.id):
                 raise Conflict(f"Container {c.id} is not running")
             trace.note(f"pause {c.short_id}: freeze its cgroup")
-            runtime.pause(paths.runtime_state, c.id)
+            store.runtime_of(paths, c).pause(c.id)
         else:
             if c.state.status != Status.PAUSED:
                 raise Conflict(f"Container {c.id} is not paused")
             trace.note(f"unpause {c.short_id}: thaw its cgroup")
-            runtime.resume(paths.runtime_state, c.id)
+            store.runtime_of(paths, c).resume(c.id)
         c.state.transition(Status.PAUSED if paused else Status.RUNNING)
         store.save(paths, c)
     return c
@@ -276,18 +270,9 @@ def _read_in_root(root: str, path: str) -> str | None:
 
 def _make_workdir(root: str, workdir: str, uid: int, gid: int) -> None:
     """Docker creates a missing WORKDIR/-w inside the container, owned by its user."""
-    from minidock.runtime.rootfs import secure_join
+    from minidock.linux.fs import make_dirs_in_root
 
-    host = secure_join(root, workdir)
-    if os.path.isdir(host):
-        return
-    rel = os.path.relpath(host, root)
-    cur = root
-    for part in rel.split("/"):
-        cur = os.path.join(cur, part)
-        if not os.path.lexists(cur):
-            os.mkdir(cur, 0o755)
-            os.chown(cur, uid, gid, follow_symlinks=False)
+    make_dirs_in_root(root, workdir, 0o755, uid, gid)
 
 
 def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int] | None
@@ -303,7 +288,7 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
     doc = specgen.base_spec(rootfs, [c.path, *c.args], env, workdir, user, cfg["Hostname"],
                             bool(cfg.get("Tty")))
     options = [
-        specgen.with_cgroups_path(f"/minidock/{c.id}"),
+        specgen.with_cgroups_path(store.cgroups_path(c.id)),
         specgen.with_bind(os.path.join(c.dir, "resolv.conf"), "/etc/resolv.conf"),
         specgen.with_bind(os.path.join(c.dir, "hostname"), "/etc/hostname"),
         specgen.with_bind(os.path.join(c.dir, "hosts"), "/etc/hosts"),
