@@ -12,6 +12,8 @@ the class to Docker's exit status; commands never call sys.exit themselves.
      +-- Conflict                      125  name in use, image in use, wrong container state
      +-- StorageError                  125  the overlay2 store or the image store failed
      |    +-- LayerError               125  a layer tar is invalid or tries to escape its root
+     |    +-- CorruptRecord            125  a record minidock wrote is unreadable (truncated,
+     |                                      edited): the message names the file
      +-- RegistryError                 125  a registry refused, failed or sent something invalid
      |    +-- AuthenticationError      125  credentials missing, wrong or not enough (401/403)
      +-- ContainerRuntimeError         125  the OCI runtime failed to create or start a container
@@ -65,6 +67,10 @@ class StorageError(MinidockError):
 
 
 class LayerError(StorageError):
+    pass
+
+
+class CorruptRecord(StorageError):
     pass
 
 

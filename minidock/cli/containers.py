@@ -187,7 +187,10 @@ def ps(ctx: click.Context, all_: bool, filters: tuple[str, ...], last: int, late
     if latest:
         last = 1
     every = all_ or last >= 0 or ps_shows_stopped(parsed)
-    items = engine.list_containers(paths(ctx), all_=every)
+    problems: list[str] = []
+    items = engine.list_containers(paths(ctx), all_=every, problems=problems)
+    for line in problems:  # the rest is listed all the same
+        click.echo(f"WARNING: {line}", err=True)
     if parsed:
         items = select_containers(paths(ctx), items, parsed)
     if last >= 0:

@@ -18,7 +18,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from minidock.errors import InvalidArgument
+from minidock.errors import CorruptRecord, InvalidArgument
+from minidock.jsonobj import parse_object
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FIFO = "exec.fifo"
@@ -101,6 +102,10 @@ class RuntimeState:
 
     @classmethod
     def load(cls, state_dir: str) -> RuntimeState:
-        with open(os.path.join(state_dir, STATE), "rb") as f:
-            doc = json.load(f)
-        return cls(**doc)
+        path = os.path.join(state_dir, STATE)
+        with open(path, "rb") as f:
+            doc = parse_object(f.read(), f"runtime state {path}", CorruptRecord)
+        try:
+            return cls(**doc)
+        except TypeError as e:
+            raise CorruptRecord(f"runtime state {path}: {e}") from None

@@ -284,3 +284,49 @@ def test_ps_size(md, images):
         assert md.run("ps", "-a", "--format", "{{.Size}}", check=True).stdout.startswith("5kB")
     finally:
         md.run("rm", "sz")
+
+
+def test_a_corrupt_record_is_named_and_the_rest_still_listed(md, images):
+    good = md.run("create", "--name", "good", "busybox", "true", check=True).stdout.strip()
+    bad = md.run("create", "--name", "bad", "busybox", "true", check=True).stdout.strip()
+    record = os.path.join(md.root, "containers", bad, "config.v2.json")
+    with open(record, "r+b") as f:  # a record cut short, as a full disk or an editor leaves it
+        f.truncate(40)
+    r = md.run("ps", "-a", "--format", "{{.Names}}")
+    assert r.returncode == 0 and r.stdout == "good\n"
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"WARNING: container {bad[:12]} left out: container record "
+                               f"{record}: "), r.stderr
+    # (by name it is not found: the name was in the lost bytes)
+    for argv in (["inspect", bad], ["start", bad[:12]], ["rm", bad]):
+        r = md.run(*argv)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, (argv, r.stderr)
+        assert record in r.stderr and r.stderr.count("\n") == 1, (argv, r.stderr)
+    r = md.run("system", "check")
+    assert r.returncode == 1 and record.rsplit("/", 1)[0] in r.stdout
+    assert "unreadable record" in r.stdout
+    # rm -f takes it away with what it held; the good one is untouched
+    assert md.run("rm", "-f", bad, check=True).stdout == f"{bad}\n"
+    assert not os.path.exists(os.path.dirname(record))
+    assert md.run("system", "check", check=True).stdout == "No problems found.\n"
+    assert md.run("ps", "-aq", "--no-trunc", check=True).stdout == f"{good}\n"
+    md.run("rm", good, check=True)
+
+
+def test_a_corrupt_runtime_state_is_named(md, images):
+    cid = md.run("run", "-d", "busybox", "sleep", "100", check=True).stdout.strip()
+    state = os.path.join(md.run_root, "runtime", cid, "state.json")
+    with open(state, "rb") as f:
+        saved = f.read()
+    try:
+        with open(state, "r+b") as f:
+            f.truncate(10)
+        for argv in (["exec", cid, "true"], ["top", cid]):
+            r = md.run(*argv)
+            assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+            assert r.stderr.count("\n") == 1 and f"runtime state {state}: " in r.stderr, \
+                r.stderr
+    finally:
+        with open(state, "wb") as f:
+            f.write(saved)
+    md.run("rm", "-f", cid, check=True)

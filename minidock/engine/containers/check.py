@@ -38,7 +38,7 @@ from minidock import cgroups
 from minidock.engine import containers as ct
 from minidock.engine.containers.record import Status
 from minidock.engine.runtime import BUILTIN, OCIRuntime, open_runtime
-from minidock.errors import ContainerNotFound, MinidockError
+from minidock.errors import ContainerNotFound, CorruptRecord, MinidockError
 from minidock.linux import flock, mountinfo, trace
 from minidock.paths import Paths
 
@@ -91,14 +91,26 @@ def _idle(paths: Paths, cid: str) -> Iterator[bool]:
 
 
 def _records(paths: Paths) -> dict[str, ct.Container | None]:
-    """Every container directory of this root: its record, or None when it has none."""
+    """Every container directory of this root: its record, or None when it has none (or
+    one that cannot be read: see _unreadable)."""
     out: dict[str, ct.Container | None] = {}
     for cid in ct.all_ids(paths):
         try:
             out[cid] = ct.load_record(paths, cid)
-        except (ContainerNotFound, OSError, ValueError, KeyError):
+        except (ContainerNotFound, CorruptRecord, OSError):
             out[cid] = None
     return out
+
+
+def _unreadable(paths: Paths, cid: str) -> str | None:
+    """Why a container's record cannot be read, when it exists but is corrupt."""
+    try:
+        ct.load_record(paths, cid)
+    except CorruptRecord as e:
+        return e.message
+    except (ContainerNotFound, OSError):
+        return None
+    return None
 
 
 def _check_records(paths: Paths, records: dict[str, ct.Container | None],
@@ -109,6 +121,10 @@ def _check_records(paths: Paths, records: dict[str, ct.Container | None],
         if c is None:
             if creating or _live(paths, cid):
                 continue  # a create in progress has no record yet
+            why = _unreadable(paths, cid)
+            if why is not None:  # not repaired: what it held is for the user to look at
+                found.append(Finding("CONTAINER", d, f"unreadable record: {why}"))
+                continue
             found.append(Finding("CONTAINER", d, "container directory without a record "
                                  "(create was killed half-way)",
                                  partial(_remove_unrecorded, paths, cid), cid))

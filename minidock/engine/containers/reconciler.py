@@ -22,7 +22,7 @@ from typing import Any
 
 from minidock.engine.containers import signals, store
 from minidock.engine.containers.record import EXIT_UNKNOWN, Container, Status, now_rfc3339
-from minidock.errors import Conflict, ContainerNotFound, MinidockError
+from minidock.errors import Conflict, ContainerNotFound, CorruptRecord, MinidockError
 from minidock.linux import flock
 from minidock.paths import Paths
 
@@ -33,7 +33,10 @@ def get(paths: Paths, ref: str) -> Container:
     return store.load_record(paths, cid)
 
 
-def list_containers(paths: Paths, all_: bool = False) -> list[Container]:
+def list_containers(paths: Paths, all_: bool = False,
+                    problems: list[str] | None = None) -> list[Container]:
+    """The containers (running ones, or ``all_``), newest first, each reconciled. A record
+    that cannot be read is left out, and said in ``problems`` when the caller asks."""
     out = []
     for cid in store.all_ids(paths):
         try:
@@ -41,6 +44,10 @@ def list_containers(paths: Paths, all_: bool = False) -> list[Container]:
             c = store.load_record(paths, cid)
         except ContainerNotFound:
             continue  # removed meanwhile
+        except CorruptRecord as e:
+            if problems is not None:
+                problems.append(f"container {cid[:12]} left out: {e.message}")
+            continue
         if all_ or c.state.running:
             out.append(c)
     out.sort(key=lambda c: c.created, reverse=True)
@@ -183,8 +190,10 @@ def record_exit(paths: Paths, c: Container, code: int, finished_at: str, error: 
 def remove(paths: Paths, ref: str, force: bool = False) -> str:
     try:
         c = get(paths, ref)
-    except ContainerNotFound:
-        raise
+    except CorruptRecord:
+        if not force:
+            raise
+        return _remove_unreadable(paths, store.resolve(paths, ref))
     if c.state.running:
         if not force:
             raise Conflict(
@@ -214,6 +223,28 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
         except FileNotFoundError:
             pass
     return c.id
+
+
+def _remove_unreadable(paths: Paths, cid: str) -> str:
+    """``rm -f`` of a container whose record cannot be read: once nothing watches it, what
+    it holds (runtime state under minidock's runtime, mount, rw layer, directory) goes."""
+    if flock.is_held(store.lock_path(paths, f"{cid}.monitor")):
+        raise Conflict(f"container {cid[:12]} has an unreadable record and is still watched: "
+                       "stop it first")
+    from minidock.engine.runtime import open_runtime
+
+    layers = store.image_store(paths)
+    with (flock.locked(store.lock_path(paths, "containers.lock")),
+          store.container_lock(paths, cid)):
+        try:
+            open_runtime(paths, None).delete(cid, force=True)
+        except ContainerNotFound:
+            pass
+        shutil.rmtree(store.bundle_dir(paths, cid), ignore_errors=True)
+        layers.unmount_rw_layer(cid)
+        layers.remove_rw_layer(cid)
+        shutil.rmtree(os.path.join(paths.containers, cid), ignore_errors=True)
+    return cid
 
 
 def prune(paths: Paths, filters: dict[str, list[str]] | None = None

@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from minidock.engine.containers.record import Container
-from minidock.errors import Conflict, ContainerNotFound, InvalidArgument
+from minidock.errors import Conflict, ContainerNotFound, CorruptRecord, InvalidArgument
+from minidock.jsonobj import parse_object
 from minidock.linux import flock
 from minidock.paths import Paths
 from minidock.storage.atomic import atomic_write
@@ -70,15 +71,32 @@ def save(paths: Paths, c: Container, host_config: bool = False) -> None:
 
 
 def load_record(paths: Paths, cid: str) -> Container:
+    """The container's record; ContainerNotFound, or CorruptRecord naming the file."""
     d = os.path.join(paths.containers, cid)
+    docs = []
+    for name in ("config.v2.json", "hostconfig.json"):
+        path = os.path.join(d, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ContainerNotFound(f"No such container: {cid}") from None
+        docs.append(parse_object(data, f"container record {path}", CorruptRecord))
     try:
-        with open(os.path.join(d, "config.v2.json"), "rb") as f:
-            doc = json.load(f)
-        with open(os.path.join(d, "hostconfig.json"), "rb") as f:
-            hc = json.load(f)
-    except FileNotFoundError:
-        raise ContainerNotFound(f"No such container: {cid}") from None
-    return Container.from_config_v2(doc, hc, d)
+        return Container.from_config_v2(docs[0], docs[1], d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptRecord(f"container record {os.path.join(d, 'config.v2.json')}: "
+                            f"{type(e).__name__}: {e}") from None
+
+
+def readable_records(paths: Paths) -> Iterator[Container]:
+    """Every container record that can be read (a corrupt one is skipped: the commands
+    that list containers report it, ``system check`` names it)."""
+    for cid in all_ids(paths):
+        try:
+            yield load_record(paths, cid)
+        except (ContainerNotFound, CorruptRecord):
+            continue
 
 
 def all_ids(paths: Paths) -> list[str]:
@@ -94,12 +112,9 @@ def resolve(paths: Paths, ref: str) -> str:
     if ref in ids:
         return ref
     name = ref.lstrip("/")
-    for cid in ids:
-        try:
-            if load_record(paths, cid).name == name:
-                return cid
-        except ContainerNotFound:
-            continue
+    for c in readable_records(paths):
+        if c.name == name:
+            return c.id
     if re.fullmatch(r"[0-9a-f]+", ref):
         matches = [cid for cid in ids if cid.startswith(ref)]
         if len(matches) == 1:
@@ -110,14 +125,7 @@ def resolve(paths: Paths, ref: str) -> str:
 
 
 def users_of_image(paths: Paths, image_id: str) -> list[str]:
-    users = []
-    for cid in all_ids(paths):
-        try:
-            if load_record(paths, cid).image_id == image_id:
-                users.append(cid)
-        except ContainerNotFound:
-            continue
-    return users
+    return [c.id for c in readable_records(paths) if c.image_id == image_id]
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen",
@@ -127,13 +135,7 @@ _SURNAMES = ("babbage", "curie", "dijkstra", "euler", "hopper", "kare", "lamarr"
 
 
 def names_in_use(paths: Paths) -> set[str]:
-    names = set()
-    for cid in all_ids(paths):
-        try:
-            names.add(load_record(paths, cid).name)
-        except ContainerNotFound:
-            continue
-    return names
+    return {c.name for c in readable_records(paths)}
 
 
 def pick_name(paths: Paths, wanted: str | None) -> str:
@@ -144,7 +146,7 @@ def pick_name(paths: Paths, wanted: str | None) -> str:
                 f"Invalid container name ({wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         name = wanted.lstrip("/")
         if name in used:
-            owner = next(c for c in all_ids(paths) if load_record(paths, c).name == name)
+            owner = next(c.id for c in readable_records(paths) if c.name == name)
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
                            f'container "{owner}". You have to remove (or rename) that '
                            "container to be able to reuse that name.")
