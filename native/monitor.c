@@ -1,7 +1,7 @@
 /* minidock-monitor: what stays alive for a detached container (the role of podman's conmon,
  * of Docker's containerd-shim).
  *
- * The Python side (minidock/engine/monitor.py) forks a process M that creates and starts
+ * The Python side (minidock/engine/containers/monitor.py) forks a process M that creates and starts
  * the container in-process, as its subreaper, then execs this program in place: the pid, the
  * child-subreaper attribute, the container's init (our child) and the fds listed below stay;
  * the Python interpreter's memory goes away. What is left is a poll() loop of a few pages.

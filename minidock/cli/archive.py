@@ -1,6 +1,6 @@
 """``save``, ``load``, ``export`` (and ``image save``/``image load``): thin commands.
 
-The engine work is in minidock.engine.archive, imported when a command runs so that
+The engine work is in minidock.engine.images.archive, imported when a command runs so that
 ``minidock --help`` stays fast.
 """
 

@@ -6,7 +6,7 @@
 * :func:`human_duration` is go-units HumanDuration: "2 minutes", "About an hour".
 * :func:`render` (inspect ``-f``) and :func:`format_rows` (``--format`` of list commands,
   with the ``table`` directive and :func:`tabwriter`) apply the Go-template subset of
-  :mod:`minidock.cli.template`.
+  :mod:`minidock.cli.gotemplate`.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def since(value: str, now: float | None = None) -> str:
 
 # --- templates ---------------------------------------------------------------------------
 
-# The one --format engine lives in minidock.cli.template; these are docker/cli's two ways of
+# The one --format engine lives in minidock.cli.gotemplate; these are docker/cli's two ways of
 # applying it: to one inspect document (render) and to the rows of a list command
 # (format_rows, with the "table" directive).
 

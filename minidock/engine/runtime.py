@@ -16,8 +16,9 @@ HostConfig.Runtime and each runtime keeps its state under a root of its own
 (<run-root>/runtime for minidock's, <run-root>/runtime-<name> for the others).
 
 Terminals: an external runtime connects to a unix socket given as --console-socket and sends
-the pty master over it with SCM_RIGHTS (runc's protocol); the socket is made in the bundle
-directory and accepted while `create` runs. The builtin hands it over a socketpair.
+the pty master over it with SCM_RIGHTS (runc's protocol); the socket is made in a private
+temp directory (a path in the bundle can exceed sun_path's 108 bytes) and accepted while
+`create` runs. The builtin hands it over a socketpair.
 """
 
 from __future__ import annotations

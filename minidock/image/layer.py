@@ -1,7 +1,7 @@
 """Apply one image layer (a tar stream, maybe compressed) to an empty overlay2 ``diff/`` dir.
 
 This is the one place image bytes become files, so it is where a hostile image would try to
-write, link or chmod something outside the layer. The rules (docs/security.md):
+write, link or chmod something outside the layer. The rules:
 
 - Entry names are cleaned lexically first: a leading ``/`` is dropped and ``..`` is folded;
   a name whose ``..`` climbs above the root is refused (Docker refuses them too).

@@ -1,7 +1,7 @@
 """The OCI config.json a container gets: from its image config and ``run`` options.
 
 Pure functions: no I/O. Each ``with_*`` option edits one aspect of the spec, so the
-defaults read as a list of Docker's choices (security.md) and a later flag adds one more
+defaults read as a list of Docker's choices and a later flag adds one more
 small function instead of a branch in a big one.
 """
 
@@ -25,7 +25,7 @@ MASKED_PATHS = [
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
-# (path, major, minor): the nodes every container gets (security.md)
+# (path, major, minor): the nodes every container gets (Docker's default /dev)
 DEFAULT_DEVICES = [
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
     ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),

@@ -96,7 +96,7 @@ def redirect_target(current: str, location: str, auth_origin: str) -> tuple[str,
     """Where a redirect leads and whether the Authorization header may follow it.
 
     ``auth_origin`` is the registry URL the credentials belong to. The policy
-    (docs/security.md): https -> http is refused outright; the header goes only to the
+    (as Docker): https -> http is refused outright; the header goes only to the
     registry's own scheme, host and port, so a 307 to a storage host (S3, a CDN) gets no
     credentials, and once dropped it is not restored on a later hop.
     """
