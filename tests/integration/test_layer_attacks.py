@@ -1,4 +1,4 @@
-"""Hostile layers (docs/security.md "What must never happen"), plus what needs root to check.
+"""Hostile layers: what must never happen when a layer is applied, plus what needs root to check.
 
 Every test gets a "host" directory next to the layer directory, standing for the host's files:
 
