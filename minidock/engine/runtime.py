@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -125,27 +126,14 @@ class Builtin:
                kill_with_parent: bool = False) -> Started:
         from minidock import runtime
 
-        child_sock = None
-        if stdio.tty:
-            import socket
+        def call(console_fd: int) -> int:
+            opts = (runtime.CreateOptions(console_fd=console_fd) if console_fd >= 0
+                    else runtime.CreateOptions(stdio=stdio.fds))
+            opts.subreaper = True
+            opts.kill_with_parent = kill_with_parent
+            return runtime.create(self.root, cid, bundle, opts).pid
 
-            ours, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            opts = runtime.CreateOptions(console_fd=child_sock.fileno())
-        else:
-            opts = runtime.CreateOptions(stdio=stdio.fds)
-        opts.subreaper = True
-        opts.kill_with_parent = kill_with_parent
-        try:
-            st = runtime.create(self.root, cid, bundle, opts)
-            started = Started(st.pid)
-            if child_sock is not None:
-                child_sock.close()
-                started.master = _receive_fd(ours, "create")
-            return started
-        finally:
-            if child_sock is not None:
-                child_sock.close()
-                ours.close()
+        return _with_console(stdio, "create", call)
 
     def start(self, cid: str) -> None:
         from minidock import runtime
@@ -192,29 +180,37 @@ class Builtin:
         from minidock.runtime import exec as rtexec
 
         proc = oci.parse({"process": process, "root": {"path": "rootfs"}}).process
-        child_sock = None
-        if stdio.tty:
-            import socket
 
-            ours, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            opts = rtexec.ExecOptions(console_fd=child_sock.fileno(), subreaper=not detach)
-        else:
-            opts = rtexec.ExecOptions(stdio=stdio.fds, subreaper=not detach)
-        try:
-            started = Started(rtexec.exec_process(self.root, cid, proc, opts))
-            if child_sock is not None:
-                child_sock.close()
-                started.master = _receive_fd(ours, "exec")
-            return started
-        finally:
-            if child_sock is not None:
-                child_sock.close()
-                ours.close()
+        def call(console_fd: int) -> int:
+            opts = (rtexec.ExecOptions(console_fd=console_fd, subreaper=not detach)
+                    if console_fd >= 0
+                    else rtexec.ExecOptions(stdio=stdio.fds, subreaper=not detach))
+            return rtexec.exec_process(self.root, cid, proc, opts)
+
+        return _with_console(stdio, "exec", call)
 
     def list(self) -> list[str]:
         from minidock import runtime
 
         return runtime.list_ids(self.root)
+
+
+def _with_console(stdio: Stdio, verb: str, call: Callable[[int], int]) -> Started:
+    """Run ``call(console_fd)`` (-1: no terminal) and take the pty master the runtime sends
+    over the socketpair whose other end it was given."""
+    if not stdio.tty:
+        return Started(call(-1))
+    import socket
+
+    ours, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        started = Started(call(child_sock.fileno()))
+        child_sock.close()
+        started.master = _receive_fd(ours, verb)
+        return started
+    finally:
+        child_sock.close()
+        ours.close()
 
 
 def _receive_fd(sock: Any, verb: str) -> int:
