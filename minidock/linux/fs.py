@@ -115,10 +115,12 @@ def read_file_in_root(root: str, path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
-def make_dirs_in_root(root: str, path: str, mode: int, uid: int, gid: int) -> None:
+def make_dirs_in_root(root: str, path: str, mode: int, uid: int, gid: int,
+                      _hops: int = 0) -> None:
     """``mkdir -p`` of ``path`` inside the root (a container's WORKDIR): each missing
     directory is made relative to its parent's fd, resolved in the root, and given to
-    ``uid``:``gid``; a symlink on the way is followed inside the root, never out of it."""
+    ``uid``:``gid``; a symlink on the way (a dangling one too) is followed inside the root,
+    never out of it."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -131,7 +133,18 @@ def make_dirs_in_root(root: str, path: str, mode: int, uid: int, gid: int) -> No
                 pass
             parent, name = open_parent_in_root(root_fd, prefix)
             try:
-                os.mkdir(name, mode, dir_fd=parent)
+                try:
+                    os.mkdir(name, mode, dir_fd=parent)
+                except FileExistsError:
+                    target = _readlink_or_none(name, parent)
+                    if target is None or _hops >= MAX_SYMLINKS:
+                        raise
+                    # a dangling symlink: make what it names, then the rest below it
+                    base = target if target.startswith("/") else "/".join(parts[:i - 1]) + \
+                        "/" + target
+                    rest = "/".join([base, *parts[i:]])
+                    make_dirs_in_root(root, rest, mode, uid, gid, _hops + 1)
+                    return
                 os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
             except OSError as e:
                 raise OSError(e.errno, f"mkdir {path} in the container: {e.strerror}",

@@ -318,3 +318,34 @@ def test_openat2_eagain_is_retried(monkeypatch: pytest.MonkeyPatch, root_fd: int
     monkeypatch.setattr(fs.linux, "openat2", flaky)
     assert _read(root_fd, "etc/passwd") == "root passwd"
     assert len(attempts) == 3
+
+
+def test_make_dirs_in_root_stays_inside_and_owns_what_it_makes(tmp_path):
+    from minidock.linux.fs import make_dirs_in_root
+
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "up").symlink_to("../../outside")  # would leave the root if followed by the host
+    (root / "abs").symlink_to("/outside")  # absolute: restarts at the root
+    uid, gid = os.getuid(), os.getgid()
+    make_dirs_in_root(str(root), "/up/a/b", 0o750, uid, gid)
+    make_dirs_in_root(str(root), "abs/c", 0o755, uid, gid)
+    make_dirs_in_root(str(root), "/work/x", 0o755, uid, gid)
+    make_dirs_in_root(str(root), "/work/x", 0o755, uid, gid)  # again: nothing to do
+    assert os.listdir(outside) == []
+    # both links name /outside of the root: made there, as a chroot would see it
+    assert (root / "outside" / "a" / "b").is_dir() and (root / "outside" / "c").is_dir()
+    assert (root / "work" / "x").is_dir()
+    assert (os.stat(root / "outside" / "a").st_mode & 0o777) == 0o750
+
+
+def test_goarch_is_one_table_for_machines_and_platforms():
+    from minidock.oci.image import goarch
+
+    assert goarch("x86_64") == ("amd64", None)
+    assert goarch("aarch64") == ("arm64", "v8") == goarch("arm64")
+    assert goarch("armv7l") == ("arm", "v7") == goarch("armhf")
+    assert goarch("loongarch64") == ("loong64", None)
+    assert goarch("riscv64") == ("riscv64", None)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING
 
 from minidock.engine.containers import store
 from minidock.engine.containers.record import Container, Status
 from minidock.errors import Conflict, InvalidArgument, MinidockError
 from minidock.linux import flock
 from minidock.paths import Paths
+
+if TYPE_CHECKING:
+    from minidock.engine.runtime import OCIRuntime
 
 
 def parse_signal(value: str | int) -> int:
@@ -40,10 +44,11 @@ def parse_signal(value: str | int) -> int:
     return num
 
 
-def init_alive(paths: Paths, cid: str) -> bool:
-    """Does the container's runtime say its init is alive (created, running or paused)?"""
+def init_alive(paths: Paths, cid: str, rt: OCIRuntime | None = None) -> bool:
+    """Does the container's runtime (``rt``, else the one its record names) say its init
+    is alive (created, running or paused)?"""
     try:
-        st = store.runtime_of(paths, cid).state(cid)
+        st = (rt or store.runtime_of(paths, cid)).state(cid)
     except MinidockError:
         return False
     return st is not None and st.alive
@@ -56,7 +61,8 @@ def wait_unwatched(paths: Paths, cid: str, timeout: float | None = None) -> bool
 
 def wait_init_gone(paths: Paths, cid: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while init_alive(paths, cid):
+    rt = store.runtime_of(paths, cid)  # once: each poll is one state query, not a record read
+    while init_alive(paths, cid, rt):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
