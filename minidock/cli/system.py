@@ -101,7 +101,9 @@ def _overlay_param(name: str) -> str:
 @click.command()
 def version() -> None:
     """Show the minidock version information."""
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    from minidock.engine.images import host_platform
+
+    arch = host_platform()[0]
     click.echo("\n".join([
         "Client:",
         f" Version:           {__version__}",

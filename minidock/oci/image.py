@@ -99,13 +99,20 @@ def media_type_of(content_type: str | None) -> str | None:
 
 # --- platforms -----------------------------------------------------------------------------
 
-# Machine names that are not the image-spec's (GOARCH) names. Registry data and --platform
-# only; engine/images.py keeps the host's own table.
+# Machine names that are not the image-spec's (GOARCH) names: the one table, for registry
+# data, --platform and this machine's own uname (engine.images.host_platform).
 _ARCH_ALIASES = {
     "x86_64": ("amd64", None), "x86-64": ("amd64", None), "aarch64": ("arm64", None),
     "armhf": ("arm", "v7"), "armel": ("arm", "v6"), "i386": ("386", None),
-    "i686": ("386", None),
+    "i686": ("386", None), "armv8l": ("arm", "v8"), "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"), "armv5tel": ("arm", "v5"), "loongarch64": ("loong64", None),
 }
+
+
+def goarch(machine: str) -> tuple[str, str | None]:
+    """A machine name (``uname -m``) as the image-spec's architecture and variant."""
+    p = Platform("linux", machine).normalized()
+    return p.architecture, p.variant
 
 
 @dataclass(frozen=True)
