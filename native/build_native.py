@@ -67,6 +67,7 @@ ffibuilder.cdef(
                    unsigned long long mode, unsigned long long resolve);
     int md_link_up(const char *ifname);
     int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags);
+    int md_fork_into_cgroup(int cgroup_fd);
     """
 )
 
@@ -76,6 +77,7 @@ ffibuilder.set_source(
     #define _GNU_SOURCE
     #include <errno.h>
     #include <sched.h>
+    #include <signal.h>
     #include <stdint.h>
     #include <string.h>
     #include <unistd.h>
@@ -98,6 +100,12 @@ ffibuilder.set_source(
     #ifndef SYS_openat2
     #define SYS_openat2 437
     #endif
+    #ifndef SYS_clone3
+    #define SYS_clone3 435
+    #endif
+    #ifndef CLONE_INTO_CGROUP
+    #define CLONE_INTO_CGROUP 0x200000000ULL
+    #endif
     #ifndef CLONE_NEWCGROUP
     #define CLONE_NEWCGROUP 0x02000000
     #endif
@@ -116,6 +124,27 @@ ffibuilder.set_source(
     #endif
 
     struct md_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+
+    /* struct clone_args up to the field clone3 gained in 5.7 (cgroup). */
+    struct md_clone_args {
+        uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+                 set_tid, set_tid_size, cgroup;
+    };
+
+    /* fork(), except that the child starts life in the cgroup2 directory open at cgroup_fd
+       (clone3 with CLONE_INTO_CGROUP, 5.7+). Nothing migrates, so the cgroup write lock
+       and the RCU grace period a write to cgroup.procs waits for are never taken. Like
+       fork with no stack given: the child returns 0 here on a copy of the caller's stack.
+       Python's own at-fork hooks do not run, so the caller must be single-threaded. */
+    static int md_fork_into_cgroup(int cgroup_fd)
+    {
+        struct md_clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = CLONE_INTO_CGROUP;
+        args.exit_signal = SIGCHLD;
+        args.cgroup = (uint64_t)cgroup_fd;
+        return (int)syscall(SYS_clone3, &args, sizeof args);
+    }
 
     static unsigned long md_makedev(unsigned int major, unsigned int minor)
     {

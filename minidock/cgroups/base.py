@@ -148,6 +148,12 @@ class Manager(abc.ABC):
     def add_process(self, pid: int) -> None:
         """Move ``pid`` into the cgroup in every hierarchy."""
 
+    def birth_dir(self) -> str | None:
+        """The directory a new process can be created in (clone3 with CLONE_INTO_CGROUP) to
+        be in this cgroup everywhere at once, or None when it must be moved with
+        :meth:`add_process` (a v1 hierarchy cannot take a process at birth)."""
+        return None
+
     @abc.abstractmethod
     def pids(self) -> list[int]:
         """The processes in the cgroup and its sub-cgroups, sorted."""

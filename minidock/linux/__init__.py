@@ -119,6 +119,25 @@ def setns(fd: int, nstype: int = 0, why: str = "") -> None:
     trace.step(f"setns({fd}, {flag_names(nstype, _CLONE_NAMES)})", call, why)
 
 
+def fork_into_cgroup(cgroup_dir: str, why: str = "") -> int:
+    """``os.fork()`` whose child is born in the cgroup2 directory ``cgroup_dir`` (clone3 with
+    CLONE_INTO_CGROUP): 0 in the child, its pid in the parent.
+
+    No process migrates, so none waits for the cgroup write lock's RCU grace period, which a
+    write to ``cgroup.procs`` costs. Python's at-fork hooks do not run: call it only from a
+    single-threaded process. Kernels before 5.7 (or a seccomp filter that hides clone3) give
+    ENOSYS, EINVAL or EPERM: the caller falls back to fork and a ``cgroup.procs`` write.
+    """
+    fd = os.open(cgroup_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        def call() -> int:
+            return _check(lib.md_fork_into_cgroup(fd), "clone3 into cgroup", cgroup_dir)
+
+        return trace.step(f'clone3(CLONE_INTO_CGROUP, "{cgroup_dir}")', call, why)
+    finally:
+        os.close(fd)
+
+
 def mount(
     source: str | None,
     target: str,

@@ -352,15 +352,17 @@ def exec_process(state_root: str, container_id: str, process: oci.Process,
         manager = cgroups.new_manager(st.cgroups_path)
         if opts.subreaper:
             prctl.set_child_subreaper(1)
-        helper, status, go_w = fork_with_pipes(
-            lambda status_w, go_r: _helper(proc, opts, ns_fds, status_w, go_r, console_fd, sc))
+        helper, status, go_w, placed = fork_with_pipes(
+            lambda status_w, go_r: _helper(proc, opts, ns_fds, status_w, go_r, console_fd, sc),
+            manager.birth_dir())
         undo.callback(status.close)
         undo.callback(_close_quietly, go_w)
         pid = 0
         helper_reaped = False
         try:
             try:
-                manager.add_process(helper)
+                if not placed:
+                    manager.add_process(helper)
             except OSError as e:
                 raise ContainerRuntimeError(
                     f"exec: join the cgroup of container {container_id}: {e}") from None

@@ -34,6 +34,7 @@ calling process has started a thread.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -331,13 +332,43 @@ def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, 
     os._exit(0)
 
 
-def fork_with_pipes(child: Callable[[int, int], None]) -> tuple[int, BinaryIO, int]:
+#: clone3 errors that mean "not on this kernel" (before 5.3 / 5.7) or "hidden by a seccomp
+#: filter" (an engine inside a container): fork and write cgroup.procs instead.
+_NO_CLONE_INTO_CGROUP = (errno.ENOSYS, errno.EINVAL, errno.E2BIG, errno.EPERM)
+
+
+def _fork(cgroup_dir: str | None) -> tuple[int, bool]:
+    """fork(), the child born in ``cgroup_dir`` when one is given and the kernel can: (pid,
+    True) then; (pid, False) when the caller must still move the child in."""
+    if cgroup_dir is not None:
+        try:
+            return linux.fork_into_cgroup(
+                cgroup_dir, why="the child starts in the container's cgroup: nothing to move"
+            ), True
+        except OSError as e:
+            if e.errno not in _NO_CLONE_INTO_CGROUP:
+                raise ContainerRuntimeError(
+                    f"start a process in cgroup {cgroup_dir}: {os.strerror(e.errno or 0)}"
+                ) from None
+            trace.note(f"clone3 into a cgroup failed ({errno.errorcode.get(e.errno or 0)}): "
+                       "fork, then move the child")
+    return os.fork(), False
+
+
+def fork_with_pipes(child: Callable[[int, int], None], cgroup_dir: str | None = None
+                    ) -> tuple[int, BinaryIO, int, bool]:
     """Fork ``child(status_w, go_r)``: it reads "go" bytes from the caller and answers with
     JSON lines (:func:`_send`); anything it raises is reported the same way and it never
-    returns into the caller's code. Returns (pid, status reader, go writer)."""
+    returns into the caller's code. With ``cgroup_dir`` (a cgroup2 directory, see
+    ``Manager.birth_dir``) the child is created in that cgroup where the kernel can.
+    Returns (pid, status reader, go writer, whether the child is already in the cgroup)."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    with ExitStack() as undo:
+        for fd in (status_r, status_w, go_r, go_w):
+            undo.callback(os.close, fd)
+        pid, placed = _fork(cgroup_dir)
+        undo.pop_all()
     if pid == 0:
         try:
             os.close(status_r)
@@ -352,7 +383,7 @@ def fork_with_pipes(child: Callable[[int, int], None]) -> tuple[int, BinaryIO, i
         os._exit(1)
     os.close(status_w)
     os.close(go_r)
-    return pid, os.fdopen(status_r, "rb"), go_w
+    return pid, os.fdopen(status_r, "rb"), go_w, placed
 
 
 def _read_msg(f: object) -> dict[str, object]:
@@ -422,18 +453,20 @@ def create(state_root: str, container_id: str, bundle: str,
             import prctl
 
             prctl.set_child_subreaper(1)
-        child, status, go_w = fork_with_pipes(
-            lambda status_w, go_r: _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs))
+        child, status, go_w, placed = fork_with_pipes(
+            lambda status_w, go_r: _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs),
+            manager.birth_dir())
         undo.callback(status.close)
         undo.callback(os.close, go_w)
         init_pid = 0
-        # Moving the first process into a cgroup costs 10-20 ms in the kernel (an RCU grace
-        # period). With a cgroup namespace the child must be in its cgroup before it
-        # unshares; without one, the init is moved instead, while it builds its rootfs, so
-        # the two overlap. Either way it is in its cgroup before `start` lets it exec.
+        # Moving the first process into a cgroup costs 5-20 ms in the kernel (an RCU grace
+        # period), so on cgroup v2 the child was born in it (clone3). Otherwise: with a
+        # cgroup namespace the child must be in its cgroup before it unshares; without one,
+        # the init is moved instead, while it builds its rootfs, so the two overlap. Either
+        # way it is in its cgroup before `start` lets it exec.
         join_early = spec.linux.namespace("cgroup") is not None
         try:
-            if join_early:
+            if join_early and not placed:
                 manager.add_process(child)
             os.write(go_w, b"g")
             msg = _read_msg(status)
@@ -443,7 +476,7 @@ def create(state_root: str, container_id: str, bundle: str,
                     f"create container {container_id}: {msg.get('error', 'child died')}")
             init_pid = int(str(msg["pid"]))
             os.write(go_w, b"g")
-            if not join_early:
+            if not join_early and not placed:
                 manager.add_process(init_pid)
             msg = _read_msg(status)
             if not msg.get("ready"):

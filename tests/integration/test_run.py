@@ -195,6 +195,41 @@ def test_trace_shows_kernel_steps(md, images):
     assert r.stdout == ""
 
 
+def test_processes_are_born_in_the_cgroup_on_v2_and_moved_on_v1(md, images):
+    """Pure cgroup v2: the container's first process and an exec'd one are created in the
+    container's cgroup (clone3 with CLONE_INTO_CGROUP) and nothing writes cgroup.procs. v1 and
+    hybrid hosts move them with cgroup.procs writes. Either way they end up in the cgroup."""
+    from minidock import cgroups
+
+    v2 = cgroups.detect_version() == 2
+
+    def steps(stderr: str) -> tuple[list[str], list[str]]:
+        lines = stderr.splitlines()
+        return ([ln for ln in lines if "clone3(CLONE_INTO_CGROUP" in ln],
+                [ln for ln in lines if "write(" in ln and "/cgroup.procs" in ln])
+
+    r = md.run("run", "--rm", "--trace", "busybox", "cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    born, moved = steps(r.stderr)
+    if v2:
+        assert born and "/minidock/" in born[0] and not moved, r.stderr
+        assert r.stdout == "0::/\n"  # its own cgroup namespace, rooted at its cgroup
+    else:
+        assert moved and not born, r.stderr
+        assert all(":/minidock/" in ln for ln in r.stdout.splitlines()), r.stdout
+    name = "born-in-cgroup"
+    r = md.run("run", "-d", "--name", name, "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = md.run("exec", "--trace", name, "cat", "/proc/self/cgroup")
+        assert r.returncode == 0, r.stderr
+        born, moved = steps(r.stderr)
+        assert (bool(born), bool(moved)) == (v2, not v2), r.stderr
+        assert r.stdout == "0::/\n" if v2 else ":/minidock/" in r.stdout, r.stdout
+    finally:
+        md.run("rm", "-f", name)
+
+
 def test_sig_proxy_forwards_sigterm(md, images):
     p = subprocess.Popen(md.argv("run", "--rm", "busybox", "sh", "-c",
                                  "trap 'echo got-term; exit 42' TERM; echo ready; "

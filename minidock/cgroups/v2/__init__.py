@@ -97,6 +97,9 @@ class V2Manager(Manager):
         except OSError as e:
             raise _fs.runtime_error(f"add process {pid} to cgroup", e, self._dir) from e
 
+    def birth_dir(self) -> str | None:
+        return self._dir
+
     def pids(self) -> list[int]:
         return _fs.procs(self._dir)
 
