@@ -24,7 +24,6 @@ temp directory (a path in the bundle can exceed sun_path's 108 bytes) and accept
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -515,6 +514,8 @@ def state_root(paths: Paths, name: str) -> str:
     if name == BUILTIN:
         return paths.runtime_state
     if "/" in name:  # a path given to --runtime: a root of its own, named for it
+        import hashlib  # rare (a runtime named by its path): not on every start
+
         name = "path-" + hashlib.sha256(name.encode()).hexdigest()[:12]
     return os.path.join(paths.run_root, f"runtime-{name}")
 
