@@ -10,13 +10,14 @@ the tests keep every run in a throwaway directory.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from minidock.records import record
 
 DEFAULT_ROOT = "/var/lib/minidock"
 DEFAULT_RUN_ROOT = "/run/minidock"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Paths:
     root: str = DEFAULT_ROOT
     run_root: str = DEFAULT_RUN_ROOT

@@ -17,11 +17,14 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
 
 from minidock.errors import ContainerRuntimeError
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 try:
     from minidock.linux import mkdir as _mkdir

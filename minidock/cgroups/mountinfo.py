@@ -31,11 +31,11 @@ any name (``cpu,cpuacct`` or ``cpu`` and ``cpuacct`` separately, as on this proj
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from minidock.errors import ContainerRuntimeError
 from minidock.linux.mountinfo import SELF, read_text
 from minidock.linux.mountinfo import parse as parse_mounts
+from minidock.records import field, record
 
 #: Super options of a cgroup v1 mount that are not controllers.
 _V1_NON_CONTROLLER_OPTIONS = frozenset(
@@ -47,7 +47,7 @@ _V1_NON_CONTROLLER_OPTIONS = frozenset(
 _V1_NON_CONTROLLER_PREFIXES = ("release_agent=",)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CgroupMount:
     """One mounted cgroup filesystem."""
 
@@ -107,7 +107,7 @@ def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     """The host's cgroup layout as :func:`detect_layout` saw it."""
 

@@ -20,11 +20,11 @@ import json
 import posixpath
 import re
 import signal
-from dataclasses import dataclass
 from typing import Any
 
 from minidock.dockerfile.words import process_word, split_words
 from minidock.errors import InvalidArgument
+from minidock.records import record
 
 # What docker commit / import accept (moby builder/dockerfile: validCommitCommands).
 CHANGE_INSTRUCTIONS = frozenset({
@@ -39,7 +39,7 @@ CONFIG_ORDER = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Instruction:
     name: str  # the keyword, lower case: "cmd", "env", ...
     keyword: str  # the keyword as written, for messages

@@ -23,7 +23,6 @@ The shared tests: :func:`label_matches`, :func:`path_match`, :func:`parse_time` 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 from minidock.engine.containers.record import Status
 from minidock.errors import InvalidArgument, MinidockError
 from minidock.paths import Paths
+from minidock.records import replace
 
 if TYPE_CHECKING:
     from minidock.engine.containers import Container
@@ -195,7 +195,7 @@ def filter_images(paths: Paths, images: list[ImageSummary],
                        if any(_reference_matches(p, d) for p in patterns)]
             if not tags and not digests:
                 continue
-            s = dataclasses.replace(s, repo_tags=tags, repo_digests=digests)
+            s = replace(s, repo_tags=tags, repo_digests=digests)
         out.append(s)
     return out
 

@@ -3,12 +3,11 @@ run them with (the host facts, kernel and memory, are the CLI's to read)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minidock.paths import Paths
+from minidock.records import field, record
 
 
-@dataclass
+@record
 class EngineInfo:
     containers: int = 0
     running: int = 0

@@ -27,10 +27,10 @@ import binascii
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
 
 from minidock.errors import InvalidArgument
 from minidock.jsonobj import parse_object
+from minidock.records import field, record
 from minidock.storage.atomic import atomic_write
 
 AUTH_CONFIG_ENV = "MINIDOCK_AUTH_CONFIG"
@@ -39,7 +39,7 @@ _HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 MAX_FILE = 4 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     username: str
     password: str = field(repr=False)

@@ -39,11 +39,11 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from minidock.errors import LayerError
 from minidock.image.layer import clean_name
+from minidock.records import record
 
 if TYPE_CHECKING:
     from minidock.image.store import ImageStore
@@ -75,7 +75,7 @@ _MAX_LINE = 64 << 20  # one JSON line: a segment is at most 1 MiB (4/3 in base64
 # --- tar-split: reading -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Entry:
     kind: int
     name: bytes  # file entries: the entry name as raw bytes
@@ -494,7 +494,7 @@ def layer_tar_stream(store: ImageStore, chain_id: str) -> BinaryIO:
     return cast(BinaryIO, io.BufferedReader(_IterReader(iter_layer_tar(store, chain_id)), CHUNK))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerBlob:
     """A layer as written for a registry: the blob's digest and size, and its DiffID."""
 

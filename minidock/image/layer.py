@@ -49,11 +49,11 @@ import tarfile
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
 from minidock.errors import LayerError
 from minidock.linux.fs import open_in_root
+from minidock.records import record
 
 __all__ = ["AppliedLayer", "TarSplitRecorder", "apply_layer"]
 
@@ -90,7 +90,7 @@ _ACTIONS = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AppliedLayer:
     """What applying a layer found out: its DiffID and its size as Docker counts it."""
 

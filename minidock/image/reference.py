@@ -24,9 +24,9 @@ has uppercase letters (repository paths never do). The *familiar* form strips
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from minidock.errors import InvalidArgument
+from minidock.records import record, replace
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -60,7 +60,7 @@ _IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
 _HEX_PREFIX_RE = re.compile(r"^[a-f0-9]{1,64}$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A normalized named reference: ``domain/path[:tag][@digest]``."""
 

@@ -16,7 +16,8 @@ mount point and the source come out unescaped. Lines that do not have this shape
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from minidock.records import record
 
 SELF = "/proc/self/mountinfo"
 
@@ -28,7 +29,7 @@ def unescape(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One line of mountinfo."""
 

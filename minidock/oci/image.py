@@ -17,11 +17,11 @@ descriptor.md).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from minidock.errors import RegistryError
 from minidock.jsonobj import parse_object
+from minidock.records import field, record
 
 # --- media types and limits ----------------------------------------------------------------
 
@@ -115,7 +115,7 @@ def goarch(machine: str) -> tuple[str, str | None]:
     return p.architecture, p.variant
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Platform:
     """The ``platform`` of an index entry (and of an image config): os/arch[/variant]."""
 
@@ -148,7 +148,7 @@ class Platform:
 # --- manifests and indexes -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     media_type: str
     digest: str
@@ -157,14 +157,14 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageManifest:
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageIndex:
     media_type: str
     manifests: tuple[Descriptor, ...]

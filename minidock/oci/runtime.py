@@ -10,10 +10,13 @@ Spec: https://github.com/opencontainers/runtime-spec/blob/main/config.md
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from minidock.errors import InvalidArgument
+from minidock.records import field, record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.0.2"
 
@@ -52,14 +55,14 @@ def _int(d: dict[str, Any], key: str, where: str, default: int = 0) -> int:
     return v
 
 
-@dataclass
+@record
 class User:
     uid: int = 0
     gid: int = 0
     additional_gids: list[int] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Capabilities:
     bounding: list[str] = field(default_factory=list)
     effective: list[str] = field(default_factory=list)
@@ -68,7 +71,7 @@ class Capabilities:
     ambient: list[str] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Process:
     args: list[str]
     env: list[str] = field(default_factory=list)
@@ -80,7 +83,7 @@ class Process:
     console_size: tuple[int, int] | None = None  # (height, width)
 
 
-@dataclass
+@record
 class Mount:
     destination: str
     type: str | None = None
@@ -88,13 +91,13 @@ class Mount:
     options: list[str] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Namespace:
     type: str
     path: str | None = None
 
 
-@dataclass
+@record
 class DeviceRule:
     allow: bool
     type: str = "a"
@@ -107,7 +110,7 @@ class DeviceRule:
                 "minor": self.minor, "access": self.access}
 
 
-@dataclass
+@record
 class Device:
     path: str
     type: str
@@ -128,7 +131,7 @@ SECCOMP_OPS = (
 )
 
 
-@dataclass
+@record
 class SeccompArg:
     """One argument condition: ``args[index] <op> value`` (MASKED_EQ: ``& value == valueTwo``)."""
 
@@ -138,7 +141,7 @@ class SeccompArg:
     value_two: int = 0
 
 
-@dataclass
+@record
 class SeccompSyscall:
     names: list[str]
     action: str
@@ -146,7 +149,7 @@ class SeccompSyscall:
     args: list[SeccompArg] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Seccomp:
     """``linux.seccomp``: what the runtime compiles into a BPF filter (runtime/seccomp.py)."""
 
@@ -157,7 +160,7 @@ class Seccomp:
     syscalls: list[SeccompSyscall] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Linux:
     namespaces: list[Namespace] = field(default_factory=list)
     cgroups_path: str | None = None
@@ -175,7 +178,7 @@ class Linux:
         return None
 
 
-@dataclass
+@record
 class Spec:
     process: Process
     root_path: str

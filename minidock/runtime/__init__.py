@@ -21,12 +21,15 @@ import os
 import select
 import signal as _signal
 import time
-from typing import Any
 
 from minidock import cgroups
 from minidock.errors import Conflict, ContainerNotFound, ContainerRuntimeError
 from minidock.runtime.process import CreateOptions, create, wait_gone
 from minidock.runtime.state import ALIVE, FIFO, PAUSED, RuntimeState, check_id
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ALIVE", "CreateOptions", "create", "delete", "kill", "list_ids", "load", "pause",
            "ps", "resume", "start", "state", "stats"]

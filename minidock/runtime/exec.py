@@ -67,7 +67,6 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
 from functools import partial
 
 from minidock import cgroups, linux
@@ -81,6 +80,7 @@ from minidock.errors import (
 )
 from minidock.linux import trace
 from minidock.oci import runtime as oci
+from minidock.records import record, replace
 from minidock.runtime import seccomp
 from minidock.runtime.process import (
     _keep_only,
@@ -107,7 +107,7 @@ _NS_FLAGS = {
 }
 
 
-@dataclass
+@record
 class ExecOptions:
     """How the caller wants the process's stdio and lifetime handled."""
 

@@ -42,8 +42,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import BinaryIO
 
 from minidock import cgroups, linux
 from minidock.errors import (
@@ -55,8 +53,13 @@ from minidock.errors import (
 )
 from minidock.linux import trace
 from minidock.oci import runtime as oci
+from minidock.records import record
 from minidock.runtime import caps, rootfs, seccomp
 from minidock.runtime.state import FIFO, RuntimeState, check_id, process_start_time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -71,7 +74,7 @@ _NS_FLAGS = {
 }
 
 
-@dataclass
+@record
 class CreateOptions:
     """How the caller wants the container's stdio and lifetime handled."""
 

@@ -59,10 +59,10 @@ import errno
 import os
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from minidock.errors import InvalidArgument
 from minidock.oci.runtime import Seccomp, SeccompArg
+from minidock.records import record
 from minidock.runtime.syscalls import TABLES
 
 # classic BPF opcodes (linux/bpf_common.h): class | size | mode / op | source
@@ -97,7 +97,8 @@ FILTER_FLAGS = {
 }
 
 
-class Arch(NamedTuple):
+@record(frozen=True)
+class Arch:
     table: str  # key into syscalls.TABLES
     audit: int  # AUDIT_ARCH_* (linux/audit.h): what seccomp_data.arch says
     bits: int  # 32: compare only the low half of arguments
@@ -121,7 +122,8 @@ def native_arch() -> str:
     return _MACHINES[machine]
 
 
-class Filter(NamedTuple):
+@record(frozen=True)
+class Filter:
     program: bytes  # struct sock_filter[], ready for seccomp(2)
     length: int  # number of instructions
     flags: int  # SECCOMP_FILTER_FLAG_*

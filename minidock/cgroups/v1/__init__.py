@@ -19,7 +19,6 @@ import functools
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
@@ -27,6 +26,10 @@ from minidock.cgroups.mountinfo import CgroupMount, Layout
 from minidock.cgroups.v1 import blkio, cpuacct, cpuset, devices, freezer, memory
 from minidock.cgroups.v1 import pids as pidsctl
 from minidock.errors import ContainerRuntimeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Where pids() reads cgroup.procs: any hierarchy would do; these exist on every v1 host.
 _PRIMARY = ("pids", "freezer", "memory", "devices", "cpu", "name=systemd")

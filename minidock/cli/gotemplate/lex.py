@@ -9,14 +9,14 @@ it (``.A .B`` is two operands, ``.A.B`` one field chain).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from minidock.cli.gotemplate.errors import TemplateError, syntax_error
 from minidock.cli.gotemplate.values import go_quote
+from minidock.records import record
 
 
-@dataclass
+@record
 class Token:
     kind: str  # field var dot ident string raw char number bool nil ( ) | := = , space eof
     text: str

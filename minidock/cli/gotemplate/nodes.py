@@ -8,27 +8,28 @@ prints as Go's parse nodes do (their String()), which is what error messages quo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from minidock.records import field, record
 
-@dataclass
+
+@record
 class Node:
     pos: int
 
 
-@dataclass
+@record
 class Text(Node):
     text: str
 
 
-@dataclass
+@record
 class Dot(Node):
     def __str__(self) -> str:
         return "."
 
 
-@dataclass
+@record
 class Literal(Node):
     text: str
     value: Any
@@ -37,7 +38,7 @@ class Literal(Node):
         return self.text
 
 
-@dataclass
+@record
 class Field(Node):
     names: list[str]
 
@@ -45,7 +46,7 @@ class Field(Node):
         return "." + ".".join(self.names)
 
 
-@dataclass
+@record
 class Variable(Node):
     name: str
     fields: list[str]
@@ -54,7 +55,7 @@ class Variable(Node):
         return ".".join([self.name, *self.fields])
 
 
-@dataclass
+@record
 class Identifier(Node):
     name: str
 
@@ -62,7 +63,7 @@ class Identifier(Node):
         return self.name
 
 
-@dataclass
+@record
 class Paren(Node):
     pipe: Pipe
 
@@ -70,7 +71,7 @@ class Paren(Node):
         return f"({self.pipe})"
 
 
-@dataclass
+@record
 class Chain(Node):
     node: Node
     fields: list[str]
@@ -79,7 +80,7 @@ class Chain(Node):
         return str(self.node) + "".join("." + f for f in self.fields)
 
 
-@dataclass
+@record
 class Command(Node):
     args: list[Node]
 
@@ -87,7 +88,7 @@ class Command(Node):
         return " ".join(str(a) for a in self.args)
 
 
-@dataclass
+@record
 class Pipe(Node):
     decl: list[str]
     is_assign: bool
@@ -98,34 +99,34 @@ class Pipe(Node):
         return head + " | ".join(str(c) for c in self.cmds)
 
 
-@dataclass
+@record
 class Action(Node):
     pipe: Pipe
 
 
-@dataclass
+@record
 class If(Node):
     pipe: Pipe
     body: list[Node]
     else_body: list[Node] = field(default_factory=list)
 
 
-@dataclass
+@record
 class With(If):
     pass
 
 
-@dataclass
+@record
 class Range(If):
     pass
 
 
-@dataclass
+@record
 class Break(Node):
     pass
 
 
-@dataclass
+@record
 class Continue(Node):
     pass
 

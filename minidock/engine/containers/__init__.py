@@ -39,9 +39,11 @@ import Status`` (image filters, tests) does not load the lifecycle and the runti
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from minidock.engine.containers.creation import CreateOptions, create, rename
     from minidock.engine.containers.lifecycle import (
         Launched,

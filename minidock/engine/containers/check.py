@@ -31,7 +31,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 
 from minidock import cgroups
@@ -41,12 +40,13 @@ from minidock.engine.runtime import BUILTIN, OCIRuntime, open_runtime
 from minidock.errors import ContainerNotFound, CorruptRecord, MinidockError
 from minidock.linux import flock, mountinfo, trace
 from minidock.paths import Paths
+from minidock.records import record
 
 #: An unknown empty cgroup younger than this may be another root's container being created.
 FRESH_CGROUP_SECONDS = 30.0
 
 
-@dataclass
+@record
 class Finding:
     kind: str  # CONTAINER, MOUNT, CGROUP, STATE, BUNDLE, SOCKET, LOCK, LAYER
     path: str

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 
 from minidock.engine import spec as specgen
 from minidock.engine.containers import reconciler, store
@@ -21,10 +20,11 @@ from minidock.engine.spec import hostfiles
 from minidock.errors import InvalidArgument
 from minidock.linux import flock
 from minidock.paths import Paths
+from minidock.records import field, record
 from minidock.storage.atomic import atomic_write
 
 
-@dataclass
+@record
 class CreateOptions:
     image: str
     process: specgen.ProcessOptions = field(default_factory=specgen.ProcessOptions)

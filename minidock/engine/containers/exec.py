@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 from minidock.engine import containers
@@ -36,6 +35,7 @@ from minidock.errors import (
 from minidock.jsonobj import parse_object
 from minidock.linux import trace
 from minidock.paths import Paths
+from minidock.records import field, record
 
 
 class ExecDaemonError(MinidockError):
@@ -50,7 +50,7 @@ class ExecStartError(ContainerRuntimeError):
     exit_code = 126
 
 
-@dataclass
+@record
 class ExecOptions:
     args: list[str]
     env: list[str] = field(default_factory=list)  # -e / --env-file, already parsed

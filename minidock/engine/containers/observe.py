@@ -19,12 +19,12 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 
 from minidock import cgroups
 from minidock.engine import containers as ct
 from minidock.errors import Conflict, ContainerRuntimeError, InvalidArgument, MinidockError
 from minidock.paths import Paths
+from minidock.records import record
 
 # --- size (ps -s) --------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ def parse_ps(output: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
 # --- stats --------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class Reading:
     """One container's numbers, as docker/cli shows them (``stats``)."""
 

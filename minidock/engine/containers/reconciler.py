@@ -18,13 +18,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Any
 
 from minidock.engine.containers import signals, store
 from minidock.engine.containers.record import EXIT_UNKNOWN, Container, Status, now_rfc3339
 from minidock.errors import Conflict, ContainerNotFound, CorruptRecord, MinidockError
 from minidock.linux import flock
 from minidock.paths import Paths
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def get(paths: Paths, ref: str) -> Container:

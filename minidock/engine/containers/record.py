@@ -20,11 +20,14 @@ from __future__ import annotations
 import enum
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from minidock.errors import Conflict
 from minidock.paths import Paths
+from minidock.records import field, record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 DRIVER = "overlay2"
 EXIT_UNKNOWN = 255  # Docker's code for a container whose end nobody saw
@@ -52,7 +55,7 @@ _ALLOWED: dict[Status, set[Status]] = {
 }
 
 
-@dataclass
+@record
 class State:
     status: Status = Status.CREATED
     pid: int = 0
@@ -100,7 +103,7 @@ class State:
         )
 
 
-@dataclass
+@record
 class Container:
     id: str
     name: str

@@ -46,7 +46,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
@@ -64,6 +63,7 @@ from minidock.image.reference import Reference, parse_reference
 from minidock.image.store import ImageStore, chain_ids
 from minidock.linux.flock import HeldLock, try_lock
 from minidock.paths import Paths
+from minidock.records import record
 
 PARALLEL_DOWNLOADS = 3  # Docker's max-concurrent-downloads default
 _READ_WAIT = 0.1
@@ -216,7 +216,7 @@ def _cancel_on_sigint(cancel: threading.Event) -> Iterator[None]:
 # --- pull ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PullResult:
     image_id: str
     reference: Reference  # what was asked for, normalized (tag or digest)

@@ -26,7 +26,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from minidock.engine.distribution.client import registry_client
@@ -36,6 +35,7 @@ from minidock.errors import ImageNotFound, InvalidArgument, RegistryError
 from minidock.image.reference import Reference, parse_reference
 from minidock.image.store import ImageStore
 from minidock.paths import Paths
+from minidock.records import record
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -53,14 +53,14 @@ def _chunk_size() -> int:
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PushResult:
     reference: Reference
     digest: str
     size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Pushed:
     digest: str
     size: int

@@ -26,9 +26,11 @@ Every name below loads its module on first use: ``run`` reaches this package for
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
 if TYPE_CHECKING:
+    from typing import Any
+
     from minidock.engine.filters import (
         IMAGE_FILTERS,
         PRUNE_FILTERS,

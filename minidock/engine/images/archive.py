@@ -41,7 +41,6 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
 from minidock.errors import ImageNotFound, InvalidArgument, LayerError, MinidockError
@@ -54,6 +53,7 @@ from minidock.image.reference import (
 )
 from minidock.image.store import MAX_CONFIG_SIZE, ImageStore, chain_ids, image_id_of
 from minidock.paths import Paths
+from minidock.records import field, record
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -75,7 +75,7 @@ def _dumps(obj: Any) -> bytes:
 # --- save ---------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class _Saved:
     image_id: str
     config: bytes
@@ -295,7 +295,7 @@ def _umask() -> int:
 # --- load ---------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class _Plan:
     """One image to load: its config member and its layer members, base first."""
 
@@ -306,7 +306,7 @@ class _Plan:
     layer_digests: list[str | None] = field(default_factory=list)  # compressed blob digests
 
 
-@dataclass
+@record
 class LoadResult:
     images: list[tuple[str, list[str]]]  # (image id, tags loaded)
 

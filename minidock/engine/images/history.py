@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minidock.errors import MinidockError
 from minidock.image.store import ImageStore
 from minidock.paths import Paths
+from minidock.records import field, record
 
 
-@dataclass
+@record
 class HistoryEntry:
     """One line of ``docker history`` (moby's image.HistoryResponseItem)."""
 

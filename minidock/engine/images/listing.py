@@ -5,14 +5,13 @@ The ``--filter`` tests are :func:`minidock.engine.filters.filter_images`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minidock.errors import MinidockError
 from minidock.image.store import ImageStore
 from minidock.paths import Paths
+from minidock.records import field, record
 
 
-@dataclass
+@record
 class ImageSummary:
     id: str
     repo_tags: list[str]

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from minidock.errors import InvalidArgument
 from minidock.jsonobj import parse_object
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 # uname machine -> (libseccomp's name, Go's GOARCH as the profile's "arches" use it)
 _MACHINES = {

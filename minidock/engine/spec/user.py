@@ -7,12 +7,11 @@ would run the container's code on the host.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from minidock.errors import ContainerRuntimeError
+from minidock.records import field, record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PasswdEntry:
     name: str
     uid: int
@@ -20,14 +19,14 @@ class PasswdEntry:
     home: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GroupEntry:
     name: str
     gid: int
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExecUser:
     uid: int
     gid: int

@@ -17,14 +17,15 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from minidock.records import field, record
 
 PROXIED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                    signal.SIGUSR1, signal.SIGUSR2)
 CHUNK = 65536
 
 
-@dataclass
+@record
 class PipeIO:
     """The container's ends (given to the runtime) and ours (relayed)."""
 

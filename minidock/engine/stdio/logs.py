@@ -18,15 +18,15 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from minidock.errors import InvalidArgument
+from minidock.records import record
 
 FOLLOW_INTERVAL = 0.05
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     stream: str  # "stdout" or "stderr"
     text: str

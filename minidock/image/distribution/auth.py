@@ -18,11 +18,11 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from minidock.errors import RegistryError
 from minidock.image.credentials import Credentials
 from minidock.jsonobj import parse_object
+from minidock.records import field, record
 
 MAX_TOKEN_RESPONSE = 1 << 20
 
@@ -33,7 +33,7 @@ MIN_TOKEN_LIFETIME = 60
 # --- WWW-Authenticate (RFC 7235) -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Challenge:
     """One challenge of a WWW-Authenticate header: lowercased scheme and its parameters."""
 

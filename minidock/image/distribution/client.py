@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from minidock.errors import AuthenticationError, InvalidArgument, RegistryError
 from minidock.image.credentials import Credentials
@@ -52,10 +51,11 @@ from minidock.image.distribution.transport import (
 )
 from minidock.image.reference import validate_digest
 from minidock.oci.image import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Descriptor, media_type_of
+from minidock.records import record
 from minidock.settings import EngineConfig
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ManifestResult:
     data: bytes
     media_type: str

@@ -17,9 +17,9 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from minidock.errors import AuthenticationError, RegistryError
+from minidock.records import record
 from minidock.settings import EngineConfig
 
 MAX_ERROR_BODY = 64 << 10
@@ -36,7 +36,7 @@ DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """Where to send a registry's requests: ``scheme://netloc`` plus how to check TLS."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Any
 
 from minidock.errors import ImageNotFound, InvalidArgument, NotFound, StorageError
 from minidock.image.reference import digest_hex, is_digest, validate_digest
@@ -22,6 +21,10 @@ from minidock.image.store.ids import chain_ids, image_id_of
 from minidock.image.store.layers import MAX_LAYER_DEPTH, Layer, Layers
 from minidock.jsonobj import parse_object
 from minidock.storage.atomic import atomic_write, fsync_dir
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CONFIG_SIZE = 16 << 20
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from dataclasses import dataclass
 
 from minidock.errors import Conflict, InvalidArgument, NotFound, StorageError
 from minidock.image.reference import validate_digest
 from minidock.image.store.base import CACHE_ID, HEX64, read_text
 from minidock.image.store.images import Images
+from minidock.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RWLayer:
     container_id: str
     mount_id: str
