@@ -15,6 +15,7 @@ import sys
 
 import click
 
+from minidock import __version__
 from minidock.cli.boundary import exit_with, finish
 from minidock.cli.shared import LazyGroup
 from minidock.paths import Paths
@@ -71,7 +72,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 @click.option("--root", envvar="MINIDOCK_ROOT", help="Data root [/var/lib/minidock].")
 @click.option("--run-root", envvar="MINIDOCK_RUN_ROOT", help="Per-boot state [/run/minidock].")
 @click.option("--debug", is_flag=True, envvar="MINIDOCK_DEBUG", help="Show tracebacks.")
-@click.version_option(package_name="minidock", prog_name="minidock")
+@click.version_option(__version__, prog_name="minidock")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, run_root: str | None, debug: bool) -> None:
     """A daemonless container engine that shows what containers really are."""
