@@ -19,7 +19,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 
 def _open(path: str, create: bool = True) -> int:
@@ -27,6 +27,16 @@ def _open(path: str, create: bool = True) -> int:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+
+def _open_locked(path: str, flags: int, create: bool = True) -> int:
+    """An fd of ``path`` holding flock(``flags``); closed again if the flock fails."""
+    with ExitStack() as undo:
+        fd = _open(path, create)
+        undo.callback(os.close, fd)
+        fcntl.flock(fd, flags)
+        undo.pop_all()
+    return fd
 
 
 @contextmanager
@@ -43,13 +53,8 @@ class HeldLock:
     """A lock held until :meth:`release` (or the process's death)."""
 
     def __init__(self, path: str, blocking: bool = True, shared: bool = False) -> None:
-        self.fd = _open(path)
         flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(self.fd, flags)
-        except BaseException:
-            os.close(self.fd)
-            raise
+        self.fd = _open_locked(path, flags)
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -60,15 +65,10 @@ class HeldLock:
 def try_lock(path: str) -> HeldLock | None:
     """Take the exclusive lock of an existing file if nobody holds it; None if someone does.
     A missing file raises FileNotFoundError (nothing to lock: its owner never made it)."""
-    fd = _open(path, create=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = _open_locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB, create=False)
     except BlockingIOError:
-        os.close(fd)
         return None
-    except BaseException:
-        os.close(fd)
-        raise
     lock = HeldLock.__new__(HeldLock)
     lock.fd = fd
     return lock
@@ -134,13 +134,7 @@ class ReentrantLock:
         if self._pid != os.getpid():
             self._fd, self._depth, self._pid = -1, 0, os.getpid()
         if self._depth == 0:
-            fd = _open(self.path)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
+            self._fd = _open_locked(self.path, fcntl.LOCK_EX)
         self._depth += 1
         try:
             yield

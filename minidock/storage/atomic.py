@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+from minidock.errors import quietly
+
 
 def fsync_dir(path: str) -> None:
     """fsync a directory so that renames and creations inside it are durable."""
@@ -53,13 +55,11 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, durable: bool 
     raw = data.encode() if isinstance(data, str) else data
     directory, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{name}.tmp-{os.urandom(6).hex()}")
-    try:
+    with contextlib.ExitStack() as undo:
+        undo.callback(quietly, os.unlink, tmp)
         write_file_synced(tmp, raw, mode, sync=durable)
         os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        undo.pop_all()
     if durable:
         fsync_dir(directory)
 

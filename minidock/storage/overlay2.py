@@ -45,7 +45,7 @@ import re
 import shutil
 
 from minidock import linux
-from minidock.errors import InvalidArgument, StorageError
+from minidock.errors import InvalidArgument, StorageError, quietly
 from minidock.storage.atomic import atomic_write
 
 DRIVER_NAME = "overlay2"
@@ -172,39 +172,36 @@ class Overlay2Driver:
             os.mkdir(d, 0o710)
         except FileExistsError:
             raise StorageError(f"create layer {d}: already exists") from None
-        link_path: str | None = None
         try:
-            os.chmod(d, 0o710)
-            os.mkdir(os.path.join(d, DIFF_DIR), 0o755)
-            os.chmod(os.path.join(d, DIFF_DIR), 0o755)
-            while True:
-                lid = generate_link_id()
-                try:
-                    os.symlink(f"../{layer_id}/{DIFF_DIR}", os.path.join(self.home, LINK_DIR, lid))
-                except FileExistsError:
-                    continue  # 130 random bits collided: pick again
-                link_path = os.path.join(self.home, LINK_DIR, lid)
-                break
-            atomic_write(os.path.join(d, LINK_FILE), lid, 0o644)
-            if parent is None:
-                return
-            lower = self._lower_for_child(parent)
-            os.mkdir(os.path.join(d, WORK_DIR), 0o700)
-            os.chmod(os.path.join(d, WORK_DIR), 0o700)
-            # The parent now has a child: from here on it is mounted read-only. (An image's
-            # top layer gets it with its first container; the next ones skip two fsyncs.)
-            committed = os.path.join(self.dir(parent), COMMITTED_FILE)
-            if not os.path.exists(committed):
-                atomic_write(committed, b"", 0o600)
-            atomic_write(os.path.join(d, LOWER_FILE), lower, 0o644)
-        except BaseException as e:
-            if link_path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(link_path)
-            shutil.rmtree(d, ignore_errors=True)
-            if isinstance(e, OSError):
-                raise StorageError(f"create layer {d}: {_errtext(e)}") from e
-            raise
+            with contextlib.ExitStack() as undo:
+                undo.callback(shutil.rmtree, d, ignore_errors=True)
+                os.chmod(d, 0o710)
+                os.mkdir(os.path.join(d, DIFF_DIR), 0o755)
+                os.chmod(os.path.join(d, DIFF_DIR), 0o755)
+                while True:
+                    lid = generate_link_id()
+                    link_path = os.path.join(self.home, LINK_DIR, lid)
+                    try:
+                        os.symlink(f"../{layer_id}/{DIFF_DIR}", link_path)
+                    except FileExistsError:
+                        continue  # 130 random bits collided: pick again
+                    undo.callback(quietly, os.unlink, link_path)
+                    break
+                atomic_write(os.path.join(d, LINK_FILE), lid, 0o644)
+                if parent is not None:
+                    lower = self._lower_for_child(parent)
+                    os.mkdir(os.path.join(d, WORK_DIR), 0o700)
+                    os.chmod(os.path.join(d, WORK_DIR), 0o700)
+                    # The parent now has a child: from here on it is mounted read-only. (An
+                    # image's top layer gets it with its first container; the next ones skip
+                    # two fsyncs.)
+                    committed = os.path.join(self.dir(parent), COMMITTED_FILE)
+                    if not os.path.exists(committed):
+                        atomic_write(committed, b"", 0o600)
+                    atomic_write(os.path.join(d, LOWER_FILE), lower, 0o644)
+                undo.pop_all()
+        except OSError as e:
+            raise StorageError(f"create layer {d}: {_errtext(e)}") from e
 
     def remove(self, layer_id: str) -> None:
         """Unmount if needed, then remove the ``l/`` link and the layer directory."""
@@ -333,35 +330,32 @@ class Overlay2Driver:
             raise StorageError(f"mkdir {merged}: {_errtext(e)}") from e
         page = os.sysconf("SC_PAGE_SIZE")
         try:
-            if len(data) <= page - 1:
-                linux.mount(
-                    "overlay", merged, "overlay", 0, data,
-                    why=f"stack layer {layer_id} on {len(lower.split(':'))} lower layer(s)",
-                )
-            else:
-                rel = f"{layer_id}/{DIFF_DIR}"
-                if readonly:
-                    data = f"{prefix}lowerdir={rel}:{lower}"
-                else:
-                    data = (f"{prefix}lowerdir={lower},upperdir={rel},"
-                            f"workdir={layer_id}/{WORK_DIR}")
-                if len(data) > page - 1:
-                    raise StorageError(
-                        f"mount overlay on {merged}: mount data too large ({len(data)} bytes)"
+            with contextlib.ExitStack() as undo:
+                undo.callback(quietly, os.rmdir, merged)
+                if len(data) <= page - 1:
+                    linux.mount(
+                        "overlay", merged, "overlay", 0, data,
+                        why=f"stack layer {layer_id} on {len(lower.split(':'))} lower layer(s)",
                     )
-                self._mount_relative(data, f"{layer_id}/{MERGED_DIR}")
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.rmdir(merged)
+                else:
+                    rel = f"{layer_id}/{DIFF_DIR}"
+                    if readonly:
+                        data = f"{prefix}lowerdir={rel}:{lower}"
+                    else:
+                        data = (f"{prefix}lowerdir={lower},upperdir={rel},"
+                                f"workdir={layer_id}/{WORK_DIR}")
+                    if len(data) > page - 1:
+                        raise StorageError(
+                            f"mount overlay on {merged}: mount data too large ({len(data)} bytes)"
+                        )
+                    self._mount_relative(data, f"{layer_id}/{MERGED_DIR}")
+                undo.pop_all()
+        except OSError as e:  # merged/ is removed again by now
             if volatile and self._volatile_ok and e.errno == errno.EINVAL:
                 self._volatile_ok = False  # a kernel before 5.10: mount as Docker does
                 return self.get(layer_id)
             hint = OVERLAY_HINT if e.errno == errno.ENODEV else None
             raise StorageError(f"mount overlay on {merged}: {_errtext(e)}", hint=hint) from e
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.rmdir(merged)
-            raise
         return merged
 
     def _mount_relative(self, data: str, target: str) -> None:
@@ -382,7 +376,7 @@ class Overlay2Driver:
                 os.write(w, b"0")
             except OSError as e:
                 os.write(w, str(e.errno or errno.EIO).encode())
-            except BaseException:
+            except BaseException:  # forked child: even a KeyboardInterrupt must end in _exit
                 code = 1
             finally:
                 os._exit(code)
