@@ -154,14 +154,12 @@ class _DirCache:
         if head != self._path:
             self.close()
             fd = os.dup(self._root)
-            try:
-                for part in head.split(b"/") if head else []:
+            for part in head.split(b"/") if head else []:
+                try:
                     nfd = os.open(part, _OPEN_DIR, dir_fd=fd)
-                    os.close(fd)
-                    fd = nfd
-            except BaseException:
-                os.close(fd)
-                raise
+                finally:
+                    os.close(fd)  # hand over hand: one directory held at a time
+                fd = nfd
             self._path, self._fd = head, fd
         return os.open(base, _READ_FILE, dir_fd=self._fd)
 

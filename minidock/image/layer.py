@@ -49,6 +49,7 @@ import tarfile
 import threading
 import zlib
 from collections import OrderedDict
+from contextlib import ExitStack
 from typing import BinaryIO, Protocol, cast
 
 from minidock.errors import LayerError
@@ -735,13 +736,12 @@ class _Applier:
         except FileExistsError:
             if not self._make_room(parent, path, base, keep_dir=True):
                 os.mkdir(base, 0o700, dir_fd=parent)
-        fd = os.open(base, _OPEN_DIR, dir_fd=parent)
-        try:
+        with ExitStack() as undo:
+            fd = os.open(base, _OPEN_DIR, dir_fd=parent)
+            undo.callback(os.close, fd)
             os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
-        except BaseException:
-            os.close(fd)
-            raise
+            undo.pop_all()
         # The next entries are most likely this directory's children: keep the fd.
         self._cache(path, fd)
         self._dir_times[path] = m.mtime
@@ -879,12 +879,11 @@ class _Applier:
         except FileExistsError:
             # Most likely a dangling symlink: resolve it in-root and report what is missing.
             return open_in_root(self._root, path, _PATH_DIR)
-        fd = os.open(base, _OPEN_DIR, dir_fd=parent)
-        try:
+        with ExitStack() as undo:
+            fd = os.open(base, _OPEN_DIR, dir_fd=parent)
+            undo.callback(os.close, fd)
             os.fchmod(fd, 0o755)
-        except BaseException:
-            os.close(fd)
-            raise
+            undo.pop_all()
         return fd
 
     def _cache(self, path: str, fd: int) -> None:

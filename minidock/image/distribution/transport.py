@@ -17,6 +17,7 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
+from contextlib import ExitStack
 
 from minidock.errors import AuthenticationError, RegistryError
 from minidock.records import record
@@ -287,16 +288,16 @@ class Transport:
             path += "?" + parts.query
         for attempt in (0, 1):
             conn, reused = self._connection(parts.scheme, parts.netloc, verify)
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                resp = conn.getresponse()
-            except BaseException as e:
-                self.release(conn, False)
-                if reused and attempt == 0 and isinstance(
-                    e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-                ):
-                    continue
-                raise
+            with ExitStack() as undo:
+                undo.callback(self.release, conn, False)
+                try:
+                    conn.request(method, path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if reused and attempt == 0:
+                        continue  # released by undo, then a new connection
+                    raise
+                undo.pop_all()
             return Response(self, conn, resp, url, method)
         raise AssertionError("unreachable")
 

@@ -108,14 +108,13 @@ class StoreBase:
         ``moved`` maps more names to already written (fsynced) files on the same filesystem,
         renamed into the staging dir so they appear with the others, all at once.
         """
-        staging = self._staging_dir()
-        try:
+        with contextlib.ExitStack() as undo:
+            staging = self._staging_dir()
+            undo.callback(shutil.rmtree, staging, ignore_errors=True)
             for name, content in files.items():
                 write_file_synced(os.path.join(staging, name), content.encode(), 0o644)
             for name, src in (moved or {}).items():
                 os.chmod(src, 0o644)
                 os.rename(src, os.path.join(staging, name))
             rename_dir_synced(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            undo.pop_all()

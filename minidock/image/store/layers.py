@@ -16,7 +16,7 @@ import errno
 import os
 import shutil
 
-from minidock.errors import InvalidArgument, NotFound, StorageError
+from minidock.errors import InvalidArgument, NotFound, StorageError, quietly
 from minidock.image.reference import digest_hex, validate_digest
 from minidock.image.store.base import CACHE_ID, HEX64, StoreBase, read_text
 from minidock.image.store.ids import chain_id_of
@@ -117,16 +117,13 @@ class Layers(StoreBase):
                                f"(an image has at most {MAX_LAYER_DEPTH} layers)")
         self._ensure_dirs()
         cache_id = os.urandom(32).hex()
-        keep = False
-        # The tar-split record (how to rebuild the exact tar for save/push) is written next
-        # to the staging dirs and moved into the layer's dir with its other files.
-        split_tmp = self._new_tar_split_file()
-        try:
+        with contextlib.ExitStack() as undo:
             self.driver.create(cache_id, parent_layer.cache_id if parent_layer else None)
-        except BaseException:
-            os.unlink(split_tmp)
-            raise
-        try:
+            undo.callback(quietly, self.driver.remove, cache_id, ignore=Exception)
+            # The tar-split record (how to rebuild the exact tar for save/push) is written
+            # next to the staging dirs and moved into the layer's dir with its other files.
+            split_tmp = self._new_tar_split_file()
+            undo.callback(quietly, os.unlink, split_tmp, ignore=FileNotFoundError)
             with open(split_tmp, "wb") as split:
                 applied = apply_layer(stream, self.driver.diff_path(cache_id), tar_split=split)
                 split.flush()
@@ -139,21 +136,15 @@ class Layers(StoreBase):
             chain = chain_id_of(parent, diff_id)
             with self.locked():
                 if self.layer_exists(chain):
-                    return self.get_layer(chain)
+                    return self.get_layer(chain)  # stored already: undo drops this copy
                 if parent is not None and not self.layer_exists(parent):
                     raise StorageError(f"register layer: parent layer {parent} was removed")
                 files = {"diff": diff_id, "size": str(size), "cache-id": cache_id}
                 if parent is not None:
                     files["parent"] = parent
                 self._commit_dir(files, self._layer_dir(chain), moved={TAR_SPLIT: split_tmp})
-                keep = True
-            return Layer(chain, diff_id, cache_id, parent, size)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(split_tmp)  # still there when the layer was not committed
-            if not keep:
-                with contextlib.suppress(Exception):
-                    self.driver.remove(cache_id)
+                undo.pop_all()
+        return Layer(chain, diff_id, cache_id, parent, size)
 
     def _new_tar_split_file(self) -> str:
         import tempfile

@@ -14,7 +14,7 @@ import contextlib
 import os
 import shutil
 
-from minidock.errors import Conflict, InvalidArgument, NotFound, StorageError
+from minidock.errors import Conflict, InvalidArgument, NotFound, StorageError, quietly
 from minidock.image.reference import validate_digest
 from minidock.image.store.base import CACHE_ID, HEX64, read_text
 from minidock.image.store.images import Images
@@ -150,10 +150,9 @@ class Mounts(Images):
             self._ensure_dirs()
             mount_id = os.urandom(32).hex()
             init_id = f"{mount_id}-init"
-            created: list[str] = []
-            try:
+            with contextlib.ExitStack() as undo:
                 self.driver.create(init_id, top.cache_id if top else None)
-                created.append(init_id)
+                undo.callback(quietly, self.driver.remove, init_id, ignore=Exception)
                 root = self.driver.get(init_id, volatile=True)
                 try:
                     setup_init_layer(root)
@@ -162,16 +161,12 @@ class Mounts(Images):
                 finally:
                     self.driver.put(init_id)
                 self.driver.create(mount_id, init_id)
-                created.append(mount_id)
+                undo.callback(quietly, self.driver.remove, mount_id, ignore=Exception)
                 files = {"mount-id": mount_id, "init-id": init_id}
                 if top is not None:
                     files["parent"] = top.chain_id
                 self._commit_dir(files, final)
-            except BaseException:
-                for layer_id in reversed(created):
-                    with contextlib.suppress(Exception):
-                        self.driver.remove(layer_id)
-                raise
+                undo.pop_all()
             return mount_id
 
     def mount_rw_layer(self, container_id: str) -> str:
