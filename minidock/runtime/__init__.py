@@ -21,6 +21,7 @@ import os
 import select
 import signal as _signal
 import time
+from contextlib import ExitStack
 
 from minidock import cgroups
 from minidock.errors import Conflict, ContainerNotFound, ContainerRuntimeError
@@ -117,13 +118,12 @@ def _set_frozen(state_root: str, container_id: str, frozen: bool) -> None:
     # "paused" said of a container that may run, which `resume` mends, never a frozen
     # container said to be running.
     if frozen:
-        with open(marker, "x"):
-            pass
-        try:
+        with ExitStack() as undo:
+            with open(marker, "x"):
+                pass
+            undo.callback(os.unlink, marker)
             manager.freeze()
-        except BaseException:
-            os.unlink(marker)
-            raise
+            undo.pop_all()
     else:
         manager.thaw()
         os.unlink(marker)

@@ -174,24 +174,22 @@ def _open_namespaces(st: RuntimeState, spec: oci.Spec, container_id: str
         raise _not_running(container_id) from None
     fds: list[tuple[str, int]] = []
     try:
-        if _start_time_at(proc_dir) != st.start_time:
-            raise _not_running(container_id)
-        for kind in _JOIN_ORDER:
-            if spec.linux.namespace(kind) is None:
-                continue
-            name = f"ns/{_PROC_NS[kind]}"
-            fd = trace.step(f'open("/proc/{st.pid}/{name}")',
-                            partial(os.open, name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_dir),
-                            why=f"the container's {kind} namespace, opened before any fork")
-            fds.append((kind, fd))
+        with ExitStack() as undo:
+            if _start_time_at(proc_dir) != st.start_time:
+                raise _not_running(container_id)
+            for kind in _JOIN_ORDER:
+                if spec.linux.namespace(kind) is None:
+                    continue
+                name = f"ns/{_PROC_NS[kind]}"
+                fd = trace.step(f'open("/proc/{st.pid}/{name}")',
+                                partial(os.open, name, os.O_RDONLY | os.O_CLOEXEC,
+                                        dir_fd=proc_dir),
+                                why=f"the container's {kind} namespace, opened before any fork")
+                undo.callback(os.close, fd)
+                fds.append((kind, fd))
+            undo.pop_all()
     except (FileNotFoundError, ProcessLookupError):
-        for _, fd in fds:
-            os.close(fd)
         raise _not_running(container_id) from None
-    except BaseException:
-        for _, fd in fds:
-            os.close(fd)
-        raise
     finally:
         os.close(proc_dir)
     return fds
@@ -233,7 +231,7 @@ def _exec_child(proc: oci.Process, status_w: int, console_fd: int,
         _send(status_w, error=e.message, code=e.exit_code)
     except OSError as e:
         _send(status_w, error=str(e), code=125)
-    except BaseException as e:
+    except BaseException as e:  # forked: even a KeyboardInterrupt is reported, then _exit
         _send(status_w, error=f"{type(e).__name__}: {e}", code=125)
     os._exit(1)
 
@@ -357,9 +355,8 @@ def exec_process(state_root: str, container_id: str, process: oci.Process,
             manager.birth_dir())
         undo.callback(status.close)
         undo.callback(_close_quietly, go_w)
-        pid = 0
-        helper_reaped = False
-        try:
+        with ExitStack() as helper_alive:
+            helper_alive.callback(_kill_and_reap, helper)
             try:
                 if not placed:
                     manager.add_process(helper)
@@ -369,19 +366,15 @@ def exec_process(state_root: str, container_id: str, process: oci.Process,
             os.write(go_w, b"g")
             msg = _read_all(status)
             os.waitpid(helper, 0)
-            helper_reaped = True
-            pid = int(str(msg.get("pid", 0)))
-            if "error" in msg or not pid:
-                raise reported_failure(msg, "exec", "the helper died")
-        except BaseException:
-            if not helper_reaped:
-                _kill_and_reap(helper)
+            helper_alive.pop_all()  # reaped: its pid is no longer ours to signal
+        pid = int(str(msg.get("pid", 0)))
+        if "error" in msg or not pid:
             # Stage 2 exits by itself after reporting an error; as a subreaper it is our
             # child (a pid nobody else can recycle), so reap it. Otherwise its new parent
             # does, and a pid we do not own is never signalled.
             if pid and opts.subreaper:
                 _kill_and_reap(pid)
-            raise
+            raise reported_failure(msg, "exec", "the helper died")
     if opts.pid_file:
         tmp = f"{opts.pid_file}.tmp"
         with open(tmp, "w") as f:

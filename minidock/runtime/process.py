@@ -190,7 +190,7 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
     except OSError as e:
         _send(status_w, error=str(e), code=125)
         os._exit(1)
-    except BaseException as e:
+    except BaseException as e:  # forked: even a KeyboardInterrupt is reported, then _exit
         _send(status_w, error=f"{type(e).__name__}: {e}", code=125)
         os._exit(1)
     _send(status_w, ready=1)
@@ -377,7 +377,7 @@ def fork_with_pipes(child: Callable[[int, int], None], cgroup_dir: str | None = 
             os.close(status_r)
             os.close(go_w)
             child(status_w, go_r)
-        except BaseException as e:
+        except BaseException as e:  # forked: never unwinds into the caller's code, even on ^C
             try:
                 text = e.message if isinstance(e, MinidockError) else str(e)
                 _send(status_w, error=text, code=125)
@@ -461,33 +461,28 @@ def create(state_root: str, container_id: str, bundle: str,
             manager.birth_dir())
         undo.callback(status.close)
         undo.callback(os.close, go_w)
-        init_pid = 0
         # Moving the first process into a cgroup costs 5-20 ms in the kernel (an RCU grace
         # period), so on cgroup v2 the child was born in it (clone3). Otherwise: with a
         # cgroup namespace the child must be in its cgroup before it unshares; without one,
         # the init is moved instead, while it builds its rootfs, so the two overlap. Either
         # way it is in its cgroup before `start` lets it exec.
         join_early = spec.linux.namespace("cgroup") is not None
-        try:
-            if join_early and not placed:
-                manager.add_process(child)
-            os.write(go_w, b"g")
-            msg = _read_msg(status)
-            os.waitpid(child, 0)
-            if "pid" not in msg:
-                raise ContainerRuntimeError(
-                    f"create container {container_id}: {msg.get('error', 'child died')}")
-            init_pid = int(str(msg["pid"]))
-            os.write(go_w, b"g")
-            if not join_early and not placed:
-                manager.add_process(init_pid)
-            msg = _read_msg(status)
-            if not msg.get("ready"):
-                raise reported_failure(msg, "create", "container init died")
-        except BaseException:
-            if init_pid:
-                _kill_and_reap(init_pid)
-            raise
+        if join_early and not placed:
+            manager.add_process(child)
+        os.write(go_w, b"g")
+        msg = _read_msg(status)
+        os.waitpid(child, 0)
+        if "pid" not in msg:
+            raise ContainerRuntimeError(
+                f"create container {container_id}: {msg.get('error', 'child died')}")
+        init_pid = int(str(msg["pid"]))
+        undo.callback(_kill_and_reap, init_pid)
+        os.write(go_w, b"g")
+        if not join_early and not placed:
+            manager.add_process(init_pid)
+        msg = _read_msg(status)
+        if not msg.get("ready"):
+            raise reported_failure(msg, "create", "container init died")
         state.pid = init_pid
         state.start_time = process_start_time(init_pid) or 0
         state.save(state_dir)

@@ -19,6 +19,7 @@ import functools
 import os
 import signal
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
@@ -83,14 +84,13 @@ class V1Manager(Manager):
     def create(self) -> None:
         created: list[str] = []
         try:
-            for mount, _leaf in self._hierarchies:
-                _fs.retry_vanished(functools.partial(self._mkdirs, mount, created))
+            with ExitStack() as undo:
+                undo.callback(self._rollback, created)  # what _mkdirs made, however far it got
+                for mount, _leaf in self._hierarchies:
+                    _fs.retry_vanished(functools.partial(self._mkdirs, mount, created))
+                undo.pop_all()
         except OSError as e:
-            self._rollback(created)
             raise _fs.runtime_error("create cgroup", e) from e
-        except BaseException:
-            self._rollback(created)
-            raise
         if self._unified:
             try:
                 self._mkdirs(None, created)
