@@ -86,12 +86,12 @@ def run_detached(paths: Paths, opts: ct.CreateOptions) -> ct.Container:
     """`run -d`: create, then start under a monitor (a --rm container that cannot start
     is removed again)."""
     c = ct.create(paths, opts)
-    try:
-        return start_detached(paths, c.id)
-    except BaseException:
+    with ExitStack() as undo:
         if opts.auto_remove:
-            ct.remove(paths, c.id, force=True)
-        raise
+            undo.callback(ct.remove, paths, c.id, force=True)
+        started = start_detached(paths, c.id)
+        undo.pop_all()
+    return started
 
 
 def restart(paths: Paths, ref: str, timeout: float | None = None) -> ct.Container:
@@ -128,7 +128,7 @@ def start_detached(paths: Paths, ref: str) -> ct.Container:
         try:
             os.close(report_r)
             _become_monitor(paths, c.id, report_w, binary, console)
-        except BaseException as e:
+        except BaseException as e:  # forked: even a KeyboardInterrupt is reported, then _exit
             _report(report_w, _error_message(e))
         finally:
             os._exit(1)

@@ -37,6 +37,7 @@ layers "Already exists". A pull that fails on bad input removes the layers it re
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import shutil
@@ -46,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any, TextIO
 
 from minidock.engine.distribution.client import registry_client
@@ -58,6 +59,7 @@ from minidock.errors import (
     LayerError,
     MinidockError,
     RegistryError,
+    quietly,
 )
 from minidock.image.reference import Reference, parse_reference
 from minidock.image.store import ImageStore, chain_ids
@@ -361,7 +363,6 @@ def _fetch_layers(
             "Pulling fs layer" if i < present + PARALLEL_DOWNLOADS else "Waiting")
     output.layers(ids, initial)
 
-    registered: list[str] = []
     cancel = threading.Event()
     with _work_dir(paths) as work, _cancel_on_sigint(cancel):
         blobs = [
@@ -396,7 +397,11 @@ def _fetch_layers(
                    for n in range(min(PARALLEL_DOWNLOADS, len(blobs)))]
         for w in workers:
             w.start()
-        try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(_end_downloads, cancel, workers, blobs)  # however it ends, last
+            undo = cleanup.enter_context(contextlib.ExitStack())  # the layers registered
+            # Pushed after `undo`, so unwound before it: a failure stops the downloads first.
+            cleanup.push(functools.partial(_stop_downloads, cancel, client))
             parent = chains[present - 1] if present else None
             for blob in blobs:
                 i = blob.index
@@ -414,32 +419,43 @@ def _fetch_layers(
                     if isinstance(blob.error, RegistryError):
                         raise blob.error from e
                     raise
+                undo.push(functools.partial(_release_unless_interrupted, store, layer.chain_id))
                 if layer.chain_id != chains[i]:
-                    registered.append(layer.chain_id)
                     raise RegistryError(f"layer {blob.desc.digest} of {ref}: its DiffID is "
                                         f"{layer.diff_id}, the image config says {diff_ids[i]}")
-                registered.append(layer.chain_id)
                 blob.discard()
                 output.layer(blob.short, "Pull complete", final=True)
                 parent = layer.chain_id
             image_id = store.create_image(config_bytes)
-        except BaseException as e:
-            cancel.set()
-            client.close()  # wakes threads blocked on a socket
-            # Bad input leaves nothing behind. After Ctrl-C the complete layers stay: they
-            # are consistent, and the next pull finds them "Already exists".
-            if not isinstance(e, KeyboardInterrupt):
-                for chain in reversed(registered):
-                    with contextlib.suppress(MinidockError, OSError):
-                        store.release_layer(chain)
-            raise
-        finally:
-            cancel.set()
-            for w in workers:
-                w.join(5)
-            for blob in blobs:
-                blob.discard()
+            undo.pop_all()
     return image_id
+
+
+def _end_downloads(cancel: threading.Event, workers: list[threading.Thread],
+                   blobs: list[_Blob]) -> None:
+    cancel.set()
+    for w in workers:
+        w.join(5)
+    for blob in blobs:
+        blob.discard()
+
+
+def _stop_downloads(cancel: threading.Event, client: Any, exc_type: type[BaseException] | None,
+                    exc: BaseException | None, tb: TracebackType | None) -> None:
+    """On a failure: stop the download threads; closing the client wakes those blocked on
+    a socket."""
+    if exc_type is not None:
+        cancel.set()
+        client.close()
+
+
+def _release_unless_interrupted(store: ImageStore, chain: str,
+                                exc_type: type[BaseException] | None,
+                                exc: BaseException | None, tb: TracebackType | None) -> None:
+    """Bad input leaves nothing behind. After Ctrl-C the complete layers stay: they are
+    consistent, and the next pull finds them "Already exists"."""
+    if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+        quietly(store.release_layer, chain, ignore=(MinidockError, OSError))
 
 
 def pull_missing(paths: Paths, reference: str, err: TextIO | None = None) -> str:

@@ -43,7 +43,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any, BinaryIO, cast
 
-from minidock.errors import ImageNotFound, InvalidArgument, LayerError, MinidockError
+from minidock.errors import ImageNotFound, InvalidArgument, LayerError, MinidockError, quietly
 from minidock.image.reference import (
     Reference,
     is_digest,
@@ -274,16 +274,14 @@ def _write_output(output: str | None, action: str, write: Callable[[BinaryIO], N
         write(sys.stdout.buffer)
         return
     directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=f".minidock-{action}-", dir=directory)
-    try:
+    with contextlib.ExitStack() as undo:
+        fd, tmp = tempfile.mkstemp(prefix=f".minidock-{action}-", dir=directory)
+        undo.callback(quietly, os.unlink, tmp)
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             write(f)
             os.fchmod(f.fileno(), 0o644 & ~_umask())
         os.rename(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        undo.pop_all()
 
 
 def _umask() -> int:
@@ -686,17 +684,16 @@ def load(paths: Paths, source: str | None) -> LoadResult:
     try:
         # One lock around layers, images and tags: a concurrent rmi cannot collect a layer
         # between its registration and the image that uses it.
-        with store.locked():
-            try:
-                with _open_archive(stream, seekable) as tf:
-                    try:
-                        loader.read_archive(tf)
-                    except tarfile.TarError as e:
-                        raise InvalidArgument(f"load: invalid or truncated archive: {e}") from e
-                return loader.finish()
-            except BaseException:
-                loader.undo()
-                raise
+        with store.locked(), contextlib.ExitStack() as undo:
+            undo.callback(loader.undo)  # the layers it registered, however far it got
+            with _open_archive(stream, seekable) as tf:
+                try:
+                    loader.read_archive(tf)
+                except tarfile.TarError as e:
+                    raise InvalidArgument(f"load: invalid or truncated archive: {e}") from e
+            result = loader.finish()
+            undo.pop_all()
+            return result
     finally:
         shutil.rmtree(spool, ignore_errors=True)
         if source is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import ExitStack
 from typing import Any, BinaryIO
 
 from minidock.dockerfile.instructions import apply_changes
@@ -79,17 +80,15 @@ def import_image(
     try:
         # One lock around layer, image and tag: a concurrent rmi cannot collect the new
         # layer before the image that holds it exists.
-        with store.locked():
+        with store.locked(), ExitStack() as undo:
             layer = store.register_layer(stream)
+            undo.callback(store.release_layer, layer.chain_id)
             comment = message or f"Imported from {source_name}"
             config = build_import_config(layer.diff_id, container_config, comment, rfc3339nano())
-            try:
-                image_id = store.create_image(config)
-                if ref is not None:
-                    store.add_tag(ref, image_id)
-            except BaseException:
-                store.release_layer(layer.chain_id)
-                raise
+            image_id = store.create_image(config)
+            if ref is not None:
+                store.add_tag(ref, image_id)
+            undo.pop_all()
     finally:
         if stream is not stdin and stream is not sys.stdin.buffer:
             stream.close()
