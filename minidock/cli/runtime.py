@@ -173,9 +173,8 @@ def exec_(ctx: click.Context, container_id: str, args: tuple[str, ...],
           pid_file: str | None, cwd: str | None, env: tuple[str, ...], user: str | None,
           no_new_privs: bool) -> None:
     """Run a process in a running container (runc exec)."""
-    from dataclasses import replace
-
     from minidock.oci import runtime as oci
+    from minidock.records import replace
     from minidock.runtime import exec as rtexec
 
     root = _state_root(ctx)

@@ -1,4 +1,4 @@
-"""The OCI runtime-spec ``config.json``, converted once into validated dataclasses.
+"""The OCI runtime-spec ``config.json``, converted once into validated records.
 
 The engine writes config.json; the runtime reads it with :func:`load` and from then on works
 only with these types, never with the raw dict. Only the fields minidock implements are

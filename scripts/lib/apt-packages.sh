@@ -30,6 +30,7 @@ MINIDOCK_APT_TEST=(
   runc crun                         # reference OCI runtimes for differential tests
   skopeo docker-registry            # a local registry and a client to fill it
   tmux                              # drive `minidock run -it` through a real terminal
+  mount                             # umount -l in the tests' leak check (not in every minimal Debian)
   # the cgroup v2 guest (scripts/v2guest: build-image and run; mmdebstrap from above)
   qemu-system-x86 e2fsprogs cpio
 )

@@ -94,3 +94,12 @@ def test_only_minidock_net_imports_pyroute2():
                               for m in imported_modules(path)))
     assert all(n == "minidock.net" or n.startswith("minidock.net.") for n in importers), \
         importers
+
+
+def test_data_classes_come_from_minidock_records():
+    """`@record`, not `@dataclass` (records.py says why); records.py itself names dataclasses
+    only for the type checker."""
+    importers = sorted(name for name, path, _ in _modules()
+                       if any(m == "dataclasses" or m.startswith("dataclasses.")
+                              for m in imported_modules(path)))
+    assert importers == ["minidock.records"]
