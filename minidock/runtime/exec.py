@@ -87,6 +87,7 @@ from minidock.runtime.process import (
     _place_stdio,
     _send,
     confine,
+    default_signals,
     fork_with_pipes,
     load_spec,
     new_session,
@@ -222,6 +223,7 @@ def _exec_child(proc: oci.Process, status_w: int, console_fd: int,
         # the init's order and reasons (process.confine): without no_new_privs the filter
         # needs CAP_SYS_ADMIN, so it goes in before the user switch drops our capabilities
         path = confine(proc, sc, env)
+        default_signals()
         try:
             linux.execve(path, proc.args, env, why="become the command, in the container")
         except OSError as e:  # ENOEXEC, EACCES, a missing interpreter...

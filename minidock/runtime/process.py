@@ -201,11 +201,33 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)
+    default_signals()
     try:
         linux.execve(path, proc.args, env, why="become the container's command")
     except OSError as e:
         os.write(2, f"minidock: exec {proc.args[0]}: {e.strerror}\n".encode())
         os._exit(126)
+
+
+def default_signals() -> None:
+    """Hand the command default signal dispositions and an empty signal mask, as runc does.
+
+    execve keeps whatever is ignored or blocked: Python ignores SIGPIPE and SIGXFSZ at start,
+    and a caller started with `nohup` or `&` ignores SIGHUP, SIGINT or SIGQUIT. Without this,
+    `yes | head -1` in a container would print "Broken pipe" instead of dying of SIGPIPE."""
+
+    def reset() -> None:
+        for sig in range(1, signal.NSIG):
+            if sig in (signal.SIGKILL, signal.SIGSTOP):
+                continue
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):  # 32 and 33: glibc keeps them for its threads
+                pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+    trace.step("rt_sigaction(1..64, SIG_DFL); rt_sigprocmask(SIG_SETMASK, {})", reset,
+               "the command starts with no signal ignored or blocked")
 
 
 def new_session(slave: int, why: str) -> None:
