@@ -6,6 +6,8 @@ the class to Docker's exit status; commands never call sys.exit themselves.
 
     MinidockError                      125  engine error (Docker's "daemon" error)
      +-- InvalidArgument               125  a flag, name, reference or value is malformed
+     +-- ClientRefused                   1  what Docker's CLI itself refuses before it asks the
+     |                                      daemon (`-it` when stdin is not a terminal)
      +-- NotFound                      125  (base of the "no such ..." errors)
      |    +-- ImageNotFound            125
      |    +-- ContainerNotFound        125
@@ -52,6 +54,10 @@ class MinidockError(Exception):
 
 class InvalidArgument(MinidockError):
     pass
+
+
+class ClientRefused(MinidockError):
+    exit_code = 1
 
 
 class NotFound(MinidockError):

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from minidock.cli.runflags import env_from_flags
+from minidock.cli.runflags import check_tty, env_from_flags
 from minidock.cli.shared import paths
 from minidock.engine.containers import exec as engine
 
@@ -33,6 +33,7 @@ def exec_(ctx: click.Context, container: str, command: tuple[str, ...], interact
         from minidock.linux import trace
 
         trace.enable(os.dup(2), "minidock")
+    check_tty(interactive and not detach, tty)
     opts = engine.ExecOptions(args=list(command), env=env_from_flags(env, env_file),
                               user=user, workdir=workdir, interactive=interactive and not detach,
                               tty=tty, detach=detach)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from minidock.errors import InvalidArgument
+from minidock.errors import ClientRefused, InvalidArgument
 from minidock.paths import Paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
@@ -180,6 +180,13 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         labels=dict(item.partition("=")[::2] for item in label), runtime=runtime)
 
 
+def check_tty(attach_stdin: bool, tty: bool) -> None:
+    """Docker's CLI rule for `run -it` and `exec -it`: a terminal inside needs one outside;
+    piped or redirected input would hang the session (its end never reaches the pty)."""
+    if attach_stdin and tty and not os.isatty(0):
+        raise ClientRefused("the input device is not a TTY")
+
+
 def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool,
                 detach: bool, **flags: Any) -> int:
     """`run`: the container's exit code, or 0 once a detached one runs (its id printed)."""
@@ -187,6 +194,7 @@ def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool
         from minidock.linux import trace
 
         trace.enable(os.dup(2), "minidock")
+    check_tty(flags["interactive"] and not detach, flags["tty"])
     opts = create_options(image, command, **flags)
     if detach:
         from minidock.engine.containers import monitor

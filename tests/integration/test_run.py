@@ -285,6 +285,27 @@ def test_the_command_starts_with_no_signal_ignored_or_blocked(md, images):
         md.run("rm", "-f", name)
 
 
+def test_it_refuses_input_that_is_not_a_terminal(md, images):
+    """As Docker's CLI: `run -it` and `exec -it` with piped input (whose end would never reach
+    the pty, so the session would hang) are refused before anything is created, exit 1;
+    -t alone, -i alone and -dit are fine."""
+    refused = (1, "Error: the input device is not a TTY\n")
+    r = md.run("run", "-it", "--name", "piped-it", "busybox", "sh", input="echo hi\n")
+    assert (r.returncode, r.stderr) == refused
+    assert md.run("ps", "-aq", "--filter", "name=piped-it").stdout == ""
+    r = md.run("run", "-t", "--rm", "busybox", "echo", "ok", input="")
+    assert (r.returncode, r.stdout) == (0, "ok\r\n"), r.stderr
+    r = md.run("run", "-i", "--rm", "busybox", "cat", input="piped\n")
+    assert (r.returncode, r.stdout) == (0, "piped\n"), r.stderr
+    name = "piped-exec"
+    md.run("run", "-dit", "--name", name, "busybox", "sh", check=True)
+    try:
+        r = md.run("exec", "-it", name, "sh", input="echo hi\n")
+        assert (r.returncode, r.stderr) == refused
+    finally:
+        md.run("rm", "-f", name)
+
+
 def test_sig_proxy_forwards_sigterm(md, images):
     p = subprocess.Popen(md.argv("run", "--rm", "busybox", "sh", "-c",
                                  "trap 'echo got-term; exit 42' TERM; echo ready; "
