@@ -15,7 +15,7 @@ MINIDOCK_APT_RUNTIME=(
   libffi-dev                        # cffi, if pip has to build it from source
   ca-certificates                   # pip talks TLS to PyPI
   iproute2 iptables                 # ip link/addr/netns; NAT for networking
-  util-linux kmod                   # mount, unshare, nsenter; modprobe overlay
+  util-linux kmod                   # unshare, nsenter (for learners, and bench-start); modprobe
   tar xz-utils                      # image tarballs
   procps                            # ps, which `minidock top` runs (as dockerd does)
 )
