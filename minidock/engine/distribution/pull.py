@@ -255,12 +255,15 @@ def pull(
     client = registry_client(ref)
     subject = str(ref)
     try:
-        output.line(f"{ref.digest or ref.tag}: Pulling from {ref.path}")
         tag_ref = ref if ref.tag and not ref.digest else None
 
         # Up to date? A HEAD gives the digest without a download (nor a rate-limit hit).
         head = ref.digest or client.head_manifest(ref.path, ref.tag or "")
+        # As Docker: said once the registry has answered (the HEAD, else the GET below), so
+        # an unreachable registry gives just the error.
+        pulling = f"{ref.digest or ref.tag}: Pulling from {ref.path}"
         if head is not None:
+            output.line(pulling)
             known = store.lookup_reference(Reference(ref.domain, ref.path, digest=head))
             # An index digest maps to the image of whichever platform was pulled through
             # it, so the platform must match too.
@@ -270,6 +273,8 @@ def pull(
                 return _finish(store, output, ref, tag_ref, head, known, paths)
 
         top = client.get_manifest(ref.path, ref.digest or ref.tag or "", subject)
+        if head is None:
+            output.line(pulling)
         parsed = reg.parse_manifest(top.data, top.media_type)
         if isinstance(parsed, reg.ImageIndex):
             entry = reg.select_manifest(parsed, want)
