@@ -231,22 +231,37 @@ def test_processes_are_born_in_the_cgroup_on_v2_and_moved_on_v1(md, images):
 
 
 def test_the_start_path_loads_only_what_it_uses(md, images):
-    """A guard for start latency without a timed assertion: `run --rm` imports none of the
-    modules it has no use for (each of these once cost a start 1-12 ms)."""
-    argv = md.argv("run", "--rm", "--network", "none", "busybox", "true")
-    argv[1:1] = ["-X", "importtime"]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    loaded = {line.split("|")[2].strip() for line in r.stderr.splitlines()
-              if line.startswith("import time:") and line.count("|") == 2}
-    assert "minidock.runtime.process" in loaded  # the output is what this test thinks it is
+    """A guard for start latency without a timed assertion: `run --rm`, `run -d` and `exec`
+    import none of the modules they have no use for (each once cost a start 1-12 ms)."""
     unwanted = {
         "typing", "dataclasses", "inspect", "hashlib", "_hashlib", "threading", "tarfile",
         "ssl", "http.client", "email.parser", "urllib.request", "importlib.metadata",
         "click", "zstandard", "pyroute2", "minidock.cli.main", "minidock.image.distribution",
         "minidock.engine.distribution", "minidock.image.credentials",
     }
-    assert not loaded & unwanted
+
+    def imports_of(*args: str) -> set[str]:
+        argv = md.argv(*args)
+        argv[1:1] = ["-X", "importtime"]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return {line.split("|")[2].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:") and line.count("|") == 2}
+
+    loaded = imports_of("run", "--rm", "--network", "none", "busybox", "true")
+    assert "minidock.runtime.process" in loaded  # the output is what this test thinks it is
+    assert not loaded & unwanted, sorted(loaded & unwanted)
+    name = "lean-start"
+    try:
+        loaded = imports_of("run", "-d", "--name", name, "busybox", "sleep", "60")
+        assert not loaded & unwanted, sorted(loaded & unwanted)
+        loaded = imports_of("exec", name, "true")
+        assert "minidock.runtime.exec" in loaded
+        # exec goes through the click CLI, which brings typing, inspect and threading
+        click = {"click", "minidock.cli.main", "typing", "inspect", "threading"}
+        assert not loaded & (unwanted - click), sorted(loaded & (unwanted - click))
+    finally:
+        md.run("rm", "-f", name)
 
 
 def _ignoring_and_blocking() -> None:

@@ -18,7 +18,6 @@ import errno
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
@@ -27,6 +26,10 @@ from minidock.cgroups.v2 import controllers, cpu, devices, freezer, memory
 from minidock.cgroups.v2 import io as iostat
 from minidock.cgroups.v2 import pids as pidsctl
 from minidock.errors import ContainerRuntimeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 _NO_INTERNAL_PROCESS_HINT = (
     "a cgroup with processes of its own cannot delegate controllers to children "

@@ -11,9 +11,12 @@ device access there.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from minidock.cgroups.base import device_rule_line
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def apply(cgroup_dir: str, rules: Sequence[Mapping[str, Any]]) -> None:
