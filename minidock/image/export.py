@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LayerBlob",
     "assemble_tar_split",
+    "diff_tar_stream",
     "export_layer_digest",
     "iter_layer_tar",
     "layer_tar_size",
@@ -304,7 +305,7 @@ def _walk(dfd: int, prefix: str, whiteouts: bool, seen: dict[tuple[int, int], st
         mode = st.st_mode
         if stat.S_ISCHR(mode) and whiteouts and st.st_rdev == 0:
             info.name = prefix + _WHITEOUT + name
-            info.mode &= 0o777
+            info.mode = 0o600  # an empty regular file, 0600, as Docker writes a whiteout
             yield _header(info)
             continue
         if stat.S_ISDIR(mode):
@@ -485,6 +486,13 @@ class _IterReader(io.RawIOBase):
         if close is not None:
             close()
         super().close()
+
+
+def diff_tar_stream(upper: str) -> BinaryIO:
+    """A container's changes as a layer tar to read(): the tar of its overlay upper dir with
+    whiteouts and opaque directories in the tar conventions (what ``commit`` registers)."""
+    chunks = tar_directory(upper, overlay_whiteouts=True)
+    return cast(BinaryIO, io.BufferedReader(_IterReader(chunks), CHUNK))
 
 
 def layer_tar_stream(store: ImageStore, chain_id: str) -> BinaryIO:
