@@ -39,6 +39,8 @@ COMMANDS: dict[str, str] = {
     "save": "archive:save",
     "load": "archive:load",
     "export": "archive:export",
+    "commit": "commit:commit",
+    "diff": "commit:diff",
     "pull": "registry:pull",
     "push": "registry:push",
     "login": "registry:login",

@@ -32,7 +32,9 @@ def inspect_image(paths: Paths, ref: str) -> dict[str, Any]:
         "RepoTags": store.tags_of(image_id),
         "RepoDigests": store.digests_of(image_id),
         "Parent": store.get_parent(image_id) or "",
-        "Comment": config.get("comment") or "",
+        # a committed or built image says it in its last history entry, as Docker reads it
+        "Comment": config.get("comment") or ((config.get("history") or [{}])[-1] or {}).get(
+            "comment") or "",
         "Created": config.get("created") or "",
         "Author": config.get("author") or "",
         "Config": config.get("config"),
