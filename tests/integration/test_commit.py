@@ -3,6 +3,7 @@ image (whiteouts, opaque directories, hard links, symlinks, xattrs), then run, s
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -41,14 +42,18 @@ def upper_dir(md, name: str) -> Path:
 
 
 def saved_layers(md, ref: str, tmp_path: Path) -> list[dict[str, tarfile.TarInfo]]:
-    """The entries of the image's layers as `save` writes them, base first."""
+    """The entries of the image's layers as `save` writes them, base first; each layer's
+    bytes must hash to its DiffID (the tar-split recorded at commit rebuilds the same tar)."""
     archive = tmp_path / "saved.tar"
     md.run("save", "-o", archive, ref, check=True)
+    diff_ids = json.loads(md.run("image", "inspect", "-f", "{{json .RootFS.Layers}}", ref,
+                                 check=True).stdout)
     out = []
     with tarfile.open(archive) as t:
         manifest = json.load(t.extractfile("manifest.json"))  # type: ignore[arg-type]
-        for name in manifest[0]["Layers"]:
+        for name, diff_id in zip(manifest[0]["Layers"], diff_ids, strict=True):
             data = t.extractfile(name).read()  # type: ignore[union-attr]
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id
             with tarfile.open(fileobj=io.BytesIO(data)) as layer:
                 out.append({m.name: m for m in layer.getmembers()})
     return out
