@@ -432,7 +432,8 @@ def cleanup(ctx: click.Context, container_id: str) -> None:
 
 @click.group(cls=LazyGroup, lazy={"exec": "exec:exec_", "top": "observe:top",
                                   "stats": "observe:stats", "commit": "commit:commit",
-                                  "diff": "commit:diff", "export": "archive:export"})
+                                  "diff": "commit:diff", "cp": "commit:cp",
+                                  "export": "archive:export"})
 def container() -> None:
     """Manage containers."""
 

@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "export": "archive:export",
     "commit": "commit:commit",
     "diff": "commit:diff",
+    "cp": "commit:cp",
     "pull": "registry:pull",
     "push": "registry:push",
     "login": "registry:login",

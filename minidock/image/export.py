@@ -57,6 +57,7 @@ __all__ = [
     "layer_tar_size",
     "layer_tar_stream",
     "tar_directory",
+    "tar_entry",
     "tar_split_size",
     "write_layer_blob",
 ]
@@ -292,72 +293,85 @@ class _Chunker:
             self._size = 0
 
 
+def tar_entry(dfd: int, name: str, arcname: str) -> Iterator[bytes]:
+    """A tar of the entry ``name`` of the directory fd ``dfd`` (a directory with everything
+    below it), named ``arcname`` in the tar, never following links (``docker cp ... -``)."""
+    out = _Chunker()
+    yield from out.feed(_entry(dfd, name, arcname, False, {}))
+    yield from out.feed([b"\0" * (2 * tarfile.BLOCKSIZE)])
+    yield from out.flush()
+
+
 def _walk(dfd: int, prefix: str, whiteouts: bool, seen: dict[tuple[int, int], str],
           ) -> Iterator[bytes]:
-    names = sorted(os.listdir(dfd), key=os.fsencode)
-    for name in names:
-        path = prefix + name
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        info = tarfile.TarInfo(path)
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.mtime = int(st.st_mtime)
-        mode = st.st_mode
-        if stat.S_ISCHR(mode) and whiteouts and st.st_rdev == 0:
-            info.name = prefix + _WHITEOUT + name
-            info.mode = 0o600  # an empty regular file, 0600, as Docker writes a whiteout
+    for name in sorted(os.listdir(dfd), key=os.fsencode):
+        yield from _entry(dfd, name, prefix + name, whiteouts, seen)
+
+
+def _entry(dfd: int, name: str, path: str, whiteouts: bool,
+           seen: dict[tuple[int, int], str]) -> Iterator[bytes]:
+    """The entry ``name`` of ``dfd`` as ``path`` in the tar, and what is below it."""
+    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    info = tarfile.TarInfo(path)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    mode = st.st_mode
+    if stat.S_ISCHR(mode) and whiteouts and st.st_rdev == 0:
+        info.name = path[:len(path) - len(name)] + _WHITEOUT + name
+        info.mode = 0o600  # an empty regular file, 0600, as Docker writes a whiteout
+        yield _header(info)
+        return
+    if stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+        info.name = path + "/"
+        cfd = os.open(name, _OPEN_DIR, dir_fd=dfd)
+        try:
+            _add_xattr(info, cfd)
             yield _header(info)
-            continue
-        if stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-            info.name = path + "/"
-            cfd = os.open(name, _OPEN_DIR, dir_fd=dfd)
-            try:
-                _add_xattr(info, cfd)
-                yield _header(info)
-                if whiteouts and _is_opaque(cfd):
-                    marker = tarfile.TarInfo(path + "/" + _OPAQUE)
-                    marker.mode = info.mode & 0o777
-                    marker.uid, marker.gid, marker.mtime = info.uid, info.gid, info.mtime
-                    yield _header(marker)
-                yield from _walk(cfd, path + "/", whiteouts, seen)
-            finally:
-                os.close(cfd)
-        elif stat.S_ISLNK(mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(name, dir_fd=dfd)
+            if whiteouts and _is_opaque(cfd):
+                marker = tarfile.TarInfo(path + "/" + _OPAQUE)
+                marker.mode = info.mode & 0o777
+                marker.uid, marker.gid, marker.mtime = info.uid, info.gid, info.mtime
+                yield _header(marker)
+            yield from _walk(cfd, path + "/", whiteouts, seen)
+        finally:
+            os.close(cfd)
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dfd)
+        yield _header(info)
+    elif stat.S_ISREG(mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in seen:
+            info.type = tarfile.LNKTYPE
+            info.linkname = seen[key]
             yield _header(info)
-        elif stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in seen:
-                info.type = tarfile.LNKTYPE
-                info.linkname = seen[key]
-                yield _header(info)
-                continue
-            if st.st_nlink > 1:
-                seen[key] = path
-            fd = os.open(name, _READ_FILE, dir_fd=dfd)
-            try:
-                _add_xattr(info, fd)
-                info.size = st.st_size
-                yield _header(info)
-                left = st.st_size
-                while left:
-                    data = os.read(fd, min(left, CHUNK))
-                    if not data:
-                        raise LayerError(f"export: {json.dumps(path)} shrank while reading")
-                    left -= len(data)
-                    yield data
-                yield _pad(st.st_size)
-            finally:
-                os.close(fd)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-            info.type = (tarfile.CHRTYPE if stat.S_ISCHR(mode) else
-                         tarfile.BLKTYPE if stat.S_ISBLK(mode) else tarfile.FIFOTYPE)
-            if not stat.S_ISFIFO(mode):
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            return
+        if st.st_nlink > 1:
+            seen[key] = path
+        fd = os.open(name, _READ_FILE, dir_fd=dfd)
+        try:
+            _add_xattr(info, fd)
+            info.size = st.st_size
             yield _header(info)
-        # sockets are skipped, as Docker's archive does
+            left = st.st_size
+            while left:
+                data = os.read(fd, min(left, CHUNK))
+                if not data:
+                    raise LayerError(f"export: {json.dumps(path)} shrank while reading")
+                left -= len(data)
+                yield data
+            yield _pad(st.st_size)
+        finally:
+            os.close(fd)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+        info.type = (tarfile.CHRTYPE if stat.S_ISCHR(mode) else
+                     tarfile.BLKTYPE if stat.S_ISBLK(mode) else tarfile.FIFOTYPE)
+        if not stat.S_ISFIFO(mode):
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        yield _header(info)
+    # sockets are skipped, as Docker's archive does
 
 
 def _add_xattr(info: tarfile.TarInfo, fd: int) -> None:

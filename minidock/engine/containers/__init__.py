@@ -18,6 +18,7 @@ The commands built on it, which use it through this package's names as any calle
     observe.py     top and stats, from the container's cgroup
     check.py       system check [--repair]: what crashes and reboots left behind
     changes.py     diff: what the container changed in its filesystem
+    cp.py          cp: files between the container's filesystem and the host
 
 What each container is given (its OCI config.json, hostname, hosts, resolv.conf) is
 minidock.engine.spec's; relaying its stdio and its json-file log, minidock.engine.stdio's.
