@@ -1,0 +1,5 @@
+# just a comment first
+# escape=`
+FROM busybox
+RUN echo a \
+    b

@@ -1,0 +1,2 @@
+FROM busybox
+RUN ["a", 1]

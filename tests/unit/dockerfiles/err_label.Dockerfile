@@ -1,0 +1,2 @@
+FROM busybox
+LABEL a=1 b

@@ -1,0 +1,2 @@
+FROM busybox
+RUN echo no-final-newline

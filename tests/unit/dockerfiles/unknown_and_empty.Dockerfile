@@ -1,0 +1,4 @@
+FROM busybox
+BOGUS something here
+FROM
+WORKDIR
