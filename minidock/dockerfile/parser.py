@@ -279,34 +279,23 @@ def _words(rest: str, escape: str) -> list[str]:
                 i += 1
                 continue
             in_word = True
+        if ch == escape and quote != "'":
+            # kept with the character after it, which means nothing special then (not even
+            # a closing quote); an escape at the very end is dropped
+            word += rest[i:i + 2] if i + 1 < n else ""
+            i += 2
+            continue
         if quote:
             if ch == quote:
                 quote = ""
-            elif ch == escape and quote != "'":
-                if i + 1 == n:
-                    i += 1
-                    continue
-                word += ch
-                i += 1
-                ch = rest[i]
-            word += ch
-            i += 1
-            continue
-        if ch.isspace():
+        elif ch.isspace():
             if blank_ok or word:
                 words.append(word)
             word, blank_ok, in_word = "", False, False
             i += 1
             continue
-        if ch in "'\"":
+        elif ch in "'\"":
             quote, blank_ok = ch, True
-        elif ch == escape:
-            if i + 1 == n:
-                i += 1
-                continue
-            word += ch
-            i += 1
-            ch = rest[i]
         word += ch
         i += 1
     if in_word and (blank_ok or word):

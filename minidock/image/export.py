@@ -190,13 +190,7 @@ def _read_exactly(dirs: _DirCache, name: bytes, size: int) -> Iterator[bytes]:
         if st.st_size != size:
             raise LayerError(f"export layer: {shown} has {st.st_size} bytes, the "
                              f"layer recorded {size}: the layer's files were changed")
-        left = size
-        while left:
-            data = os.read(fd, min(left, CHUNK))
-            if not data:
-                raise LayerError(f"export layer: {shown} shrank while reading")
-            left -= len(data)
-            yield data
+        yield from _read_fd(fd, size, f"export layer: {shown}")
     finally:
         os.close(fd)
 
@@ -355,13 +349,7 @@ def _entry(dfd: int, name: str, path: str, whiteouts: bool,
             _add_xattr(info, fd)
             info.size = st.st_size
             yield _header(info)
-            left = st.st_size
-            while left:
-                data = os.read(fd, min(left, CHUNK))
-                if not data:
-                    raise LayerError(f"export: {json.dumps(path)} shrank while reading")
-                left -= len(data)
-                yield data
+            yield from _read_fd(fd, st.st_size, f"export: {json.dumps(path)}")
             yield _pad(st.st_size)
         finally:
             os.close(fd)
@@ -372,6 +360,17 @@ def _entry(dfd: int, name: str, path: str, whiteouts: bool,
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         yield _header(info)
     # sockets are skipped, as Docker's archive does
+
+
+def _read_fd(fd: int, size: int, what: str) -> Iterator[bytes]:
+    """``size`` bytes of ``fd`` in chunks; a file that ends sooner was changed under us."""
+    left = size
+    while left:
+        data = os.read(fd, min(left, CHUNK))
+        if not data:
+            raise LayerError(f"{what} shrank while reading")
+        left -= len(data)
+        yield data
 
 
 def _add_xattr(info: tarfile.TarInfo, fd: int) -> None:

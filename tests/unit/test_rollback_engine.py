@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from rollback_helpers import Interrupted, raising
 
 from minidock.engine.containers import monitor
 from minidock.engine.images import archive, import_
@@ -28,14 +29,6 @@ from minidock.paths import Paths
 pull = importlib.import_module("minidock.engine.distribution.pull")  # the package's pull()
 
 
-class Interrupted(BaseException):
-    pass
-
-
-def _raise(exc: BaseException) -> Any:
-    def fail(*args: object, **kwargs: object) -> None:
-        raise exc
-    return fail
 
 
 def _paths(tmp_path: Path) -> Paths:
@@ -69,7 +62,7 @@ def test_run_detached_removes_a_rm_container_that_cannot_start(
     monkeypatch.setattr(monitor.ct, "create", lambda paths, opts: SimpleNamespace(id="c1"))
     monkeypatch.setattr(monitor.ct, "remove",
                         lambda paths, cid, force=False: removed.append((cid, force)))
-    monkeypatch.setattr(monitor, "start_detached", _raise(exc))
+    monkeypatch.setattr(monitor, "start_detached", raising(exc))
     opts = SimpleNamespace(auto_remove=auto_remove)
     with pytest.raises(type(exc)):
         monitor.run_detached(None, opts)  # type: ignore[arg-type]
@@ -108,9 +101,9 @@ def test_import_failing_after_the_layer_releases_it(
     source.write_bytes(_tar("a"))
     paths = _paths(tmp_path)
     if fail == "create_image":
-        monkeypatch.setattr(ImageStore, "create_image", _raise(exc))
+        monkeypatch.setattr(ImageStore, "create_image", raising(exc))
     else:
-        monkeypatch.setattr(import_, "build_import_config", _raise(exc))
+        monkeypatch.setattr(import_, "build_import_config", raising(exc))
     with pytest.raises(type(exc)):
         import_.import_image(paths, str(source), "imported:latest")
     assert ImageStore(paths).list_layers() == []
@@ -216,7 +209,7 @@ def test_pull_interrupted_keeps_complete_layers_only_after_ctrl_c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
 ) -> None:
     store, events, real, run = _pull(tmp_path, monkeypatch)
-    monkeypatch.setattr(store, "create_image", _raise(exc))
+    monkeypatch.setattr(store, "create_image", raising(exc))
     with pytest.raises(type(exc)):
         run()
     assert events[0] == "close"

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from rollback_helpers import Interrupted, open_fds, raising
 from tarbuild import d, entry, make_tar
 
 from minidock.errors import LayerError, StorageError
@@ -22,20 +23,6 @@ from minidock.image.layer import apply_layer
 from minidock.image.store import ImageStore
 from minidock.paths import Paths
 from minidock.settings import EngineConfig
-
-
-class Interrupted(BaseException):
-    pass
-
-
-def _raise(exc: BaseException) -> object:
-    def fail(*args: object, **kwargs: object) -> None:
-        raise exc
-    return fail
-
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 def _store(tmp_path: Path) -> ImageStore:
@@ -88,7 +75,7 @@ def test_register_layer_failing_commit_leaves_no_layer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
 ) -> None:
     store = _store(tmp_path)
-    monkeypatch.setattr(store, "_commit_dir", _raise(exc))
+    monkeypatch.setattr(store, "_commit_dir", raising(exc))
     with pytest.raises(type(exc)):
         store.register_layer(_tar("a"))
     assert _overlay2_dirs(store) == set()
@@ -101,7 +88,7 @@ def test_register_layer_failing_driver_create_leaves_no_tar_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _store(tmp_path)
-    monkeypatch.setattr(store.driver, "create", _raise(StorageError("create layer: no")))
+    monkeypatch.setattr(store.driver, "create", raising(StorageError("create layer: no")))
     with pytest.raises(StorageError):
         store.register_layer(_tar("a"))
     assert _leftovers(store) == []
@@ -139,7 +126,7 @@ def test_create_rw_layer_failing_commit_removes_both_layers(
         made.append(layer_id)
 
     monkeypatch.setattr(store.driver, "create", create)
-    monkeypatch.setattr(store, "_commit_dir", _raise(exc))
+    monkeypatch.setattr(store, "_commit_dir", raising(exc))
     with pytest.raises(type(exc)):
         store.create_rw_layer("c" * 64, image_id)
     assert len(made) == 2  # the -init layer and the rw layer were made, then removed
@@ -167,12 +154,12 @@ def test_apply_layer_failing_directory_chmod_leaks_no_fd(
     root.mkdir()
     # "a/b/" creates the missing parent "a" (_create_dir), then "a/b" itself (_mkdir).
     for tar in (make_tar(d("a/b")), make_tar(d("a"))):
-        before = _open_fds()
+        before = open_fds()
         monkeypatch.setattr(layer.os, "fchmod", fchmod)
         with pytest.raises(LayerError if isinstance(exc, OSError) else Interrupted):
             apply_layer(io.BytesIO(tar), str(root))
         monkeypatch.undo()
-        assert _open_fds() == before
+        assert open_fds() == before
 
 
 # --- export --------------------------------------------------------------------------------
@@ -184,15 +171,15 @@ def test_dir_cache_walk_into_a_missing_dir_keeps_no_fd(tmp_path: Path) -> None:
     root_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         dirs = export._DirCache(root_fd)
-        before = _open_fds()
+        before = open_fds()
         with pytest.raises(FileNotFoundError):
             dirs.open(b"a/missing/f")
-        assert _open_fds() == before
+        assert open_fds() == before
         fd = dirs.open(b"a/b/f")
         assert os.read(fd, 1) == b"x"
         os.close(fd)
         dirs.close()
-        assert _open_fds() == before
+        assert open_fds() == before
     finally:
         os.close(root_fd)
 

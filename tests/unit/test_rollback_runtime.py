@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from rollback_helpers import Interrupted, open_fds
 
 from minidock import runtime
 from minidock.cgroups import _fs
@@ -25,14 +26,6 @@ from minidock.errors import Conflict, ContainerRuntimeError
 from minidock.runtime import exec as rexec
 from minidock.runtime import process
 from minidock.runtime.state import PAUSED, process_start_time
-
-
-class Interrupted(BaseException):
-    pass
-
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 def _child(seconds: float) -> int:
@@ -167,18 +160,18 @@ def test_open_namespaces_failing_midway_closes_those_opened(
             raise exc
         return real_step(what, call, why=why)
 
-    before = _open_fds()
+    before = open_fds()
     monkeypatch.setattr(rexec.trace, "step", step)
     with pytest.raises(Conflict if isinstance(exc, FileNotFoundError) else Interrupted):
         rexec._open_namespaces(st, _every_namespace(), "c1")  # type: ignore[arg-type]
     assert len(calls) == 3
-    assert _open_fds() == before
+    assert open_fds() == before
     monkeypatch.undo()
     fds = rexec._open_namespaces(st, _every_namespace(), "c1")  # type: ignore[arg-type]
     assert [kind for kind, _ in fds] == list(rexec._JOIN_ORDER)
     for _, fd in fds:
         os.close(fd)
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 def _fake_exec(monkeypatch: pytest.MonkeyPatch, go_w: int, helper: int, status: bytes,

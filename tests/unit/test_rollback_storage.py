@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rollback_helpers import Interrupted, open_fds, raising
 
 from minidock.errors import StorageError, quietly
 from minidock.linux import flock
@@ -17,25 +18,11 @@ from minidock.storage import atomic, overlay2
 from minidock.storage.overlay2 import Overlay2Driver
 
 
-class Interrupted(BaseException):
-    pass
-
-
-def _raise(exc: BaseException) -> object:
-    def fail(*args: object, **kwargs: object) -> None:
-        raise exc
-    return fail
-
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
 def test_quietly_drops_only_the_named_errors() -> None:
-    quietly(_raise(FileNotFoundError()), "x")  # OSError by default
-    quietly(_raise(ValueError()), ignore=(ValueError, OSError))
+    quietly(raising(FileNotFoundError()), "x")  # OSError by default
+    quietly(raising(ValueError()), ignore=(ValueError, OSError))
     with pytest.raises(ValueError):
-        quietly(_raise(ValueError()))
+        quietly(raising(ValueError()))
 
 
 # --- atomic_write ------------------------------------------------------------------------
@@ -47,7 +34,7 @@ def test_atomic_write_failing_write_leaves_only_the_old_file(
 ) -> None:
     target = tmp_path / "config.json"
     target.write_bytes(b"old")
-    monkeypatch.setattr(atomic, "_write_all", _raise(exc))
+    monkeypatch.setattr(atomic, "_write_all", raising(exc))
     with pytest.raises(type(exc)):
         atomic.atomic_write(str(target), b"new")
     assert os.listdir(tmp_path) == ["config.json"]  # the .tmp- file is gone
@@ -105,11 +92,11 @@ def test_overlay2_get_failing_mount_removes_merged(
 ) -> None:
     d = _driver_with_base(tmp_path)
     d.create("child", parent="base")
-    monkeypatch.setattr(overlay2.linux, "mount", _raise(OSError(errno.EPERM, "no")))
+    monkeypatch.setattr(overlay2.linux, "mount", raising(OSError(errno.EPERM, "no")))
     with pytest.raises(StorageError, match="operation not permitted"):
         d.get("child")
     assert not os.path.lexists(d.merged_path("child"))
-    monkeypatch.setattr(overlay2.linux, "mount", _raise(Interrupted()))
+    monkeypatch.setattr(overlay2.linux, "mount", raising(Interrupted()))
     with pytest.raises(Interrupted):
         d.get("child")
     assert not os.path.lexists(d.merged_path("child"))
@@ -140,7 +127,7 @@ def _failing_fcntl(exc: BaseException) -> SimpleNamespace:
     import fcntl
 
     return SimpleNamespace(LOCK_EX=fcntl.LOCK_EX, LOCK_SH=fcntl.LOCK_SH, LOCK_NB=fcntl.LOCK_NB,
-                           flock=_raise(exc))
+                           flock=raising(exc))
 
 
 @pytest.mark.parametrize("exc", [OSError(errno.ENOLCK, "no locks"), Interrupted()])
@@ -149,7 +136,7 @@ def test_locks_close_their_fd_when_flock_fails(
 ) -> None:
     path = str(tmp_path / "x.lock")
     open(path, "w").close()
-    before = _open_fds()
+    before = open_fds()
     monkeypatch.setattr(flock, "fcntl", _failing_fcntl(exc))
     with pytest.raises(type(exc)):
         flock.HeldLock(path)
@@ -158,7 +145,7 @@ def test_locks_close_their_fd_when_flock_fails(
     lock = flock.ReentrantLock(path)
     with pytest.raises(type(exc)), lock.held():
         pass
-    assert _open_fds() == before
+    assert open_fds() == before
     monkeypatch.undo()
     with lock.held():  # a failed take left no depth behind: it is taken for real now
         assert flock.is_held(path)
@@ -168,9 +155,9 @@ def test_locks_close_their_fd_when_flock_fails(
 def test_try_lock_of_a_held_lock_is_none_and_keeps_no_fd(tmp_path: Path) -> None:
     path = str(tmp_path / "x.lock")
     held = flock.HeldLock(path)
-    before = _open_fds()
+    before = open_fds()
     assert flock.try_lock(path) is None
-    assert _open_fds() == before
+    assert open_fds() == before
     held.release()
     lock = flock.try_lock(path)
     assert lock is not None

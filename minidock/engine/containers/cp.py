@@ -40,7 +40,7 @@ from minidock.paths import Paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -191,23 +191,30 @@ def _copy_tree_out(dfd: int, name: str, st: os.stat_result, target: str,
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         return
     if stat.S_ISREG(mode):
-        src = os.open(name, _READ, dir_fd=dfd)
-        try:
-            out = os.open(target, _WRITE, 0o600)
-            try:
-                _copy_data(src, out, st.st_size)
-                os.fchmod(out, stat.S_IMODE(mode))
-                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-            finally:
-                os.close(out)
-        finally:
-            os.close(src)
+        _copy_file(lambda: os.open(name, _READ, dir_fd=dfd),
+                   lambda: os.open(target, _WRITE, 0o600), st, keep_owner=False)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         os.mknod(target, mode, st.st_rdev)
     else:
         return  # sockets are not copied, as Docker's archive skips them
     if st.st_nlink > 1:
         links[key] = target
+
+
+def _copy_file(open_src: Callable[[], int], open_out: Callable[[], int], st: os.stat_result,
+               *, keep_owner: bool) -> None:
+    """Copy a file's data to the one ``open_out`` makes, with the mode and times of ``st`` (and
+    its owner with ``keep_owner``)."""
+    with contextlib.ExitStack() as close:
+        src = open_src()
+        close.callback(os.close, src)
+        out = open_out()
+        close.callback(os.close, out)
+        _copy_data(src, out, st.st_size)
+        if keep_owner:
+            os.fchown(out, st.st_uid, st.st_gid)  # chown clears setuid: the mode after it
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _copy_data(src: int, dst: int, size: int) -> None:
@@ -334,18 +341,10 @@ def _copy_tree_in(src: str, st: os.stat_result, parent: int, name: str, follow: 
                  follow_symlinks=False)
         return
     if stat.S_ISREG(mode):
-        sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
-        try:
-            out = os.open(name, _WRITE | os.O_EXCL, 0o600, dir_fd=parent)
-            try:
-                _copy_data(sfd, out, st.st_size)
-                os.fchown(out, st.st_uid, st.st_gid)  # chown clears setuid: mode after it
-                os.fchmod(out, stat.S_IMODE(mode))
-                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-            finally:
-                os.close(out)
-        finally:
-            os.close(sfd)
+        nofollow = 0 if follow else os.O_NOFOLLOW
+        _copy_file(lambda: os.open(src, os.O_RDONLY | os.O_CLOEXEC | nofollow),
+                   lambda: os.open(name, _WRITE | os.O_EXCL, 0o600, dir_fd=parent), st,
+                   keep_owner=True)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         os.mknod(name, mode, st.st_rdev, dir_fd=parent)
         os.chown(name, st.st_uid, st.st_gid, dir_fd=parent, follow_symlinks=False)
