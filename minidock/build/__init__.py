@@ -1,0 +1,4 @@
+"""Docker builds: what a build reads before any container runs (pure, below the engine).
+
+    context.py   which files of a context directory a build sees (.dockerignore rules)
+"""
