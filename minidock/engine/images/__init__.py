@@ -25,12 +25,10 @@ Every name below loads its module on first use: ``run`` reaches this package for
 
 from __future__ import annotations
 
-import importlib
+from minidock.engine.lazy import lazy_attributes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
 if TYPE_CHECKING:
-    from typing import Any
-
     from minidock.engine.filters import (
         IMAGE_FILTERS,
         PRUNE_FILTERS,
@@ -103,10 +101,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)
