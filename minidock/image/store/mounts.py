@@ -175,8 +175,14 @@ class Mounts(Images):
             return self.driver.get(self.get_rw_layer(container_id).mount_id)
 
     def unmount_rw_layer(self, container_id: str) -> None:
+        """Unmount the container's root filesystem. A container whose rw layer is already
+        gone (an ``rm`` killed after removing it) has nothing mounted: not an error."""
         with self.locked():
-            self.driver.put(self.get_rw_layer(container_id).mount_id)
+            try:
+                rw = self.get_rw_layer(container_id)
+            except NotFound:
+                return
+            self.driver.put(rw.mount_id)
 
     def rw_layer_metadata(self, container_id: str) -> dict[str, str]:
         return self.driver.metadata(self.get_rw_layer(container_id).mount_id)
