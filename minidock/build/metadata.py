@@ -28,6 +28,7 @@ from minidock.dockerfile.instructions import parse_port, valid_signal
 from minidock.dockerfile.parser import Command
 from minidock.dockerfile.words import process_word
 from minidock.errors import InvalidArgument
+from minidock.gofmt import go_quote
 from minidock.records import field, record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
@@ -62,27 +63,6 @@ class StageState:
             key, _, value = str(item).partition("=")
             out[key] = value
         return out
-
-
-def go_quote(s: str) -> str:
-    """Go's %q of a string (strconv.Quote)."""
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def created_by(shell: list[str], comment: str, keyword: str) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from minidock.build.metadata import StageState, apply, go_quote
+from minidock.build.metadata import StageState, apply
 from minidock.dockerfile.parser import parse
 from minidock.errors import InvalidArgument
+from minidock.gofmt import go_quote
 
 HERE = Path(__file__).resolve().parent / "buildhistory"
 

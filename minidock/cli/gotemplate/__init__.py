@@ -50,7 +50,8 @@ from minidock.cli.gotemplate.errors import TemplateError
 from minidock.cli.gotemplate.exec import execute
 from minidock.cli.gotemplate.funcs import FUNCTIONS, HEADER_FUNCTIONS, FuncTable, go_sprintf
 from minidock.cli.gotemplate.parse import parse as _parse
-from minidock.cli.gotemplate.values import MISSING, go_quote, go_type, go_value, is_true, to_json
+from minidock.cli.gotemplate.values import MISSING, go_type, go_value, is_true, to_json
+from minidock.gofmt import go_quote
 
 __all__ = [
     "FUNCTIONS",

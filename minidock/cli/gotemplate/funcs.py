@@ -15,12 +15,12 @@ from typing import Any
 from minidock.cli.gotemplate.values import (
     MISSING,
     go_float,
-    go_quote,
     go_type,
     go_value,
     is_true,
     to_json,
 )
+from minidock.gofmt import go_quote
 
 
 class FuncError(Exception):

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from minidock.cli.gotemplate.errors import TemplateError, syntax_error
-from minidock.cli.gotemplate.values import go_quote
+from minidock.gofmt import go_quote
 from minidock.records import record
 
 

@@ -33,7 +33,7 @@ from minidock.cli.gotemplate.nodes import (
     Variable,
     With,
 )
-from minidock.cli.gotemplate.values import go_quote
+from minidock.gofmt import go_quote
 
 _KEYWORDS = {"if", "else", "end", "range", "with", "break", "continue", "define", "template",
              "block"}
