@@ -54,20 +54,12 @@ _CONTAINER_FILES = frozenset({"hosts", "hostname", "resolv.conf"})
 def _container_root(paths: Paths, ref: str) -> Iterator[tuple[ct.Container, int]]:
     """The container and an fd of its root filesystem, mounted for the copy if it is not."""
     c = ct.get(paths, ref)
-    store = ct.image_store(paths)
-    with ct.container_lock(paths, c.id):
-        rw = store.get_rw_layer(c.id)
-        mounted_before = store.driver.is_mounted(rw.mount_id)
-        root = store.mount_rw_layer(c.id)
+    with ct.mounted_rootfs(paths, c.id) as root:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                yield c, root_fd
-            finally:
-                os.close(root_fd)
+            yield c, root_fd
         finally:
-            if not mounted_before:
-                store.unmount_rw_layer(c.id)
+            os.close(root_fd)
 
 
 def _not_found(path: str, ref: str) -> NotFound:

@@ -63,6 +63,22 @@ def container_lock(paths: Paths, cid: str) -> Iterator[None]:
                     os.unlink(path)
 
 
+@contextmanager
+def mounted_rootfs(paths: Paths, cid: str) -> Iterator[str]:
+    """The container's root filesystem (the merged overlay), mounted for as long as the block
+    runs, under the container's lock so a ``start`` cannot mount or unmount it meanwhile. A
+    running container has it mounted already: that mount is used and left alone."""
+    store = image_store(paths)
+    with container_lock(paths, cid):
+        mounted_before = store.driver.is_mounted(store.get_rw_layer(cid).mount_id)
+        root = store.mount_rw_layer(cid)
+        try:
+            yield root
+        finally:
+            if not mounted_before:
+                store.unmount_rw_layer(cid)
+
+
 def save(paths: Paths, c: Container, host_config: bool = False) -> None:
     """Write config.v2.json (and hostconfig.json, which changes only at create)."""
     if host_config:

@@ -709,20 +709,10 @@ def export_container(paths: Paths, ref: str, out: BinaryIO) -> None:
     from minidock.image.export import tar_directory
 
     c = containers.get(paths, ref)
-    store = ImageStore(paths)
-    rw = store.get_rw_layer(c.id)
-    # Hold the container's lock so a `start` cannot mount or unmount the layer under us. A
-    # running container has it mounted already: use that mount and leave it alone.
-    with containers.container_lock(paths, c.id):
-        mounted_before = store.driver.is_mounted(rw.mount_id)
-        root = store.mount_rw_layer(c.id)
-        try:
-            for chunk in tar_directory(root, overlay_whiteouts=False):
-                out.write(chunk)
-            out.flush()
-        finally:
-            if not mounted_before:
-                store.unmount_rw_layer(c.id)
+    with containers.mounted_rootfs(paths, c.id) as root:
+        for chunk in tar_directory(root, overlay_whiteouts=False):
+            out.write(chunk)
+        out.flush()
 
 
 def export_to(paths: Paths, ref: str, output: str | None) -> None:
