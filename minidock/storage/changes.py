@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import stat
 
+from minidock.linux import fs
+
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 
 
@@ -38,14 +40,19 @@ def _is_opaque(path: str) -> bool:
     return False
 
 
-def _lower_stat(lowers: list[str], rel: str) -> os.stat_result | None:
-    """The path in the uppermost lower layer that has it (following symlinks, as Docker's
-    os.Stat does), or None."""
+def _lower_stat(lowers: list[int], rel: str) -> os.stat_result | None:
+    """The path in the uppermost lower layer that has it, or None. Symlinks are followed, as
+    Docker's os.Stat does, but inside each layer as if it were ``/``: an image's
+    ``etc -> /etc`` never makes this look at the host's /etc."""
     for lower in lowers:
         try:
-            return os.stat(os.path.join(lower, rel))
+            fd = fs.open_in_root(lower, rel, os.O_PATH)
         except OSError:
             continue
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
     return None
 
 
@@ -54,6 +61,7 @@ def overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
     (the container's -init layer, then the image's layers)."""
     changes: list[tuple[str, str]] = []
     changed_dirs: set[str] = set()
+    lower_fds: list[int] = []
 
     def walk(rel_dir: str) -> None:
         here = os.path.join(upper, rel_dir)
@@ -68,7 +76,7 @@ def overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
             elif is_dir and _is_opaque(full):
                 kind = "D"  # replaced as a whole; what it holds now follows as A or C
             else:
-                below = _lower_stat(lowers, rel)
+                below = _lower_stat(lower_fds, rel)
                 kind = "A" if below is None else "C"
                 if (below is not None and is_dir and stat.S_ISDIR(below.st_mode)
                         and st.st_size == below.st_size and st.st_mode == below.st_mode
@@ -86,5 +94,11 @@ def overlay_changes(upper: str, lowers: list[str]) -> list[tuple[str, str]]:
             if is_dir:
                 walk(rel)
 
-    walk("")
+    try:
+        for lower in lowers:
+            lower_fds.append(os.open(lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        walk("")
+    finally:
+        for fd in lower_fds:
+            os.close(fd)
     return changes

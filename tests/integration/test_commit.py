@@ -90,6 +90,27 @@ def test_diff_of_a_running_container_and_errors(md, images):
     assert (r.returncode, r.stderr) == (125, "Error: No such container: no-such-container\n")
 
 
+def test_diff_never_looks_at_the_host_through_an_image_symlink(md, images, tmp_path):
+    """The image has /s -> <a host directory that holds f>; a container replaces /s with a
+    directory holding f. Looked up inside the image's layer, /s/f did not exist: A, not C."""
+    host_dir = tmp_path / "host-only"
+    host_dir.mkdir()
+    (host_dir / "f").write_text("host\n")
+    made = []
+    try:
+        md.run("run", "--name", "sl-src", "busybox", "ln", "-s", str(host_dir), "/s", check=True)
+        md.run("commit", "sl-src", "symlinked:1", check=True)
+        made.append("symlinked:1")
+        md.run("run", "--name", "sl-dst", "symlinked:1", "sh", "-c",
+               "rm /s && mkdir /s && echo c > /s/f", check=True)
+        lines = md.run("diff", "sl-dst", check=True).stdout.splitlines()
+        assert "A /s/f" in lines and "C /s/f" not in lines, lines
+    finally:
+        md.run("rm", "-f", "sl-src", "sl-dst")
+        for ref in made:
+            md.run("rmi", "-f", ref)
+
+
 def test_commit_makes_docker_s_layer_and_config(md, changed, tmp_path):
     name, made = changed
     upper = upper_dir(md, name)
