@@ -114,6 +114,8 @@ def test_copy_in_follows_docker_s_rules_and_stays_inside(md, ctr, tmp_path):
     fails(md.run("cp", hd / "h", f"{ctr}:/nodir/x"),
           f"Could not find the file /nodir in container {ctr}")
     fails(md.run("cp", hd, f"{ctr}:/d/f1"), "cannot copy directory")
+    fails(md.run("cp", tmp_path / "nosuch", f"{ctr}:/d"),
+          f"lstat {tmp_path}/nosuch: no such file or directory")
     # symlinks in the destination resolve inside the container: /totmp -> /tmp is its /tmp,
     # /escape -> / its root; nothing lands on the host
     marker = "cp-marker-" + secrets.token_hex(4)

@@ -244,7 +244,9 @@ def copy_to(paths: Paths, ref: str, src: str, dst: str, *, follow_link: bool = F
         try:
             st = os.stat(src) if follow_link else os.lstat(src)
         except FileNotFoundError:
-            raise InvalidArgument(f"stat {src}: no such file or directory") from None
+            # as Docker's CLI: the call and the absolute path
+            raise InvalidArgument(f"{'stat' if follow_link else 'lstat'} "
+                                  f"{os.path.abspath(src)}: no such file or directory") from None
     with _container_root(paths, ref) as (c, root_fd):
         if src == "-":
             _untar_in(root_fd, dst_abs, ref, c.id, stdin or sys.stdin.buffer)
