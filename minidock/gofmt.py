@@ -27,3 +27,69 @@ def go_quote(s: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def go_quote_rune(n: int) -> str:
+    """strconv.QuoteRune, as ``%q`` writes an int (a HEALTHCHECK's Retries): ``'\\x03'``."""
+    ch = chr(n) if 0 <= n <= 0x10FFFF else "\ufffd"
+    if ch == "'":
+        return "'\\''"
+    if ch == '"':
+        return "'\"'"
+    return "'" + go_quote(ch)[1:-1] + "'"
+
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
+          "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_duration(text: str) -> int:
+    """time.ParseDuration: ``1m30s``, ``1.5h``, ``300ms`` -> nanoseconds; ValueError if not."""
+    import re
+
+    s = text
+    sign = 1
+    if s[:1] in "+-":
+        sign, s = (-1 if s[0] == "-" else 1), s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total = 0.0
+    pos = 0
+    unit = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
+    while pos < len(s):
+        m = unit.match(s, pos)
+        if m is None or m.group(1) in ("", "."):
+            raise ValueError(f'time: invalid duration "{text}"')
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return sign * round(total)
+
+
+def go_duration(ns: int) -> str:
+    """time.Duration.String: ``0s``, ``1.5s``, ``500ms``, ``1m30s``, ``1h0m0s``."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _fraction(ns, size) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = _fraction(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return sign + seconds
+
+
+def _fraction(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}." + f"{frac:0{digits}d}".rstrip("0")

@@ -16,6 +16,14 @@ word (one space). What the comments say, as docker 20.10 writes them::
                                the shell prepended, as it is stored
     ONBUILD RUN echo hi        the trigger as written
     WORKDIR /tmp/rel/dir       the resolved directory
+    HEALTHCHECK &{["CMD-SHELL" "x"] "30s" "0s" "0s" '\x03'}
+                               Go's %q of the *HealthConfig: Test, Interval, Timeout,
+                               StartPeriod (Duration strings), Retries (an int as a rune)
+
+Build args (moby ``BuildArgs``): an ARG declares a name in its stage; its value is the
+--build-arg one if given, else its default, else (no default) the value of the same ARG
+before the first FROM. The proxy names (HTTP_PROXY and friends) need no ARG. A RUN sees the
+declared args that have a value and are not shadowed by ENV as variables.
 
 Checked against docker 20.10's history of a build (tests/unit/test_build_metadata.py).
 """
@@ -28,7 +36,7 @@ from minidock.dockerfile.instructions import parse_port, valid_signal
 from minidock.dockerfile.parser import Command
 from minidock.dockerfile.words import process_word
 from minidock.errors import InvalidArgument
-from minidock.gofmt import go_quote
+from minidock.gofmt import go_duration, go_quote, go_quote_rune, parse_duration
 from minidock.records import field, record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
@@ -38,7 +46,12 @@ if TYPE_CHECKING:
 DEFAULT_SHELL = ("/bin/sh", "-c")
 #: what this module applies; RUN, COPY, ADD and FROM are steps of their own
 METADATA = frozenset({"env", "label", "maintainer", "arg", "user", "expose", "volume",
-                      "stopsignal", "shell", "onbuild", "cmd", "entrypoint", "workdir"})
+                      "stopsignal", "shell", "onbuild", "cmd", "entrypoint", "workdir",
+                      "healthcheck"})
+#: build args every Dockerfile may be given without declaring them (moby builtinAllowedBuildArgs)
+PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                        "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+_MIN_DURATION = 1_000_000  # 1ms: a HEALTHCHECK duration below it is refused
 
 
 @record
@@ -48,17 +61,62 @@ class StageState:
     otherwise) and MAINTAINER (the image's author)."""
 
     config: dict[str, Any] = field(default_factory=dict)
-    args: dict[str, str | None] = field(default_factory=dict)
+    args: dict[str, str | None] = field(default_factory=dict)  # declared here: name -> default
     cmd_set: bool = False
     author: str = ""
+    options: dict[str, str | None] = field(default_factory=dict)  # --build-arg
+    meta: dict[str, str | None] = field(default_factory=dict)  # ARGs before the first FROM
+    referenced: set[str] = field(default_factory=set)  # every ARG name the build declared
 
     @property
     def shell(self) -> list[str]:
         return list(self.config.get("Shell") or DEFAULT_SHELL)
 
+    def _arg(self, key: str, mapping: dict[str, str | None]) -> str | None:
+        if self.options.get(key) is not None:
+            return self.options[key]
+        default = mapping.get(key)
+        if default is None:
+            return self.meta.get(key)
+        return default
+
+    def allowed_args(self) -> dict[str, str]:
+        """The build args of this stage that have a value (proxy args included)."""
+        out = {}
+        for key in sorted({*self.args, *PROXY_ARGS}):
+            value = self._arg(key, self.args)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def meta_args(self) -> dict[str, str]:
+        """What FROM expands from: the ARGs before the first FROM, with --build-arg."""
+        out = {}
+        for key in sorted({*self.meta, *PROXY_ARGS}):
+            value = self._arg(key, self.meta)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def env_keys(self) -> set[str]:
+        return {str(e).partition("=")[0] for e in self.config.get("Env") or []}
+
+    def run_args(self) -> list[str]:
+        """``K=V`` of the build args a RUN gets as variables (those ENV does not shadow)."""
+        shadowed = self.env_keys()
+        return [f"{k}={v}" for k, v in self.allowed_args().items() if k not in shadowed]
+
+    def run_prefix(self, run_args: list[str]) -> list[str]:
+        """What a RUN's history line (and cache key) starts with when build args are in
+        play: ``|N K=V ...``, the proxy args left out unless declared."""
+        shown = sorted(a for a in run_args
+                       if a.partition("=")[0] in self.args or
+                       a.partition("=")[0] not in PROXY_ARGS)
+        return [f"|{len(shown)}", *shown]
+
     def env(self) -> dict[str, str]:
         """The variables words expand from: the declared build args, then Env over them."""
-        out = {k: v for k, v in self.args.items() if v is not None}
+        out = dict(self.allowed_args())
         for item in self.config.get("Env") or []:
             key, _, value = str(item).partition("=")
             out[key] = value
@@ -76,8 +134,8 @@ def _pairs(cmd: Command, env: dict[str, str]) -> list[tuple[str, str]]:
     values = list(cmd.value)
     if not values:
         raise InvalidArgument(f"{cmd.cmd.upper()} requires at least one argument")
-    return [(process_word(values[i], env), process_word(values[i + 1], env))
-            for i in range(0, len(values), 2)]
+    return [(process_word(values[i], env, cmd.escape),
+             process_word(values[i + 1], env, cmd.escape)) for i in range(0, len(values), 2)]
 
 
 def _command_line(cmd: Command, state: StageState) -> list[str]:
@@ -111,14 +169,15 @@ def apply(state: StageState, cmd: Command) -> str:
         state.author = cmd.value[0] if cmd.value else ""
         comment = "MAINTAINER " + state.author
     elif name == "arg":
-        words = [process_word(w, env) for w in cmd.value]
+        words = [process_word(w, env, cmd.escape) for w in cmd.value]
         if len(words) != 1:
             raise InvalidArgument("ARG requires exactly one argument")
         key, eq, default = words[0].partition("=")
         state.args[key] = default if eq else state.args.get(key)
+        state.referenced.add(key)
         comment = "ARG " + words[0]
     elif name in ("user", "stopsignal"):
-        value = process_word(cmd.value[0], env) if cmd.value else ""
+        value = process_word(cmd.value[0], env, cmd.escape) if cmd.value else ""
         if not value:
             raise InvalidArgument(f"{cmd.cmd.upper()} requires exactly one argument")
         if name == "stopsignal" and not valid_signal(value):
@@ -126,7 +185,7 @@ def apply(state: StageState, cmd: Command) -> str:
         cfg["User" if name == "user" else "StopSignal"] = value
         comment = f"{cmd.cmd.upper()} {value}"
     elif name == "expose":
-        ports = sorted(process_word(w, env) for w in cmd.value)
+        ports = sorted(process_word(w, env, cmd.escape) for w in cmd.value)
         if not ports:
             raise InvalidArgument("EXPOSE requires at least one argument")
         exposed = dict(cfg.get("ExposedPorts") or {})
@@ -135,7 +194,8 @@ def apply(state: StageState, cmd: Command) -> str:
         cfg["ExposedPorts"] = exposed
         comment = "EXPOSE " + " ".join(ports)
     elif name == "volume":
-        vols = list(cmd.value) if cmd.json else [process_word(w, env) for w in cmd.value]
+        vols = list(cmd.value) if cmd.json else \
+            [process_word(w, env, cmd.escape) for w in cmd.value]
         if not vols or any(not v.strip() for v in vols):
             raise InvalidArgument("VOLUME specified can not be an empty string")
         cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **{v: {} for v in vols}}
@@ -165,14 +225,89 @@ def apply(state: StageState, cmd: Command) -> str:
                 cfg["Cmd"] = None  # an inherited CMD goes with a new ENTRYPOINT
         comment = f"{cmd.cmd.upper()} [" + " ".join(go_quote(a) for a in line) + "]"
     elif name == "workdir":
-        path = process_word(cmd.value[0], env) if cmd.value else ""
+        path = process_word(cmd.value[0], env, cmd.escape) if cmd.value else ""
         if not path:
             raise InvalidArgument("WORKDIR requires exactly one argument")
         if not path.startswith("/"):
             path = posixpath.join(cfg.get("WorkingDir") or "/", path)
         cfg["WorkingDir"] = "/" + posixpath.normpath(path).lstrip("/")
         comment = "WORKDIR " + cfg["WorkingDir"]
+    elif name == "healthcheck":
+        health = healthcheck(cmd)
+        comment = "HEALTHCHECK " + health_q(health)
+        # What the image had fills what this one leaves at zero, after the history line
+        # was written (docker 20.10's daemon merges the image's config into the step's
+        # container config, and the healthcheck it changes is shared with the build's)
+        for key, value in (cfg.get("Healthcheck") or {}).items():
+            health.setdefault(key, value)
+        cfg["Healthcheck"] = health
     else:
         raise InvalidArgument(f"{cmd.cmd.upper()} does not only change the image config")
     return created_by(state.shell, comment, name)
+
+
+def instruction_flags(cmd: Command, known: dict[str, str | None]) -> dict[str, str]:
+    """The ``--name=value`` flags of ``cmd``: ``known`` maps each name it takes to its
+    default (None: a boolean flag, "true" when given bare)."""
+    out: dict[str, str] = {}
+    for flag in cmd.flags:
+        name, eq, value = flag[2:].partition("=")
+        if name not in known:
+            raise InvalidArgument(f"Unknown flag: {name}")
+        if not eq:
+            if known[name] is not None:
+                raise InvalidArgument(f"Missing a value on flag: {name}")
+            value = "true"
+        if name in out:
+            raise InvalidArgument(f"Duplicate flag specified: {name}")
+        out[name] = value
+    return out
+
+
+def healthcheck(cmd: Command) -> dict[str, Any]:
+    """HEALTHCHECK's config (Docker's HealthConfig keys; zero values left out, as Go does)."""
+    flags = instruction_flags(cmd, {"interval": "", "timeout": "", "start-period": "",
+                                    "retries": ""})
+    if not cmd.value:
+        raise InvalidArgument("HEALTHCHECK requires an argument")
+    kind, args = cmd.value[0].upper(), list(cmd.value[1:])
+    if kind == "NONE":
+        if args:
+            raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise InvalidArgument(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+    if not args or args == [""]:
+        raise InvalidArgument("Missing command after HEALTHCHECK CMD")
+    health: dict[str, Any] = {"Test": ["CMD" if cmd.json else "CMD-SHELL", *args]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                      ("start-period", "StartPeriod")):
+        text = flags.get(flag, "")
+        if not text:
+            continue
+        try:
+            ns = parse_duration(text)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+        if ns < _MIN_DURATION:
+            raise InvalidArgument(f'Interval "{flag}" cannot be less than 1ms')
+        health[key] = ns
+    if flags.get("retries"):
+        try:
+            retries = int(flags["retries"])
+        except ValueError:
+            raise InvalidArgument(f'strconv.ParseInt: parsing "{flags["retries"]}": invalid '
+                                  "syntax") from None
+        if retries < 1:
+            raise InvalidArgument(f"--retries must be at least 1 (not {retries})")
+        health["Retries"] = retries
+    return health
+
+
+def health_q(health: dict[str, Any]) -> str:
+    """Go's ``%q`` of a *HealthConfig, as the history line shows it."""
+    test = "[" + " ".join(go_quote(t) for t in health.get("Test") or []) + "]"
+    durations = " ".join(go_quote(go_duration(int(health.get(k) or 0)))
+                         for k in ("Interval", "Timeout", "StartPeriod"))
+    return "&{" + f"{test} {durations} {go_quote_rune(int(health.get('Retries') or 0))}" + "}"
 

@@ -63,6 +63,7 @@ class Command:
     flags: tuple[str, ...]  # ("--from=build", "--chown=1:1")
     value: tuple[str, ...]  # the arguments, split by the keyword's rule (module docstring)
     heredocs: tuple[Heredoc, ...] = ()
+    escape: str = "\\"  # the file's escape character, for the words' quote removal
 
 
 class ParseError(InvalidArgument):
@@ -113,6 +114,10 @@ def parse(text: str) -> list[Command]:
             piece, done = _trim_continuation(piece, escape)
             line += piece
         command = _command(line, escape, start, i)
+        if escape != "\\":
+            command = Command(command.cmd, command.sub_cmd, command.json, command.original,
+                              command.start_line, command.end_line, command.flags,
+                              command.value, command.heredocs, escape)
         names = (_heredoc_names(line, escape) if command.cmd.lower() in _HEREDOC_COMMANDS
                  and not command.json and "<<" in line else [])
         if names:
@@ -135,7 +140,8 @@ def parse(text: str) -> list[Command]:
                 heredocs.append(Heredoc(name, fd, "".join(content), expand, chomp))
                 original += "".join(content) + name + "\n"
             command = Command(command.cmd, command.sub_cmd, command.json, original,
-                              start, i, command.flags, command.value, tuple(heredocs))
+                              start, i, command.flags, command.value, tuple(heredocs),
+                              escape)
         commands.append(command)
     return commands
 

@@ -58,8 +58,9 @@ def split_words(s: str) -> list[str]:
     return words
 
 
-def process_word(word: str, env: dict[str, str]) -> str:
-    """Remove quotes, apply escapes and expand ``$v ${v} ${v:-w} ${v:+w} ${v-w} ${v+w}``."""
+def process_word(word: str, env: dict[str, str], escape: str = "\\") -> str:
+    """Remove quotes, apply escapes and expand ``$v ${v} ${v:-w} ${v:+w} ${v-w} ${v+w}``;
+    ``escape`` is the Dockerfile's escape character (\\ or, by directive, `)."""
     out: list[str] = []
     i = 0
     quote = ""
@@ -72,10 +73,10 @@ def process_word(word: str, env: dict[str, str]) -> str:
                 out.append(c)
             i += 1
             continue
-        if c == "\\" and i + 1 < len(word):
+        if c == escape and i + 1 < len(word):
             nxt = word[i + 1]
-            # inside double quotes only \ " $ are escapable; elsewhere any character
-            if quote == '"' and nxt not in '\\"$':
+            # inside double quotes only the escape, " and $ are escapable; elsewhere any
+            if quote == '"' and nxt not in escape + '"$':
                 out.append(c)
             out.append(nxt)
             i += 2
@@ -89,7 +90,7 @@ def process_word(word: str, env: dict[str, str]) -> str:
             i += 1
             continue
         if c == "$":
-            value, i = _expand_at(word, i, env)
+            value, i = _expand_at(word, i, env, escape)
             out.append(value)
             continue
         out.append(c)
@@ -99,7 +100,7 @@ def process_word(word: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def _expand_at(word: str, i: int, env: dict[str, str]) -> tuple[str, int]:
+def _expand_at(word: str, i: int, env: dict[str, str], escape: str) -> tuple[str, int]:
     """Expand the variable at ``word[i] == "$"``; return (value, index after it)."""
     if i + 1 < len(word) and word[i + 1] == "{":
         end = word.find("}", i + 2)
@@ -115,7 +116,7 @@ def _expand_at(word: str, i: int, env: dict[str, str]) -> tuple[str, int]:
             return value or "", end + 1
         for op in (":-", ":+", "-", "+"):
             if rest.startswith(op):
-                alt = process_word(rest[len(op):], env)
+                alt = process_word(rest[len(op):], env, escape)
                 if op == ":-":
                     return (value if value else alt), end + 1
                 if op == "-":
