@@ -8,6 +8,9 @@ the class to Docker's exit status; commands never call sys.exit themselves.
      +-- InvalidArgument               125  a flag, name, reference or value is malformed
      +-- ClientRefused                   1  what Docker's CLI itself refuses before it asks the
      |                                      daemon (`-it` when stdin is not a terminal)
+     +-- BuildFailed                     1  a build step failed: the line is printed bare, as
+     |                                      Docker's CLI prints a build's error (its code, if
+     |                                      the step gave one)
      +-- NotFound                      125  (base of the "no such ..." errors)
      |    +-- ImageNotFound            125
      |    +-- ContainerNotFound        125
@@ -58,6 +61,17 @@ class InvalidArgument(MinidockError):
 
 class ClientRefused(MinidockError):
     exit_code = 1
+
+
+class BuildFailed(MinidockError):
+    """A build that stopped at a step; printed without ``Error:``, as docker build does."""
+
+    exit_code = 1
+    bare = True
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = code
 
 
 class NotFound(MinidockError):

@@ -43,7 +43,7 @@ def exit_with(e: BaseException, debug: bool, action: str = "") -> None:
     line = describe(e)
     if action and not isinstance(e, MinidockError):
         line = f"{action}: {line}"
-    print(f"Error: {line}", file=sys.stderr)
+    print(line if getattr(e, "bare", False) else f"Error: {line}", file=sys.stderr)
     if isinstance(e, MinidockError):
         if e.hint:
             print(f"Hint: {e.hint}", file=sys.stderr)

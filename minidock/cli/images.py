@@ -279,12 +279,13 @@ def tag(ctx: click.Context, source: str, target: str) -> None:
     engine.tag(paths(ctx), source, target)
 
 
-def _remove(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
+def _remove(ctx: click.Context, refs: tuple[str, ...], force: bool,
+            no_prune: bool = False) -> None:
     p = paths(ctx)
     errors: list[MinidockError] = []
     for ref in refs:
         try:
-            for line in engine.remove_image(p, ref, force, _in_use(p)):
+            for line in engine.remove_image(p, ref, force, _in_use(p), prune=not no_prune):
                 click.echo(line)
         except MinidockError as e:
             errors.append(e)
@@ -293,11 +294,12 @@ def _remove(ctx: click.Context, refs: tuple[str, ...], force: bool) -> None:
 
 @click.command("rmi")
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@click.option("--no-prune", is_flag=True, help="Do not delete untagged parents")
 @click.argument("refs", nargs=-1, required=True, metavar="IMAGE [IMAGE...]")
 @click.pass_context
-def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
+def rmi(ctx: click.Context, force: bool, no_prune: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more images."""
-    _remove(ctx, refs, force)
+    _remove(ctx, refs, force, no_prune)
 
 
 # --- import --------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ nogroup:x:65534:
 
 def test_default_is_root():
     u = resolve_user("", PASSWD, GROUP)
-    assert (u.uid, u.gid, u.additional_gids, u.home) == (0, 0, [], "/root")
+    assert (u.uid, u.gid, u.additional_gids, u.home) == (0, 0, [0], "/root")
 
 
 def test_name_gives_uid_gid_home_and_supplementary_groups():
     u = resolve_user("user", PASSWD, GROUP)
     assert (u.uid, u.gid, u.home) == (1000, 1000, "/home/user")
-    assert u.additional_gids == [10, 29]
+    assert u.additional_gids == [1000, 10, 29]  # the primary group first, as Docker's
 
 
 def test_uid_without_entry_is_allowed():
@@ -41,9 +41,9 @@ def test_uid_with_entry_uses_it():
     assert resolve_user("1000", PASSWD, GROUP).gid == 1000
 
 
-def test_explicit_group_by_name_and_id_and_no_supplementary():
+def test_explicit_group_by_name_and_id_and_only_it_as_supplementary():
     u = resolve_user("user:audio", PASSWD, GROUP)
-    assert (u.uid, u.gid, u.additional_gids) == (1000, 29, [])
+    assert (u.uid, u.gid, u.additional_gids) == (1000, 29, [29])
     assert resolve_user("1000:7", PASSWD, GROUP).gid == 7
 
 

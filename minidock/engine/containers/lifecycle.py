@@ -128,11 +128,15 @@ def lock_for_start(paths: Paths, ref: str, undo: ExitStack
     return c, record_lock, monitor
 
 
-def start(paths: Paths, ref: str, interactive: bool = False) -> int:
+def start(paths: Paths, ref: str, interactive: bool = False, *, stdout: int = 1,
+          stderr: int = 2, kill_on_interrupt: bool = False) -> int:
     """Start a created or exited container attached to our stdio; returns its exit code.
 
     The calling process stays the container's parent (a child subreaper) until the
     container exits, then records the exit and releases the mount, cgroup and bundle.
+    Its output goes to ``stdout`` and ``stderr``. Signals a user sends us are passed on to
+    the container's init; with ``kill_on_interrupt`` (a build's RUN) SIGINT, SIGTERM and
+    SIGHUP kill it instead and raise KeyboardInterrupt once it is gone and released.
     """
     with ExitStack() as undo:
         c, record_lock, _monitor = lock_for_start(paths, ref, undo)
@@ -145,14 +149,17 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
 
         log = JsonFileWriter(log_path(c))  # as Docker: `logs` shows a foreground run too
         undo.callback(log.close)
+        interrupted = False
         if launched.master >= 0:
             io.relay_pty(launched.master, interactive, log=log.write)
             code = _waitpid(launched.pid)
         else:
             assert launched.pipes is not None
-            with io.SignalProxy(launched.pid):
-                launched.pipes.relay(log=log.write)
+            proxy = io.KillOnInterrupt if kill_on_interrupt else io.SignalProxy
+            with proxy(launched.pid) as forwarding:
+                launched.pipes.relay(stdout=stdout, stderr=stderr, log=log.write)
                 code = _waitpid(launched.pid)
+            interrupted = forwarding.interrupted
         trace.note(f"container {c.short_id} exited with {code}; cleaning up")
         with store.container_lock(paths, c.id):
             c = store.load_record(paths, c.id)
@@ -160,6 +167,8 @@ def start(paths: Paths, ref: str, interactive: bool = False) -> int:
             c.state.exit_code = code
             c.state.finished_at = now_rfc3339()
             store.save(paths, c)
+        if interrupted:
+            raise KeyboardInterrupt
     return code
 
 

@@ -111,6 +111,34 @@ def commit(paths: Paths, opts: CommitOptions) -> str:
         return _commit_locked(paths, c.id, ref, config, opts)
 
 
+def commit_step(paths: Paths, *, parent_id: str | None, upper: str | None,
+                config: dict[str, Any], container_config: dict[str, Any], author: str = "",
+                container_id: str = "") -> str:
+    """One step of a build made an image, as the classic builder commits it: the files
+    under ``upper`` (a container's or a step's own overlay upper dir; None or empty: no
+    layer) on top of ``parent_id`` (None: FROM scratch), the step's ``config``, its
+    ``container_config`` (whose Cmd is the history line). The caller holds what ``upper``
+    belongs to; the image is the parent's child, for the build cache to find."""
+    store = ImageStore(paths)
+    parent = store.get_image_config(parent_id) if parent_id else {}
+    chains = chain_ids(store.diff_ids_of(parent)) if parent else []
+    with store.locked(), ExitStack() as undo:
+        diff_id = None
+        if upper is not None and os.listdir(upper):
+            with diff_tar_stream(upper) as stream:
+                layer = store.register_layer(stream, chains[-1] if chains else None)
+            undo.callback(store.release_layer, layer.chain_id)
+            diff_id = layer.diff_id
+        image_id = store.create_image(child_config(
+            parent, container_id=container_id, container_config=container_config,
+            config=config, author=author, comment="", created=rfc3339nano(),
+            diff_id=diff_id))
+        if parent_id:
+            store.set_parent(image_id, parent_id)
+        undo.pop_all()
+    return image_id
+
+
 def _unpause(paths: Paths, cid: str) -> None:
     try:
         ct.unpause(paths, cid)

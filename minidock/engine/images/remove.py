@@ -2,6 +2,8 @@
 
 ``rmi`` refuses what Docker refuses: an image a container uses is never deleted, a name is
 untagged first, and an image named in several repositories is deleted only when forced.
+Deleting an image also deletes its untagged parents that nothing else needs (a build's
+intermediate images), unless ``--no-prune``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def remove_image(
     ref: str,
     force: bool,
     in_use: Callable[[str], list[str]],
+    prune: bool = True,
 ) -> list[str]:
     """``docker rmi``: the lines Docker prints (``Untagged: x:y``, ``Deleted: sha256:...``).
 
@@ -101,7 +104,15 @@ def remove_image(
         for r in store.references(image_id):
             store.remove_tag(r)
             lines.append(f"Untagged: {r}")
+        parent = store.get_parent(image_id)
         removed_layers = store.delete_image(image_id)
         lines.append(f"Deleted: {image_id}")
         lines.extend(f"Deleted: {chain}" for chain in removed_layers)
+        while prune and parent and store.image_exists(parent):
+            if store.references(parent) or in_use(parent) or store.children(parent):
+                break
+            image_id, parent = parent, store.get_parent(parent)
+            removed_layers = store.delete_image(image_id)
+            lines.append(f"Deleted: {image_id}")
+            lines.extend(f"Deleted: {chain}" for chain in removed_layers)
     return lines

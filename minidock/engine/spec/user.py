@@ -63,7 +63,8 @@ def parse_group(text: str) -> list[GroupEntry]:
 
 def resolve_user(spec: str, passwd: str | None, group: str | None) -> ExecUser:
     """Docker's rules: a numeric uid needs no passwd entry; a name does. The primary gid
-    comes from the entry unless a group is given; supplementary groups are those of
+    comes from the entry unless a group is given; supplementary groups are the primary
+    one (as Docker sets them since 20.10.18, its fix of CVE-2022-36109) and those of
     /etc/group that list the user as a member (not when a group was given explicitly)."""
     user_part, _, group_part = (spec or "0").partition(":")
     users = parse_passwd(passwd or "")
@@ -92,4 +93,4 @@ def resolve_user(spec: str, passwd: str | None, group: str | None) -> ExecUser:
             gid = g.gid
     elif entry is not None:
         extra = sorted({g.gid for g in groups if entry.name in g.members} - {gid})
-    return ExecUser(uid, gid, extra, home)
+    return ExecUser(uid, gid, [gid, *extra], home)

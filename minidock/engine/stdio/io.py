@@ -120,6 +120,8 @@ def _write_all(fd: int, data: bytes) -> bool:
 class SignalProxy:
     """Forward the signals a user may send to ``minidock run`` to the container's init."""
 
+    interrupted = False  # KillOnInterrupt's: whether a signal ended the container
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.saved: dict[int, Callable[..., object] | int | None] = {}
@@ -138,6 +140,23 @@ class SignalProxy:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+class KillOnInterrupt(SignalProxy):
+    """A build's RUN: Ctrl-C (or SIGTERM, SIGHUP) kills the container's init outright, as
+    Docker's builder does when its client goes away; ``interrupted`` says it happened."""
+
+    def __enter__(self) -> KillOnInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self.saved[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        self.interrupted = True
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def window_size(fd: int) -> tuple[int, int] | None:

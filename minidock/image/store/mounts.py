@@ -140,13 +140,14 @@ class Mounts(Images):
             raise StorageError(f"read rw layer metadata {d}: invalid mount-id or init-id")
         return RWLayer(container_id, mount_id, init_id, parent)
 
-    def create_rw_layer(self, container_id: str, image_id: str) -> str:
-        """Create a container's -init and rw layers on top of ``image_id``; return mount-id."""
+    def create_rw_layer(self, container_id: str, image_id: str | None) -> str:
+        """Create a container's -init and rw layers on top of ``image_id`` (None: on nothing,
+        a build's step after FROM scratch); return mount-id."""
         final = self._mount_dir(container_id)
         with self.locked():
             if os.path.lexists(final):
                 raise Conflict(f"rw layer for container {container_id} already exists")
-            top = self.top_layer(image_id)
+            top = self.top_layer(image_id) if image_id else None
             self._ensure_dirs()
             mount_id = os.urandom(32).hex()
             init_id = f"{mount_id}-init"
