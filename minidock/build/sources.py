@@ -14,6 +14,10 @@ of the tar entry the daemon sees: name relative to the context (a directory's en
 the permission bits alone (420 for rw-r--r--), uid and gid 0 (Docker's CLI sends the context
 owned by root) with empty user and group names, size for regular files only. A source that is
 a symlink is hashed as what it points to inside the context, under that name.
+
+``COPY --from`` hashes a stage's or image's files as they are on disk instead (the daemon's
+lazy source, not a tar from the CLI): the mode with its file type bits (33188 for rw-r--r--),
+the file's own uid and gid, and the user and group names the *host* gives those ids.
 """
 
 from __future__ import annotations
@@ -29,21 +33,38 @@ _TYPEFLAG = {stat.S_IFREG: "0", stat.S_IFLNK: "2", stat.S_IFCHR: "3", stat.S_IFB
 _CAPABILITY = "security.capability"
 
 
-def entry_hash(context: str, rel: str) -> str:
-    """The hex tarsum of the context entry ``rel`` (``/``-separated, relative)."""
+def _host_name(table: str, number: int) -> str:
+    import grp
+    import pwd
+
+    try:
+        return pwd.getpwuid(number).pw_name if table == "passwd" else grp.getgrgid(number).gr_name
+    except KeyError:
+        return ""
+
+
+def entry_hash(context: str, rel: str, on_disk: bool = False) -> str:
+    """The hex tarsum of the context entry ``rel`` (``/``-separated, relative); ``on_disk``:
+    of a stage's or image's file, as COPY --from sees it (module docstring)."""
     full = os.path.join(context, rel)
     st = os.lstat(full)
     kind = stat.S_IFMT(st.st_mode)
     is_dir = kind == stat.S_IFDIR
     size = st.st_size if kind == stat.S_IFREG else 0
+    owner = [("uid", "0"), ("gid", "0")]
+    names = [("uname", ""), ("gname", "")]
+    if on_disk:
+        owner = [("uid", str(st.st_uid)), ("gid", str(st.st_gid))]
+        names = [("uname", _host_name("passwd", st.st_uid)),
+                 ("gname", _host_name("group", st.st_gid))]
     fields = [
         ("name", rel.rstrip("/") + "/" if is_dir else rel),
-        ("mode", str(stat.S_IMODE(st.st_mode))),
-        ("uid", "0"), ("gid", "0"),
+        ("mode", str(st.st_mode if on_disk else stat.S_IMODE(st.st_mode))),
+        *owner,
         ("size", str(size)),
         ("typeflag", _TYPEFLAG.get(kind, "0")),
         ("linkname", os.readlink(full) if kind == stat.S_IFLNK else ""),
-        ("uname", ""), ("gname", ""),
+        *names,
         ("devmajor", str(os.major(st.st_rdev)) if kind in (stat.S_IFCHR, stat.S_IFBLK) else "0"),
         ("devminor", str(os.minor(st.st_rdev)) if kind in (stat.S_IFCHR, stat.S_IFBLK) else "0"),
     ]
@@ -64,7 +85,7 @@ def entry_hash(context: str, rel: str) -> str:
     return h.hexdigest()
 
 
-def _joined(prefix: str, hashes: list[str]) -> str:
+def joined_hash(prefix: str, hashes: list[str]) -> str:
     return prefix + ":" + hashlib.sha256(",".join(hashes).encode()).hexdigest()
 
 
@@ -83,7 +104,8 @@ def resolve(context: str, rel: str) -> str:
     return os.path.relpath(real, os.path.realpath(context))
 
 
-def source_hash(context: str, rel: str, below: list[str] | None = None) -> str:
+def source_hash(context: str, rel: str, below: list[str] | None = None,
+                on_disk: bool = False) -> str:
     """``file:<hex>`` or ``dir:<hex>`` of one COPY/ADD source (symlinks followed inside the
     context). For a directory, ``below`` lists the context paths under it that the build
     sees (after .dockerignore; every path under it by default): the hash covers the
@@ -91,7 +113,7 @@ def source_hash(context: str, rel: str, below: list[str] | None = None) -> str:
     rel = resolve(context, rel)
     full = os.path.join(context, rel)
     if not os.path.isdir(full):
-        return "file:" + entry_hash(context, rel)
+        return "file:" + entry_hash(context, rel, on_disk)
     if below is None:
         below = []
         for root, dirs, files in os.walk(full):
@@ -99,9 +121,9 @@ def source_hash(context: str, rel: str, below: list[str] | None = None) -> str:
                 below.append(os.path.relpath(os.path.join(root, name), context))
     entries = [rel, *(resolve(context, p) if os.path.islink(os.path.join(context, p)) else p
                       for p in below)]
-    return _joined("dir", sorted(entry_hash(context, p) for p in entries))
+    return joined_hash("dir", sorted(entry_hash(context, p, on_disk) for p in entries))
 
 
 def sources_hash(hashes: list[str]) -> str:
     """What a COPY/ADD of these sources says: the one hash, or ``multi:`` over several."""
-    return hashes[0] if len(hashes) == 1 else _joined("multi", hashes)
+    return hashes[0] if len(hashes) == 1 else joined_hash("multi", hashes)

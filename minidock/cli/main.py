@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "save": "archive:save",
     "load": "archive:load",
     "export": "archive:export",
+    "build": "build:build",
     "commit": "commit:commit",
     "diff": "commit:diff",
     "cp": "commit:cp",
