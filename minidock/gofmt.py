@@ -49,7 +49,7 @@ def parse_duration(text: str) -> int:
 
     s = text
     sign = 1
-    if s[:1] in "+-":
+    if s[:1] and s[0] in "+-":
         sign, s = (-1 if s[0] == "-" else 1), s[1:]
     if s == "0":
         return 0

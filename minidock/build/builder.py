@@ -38,6 +38,7 @@ from contextlib import ExitStack
 from minidock.build import cache, context, copier, metadata, stages
 from minidock.build.metadata import StageState
 from minidock.build.sources import sources_hash
+from minidock.dockerfile.instructions import instruction_flags
 from minidock.dockerfile.parser import Command, parse
 from minidock.dockerfile.words import process_word
 from minidock.engine import containers as ct
@@ -417,7 +418,7 @@ class Builder:
         known: dict[str, str | None] = {"chown": "", "chmod": ""}
         if not is_add:
             known["from"] = ""
-        flags = metadata.instruction_flags(cmd, known)
+        flags = instruction_flags(cmd, known)
         env = state.env()
         words = [process_word(w, env, cmd.escape) for w in cmd.value]
         if len(words) < (1 if cmd.heredocs else 2):

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import posixpath
 
-from minidock.dockerfile.instructions import parse_port, valid_signal
+from minidock.dockerfile.instructions import health_q, healthcheck, parse_port, valid_signal
 from minidock.dockerfile.parser import Command
 from minidock.dockerfile.words import process_word
 from minidock.errors import InvalidArgument
-from minidock.gofmt import go_duration, go_quote, go_quote_rune, parse_duration
+from minidock.gofmt import go_quote
 from minidock.records import field, record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
@@ -51,7 +51,6 @@ METADATA = frozenset({"env", "label", "maintainer", "arg", "user", "expose", "vo
 #: build args every Dockerfile may be given without declaring them (moby builtinAllowedBuildArgs)
 PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
                         "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
-_MIN_DURATION = 1_000_000  # 1ms: a HEALTHCHECK duration below it is refused
 
 
 @record
@@ -244,70 +243,3 @@ def apply(state: StageState, cmd: Command) -> str:
     else:
         raise InvalidArgument(f"{cmd.cmd.upper()} does not only change the image config")
     return created_by(state.shell, comment, name)
-
-
-def instruction_flags(cmd: Command, known: dict[str, str | None]) -> dict[str, str]:
-    """The ``--name=value`` flags of ``cmd``: ``known`` maps each name it takes to its
-    default (None: a boolean flag, "true" when given bare)."""
-    out: dict[str, str] = {}
-    for flag in cmd.flags:
-        name, eq, value = flag[2:].partition("=")
-        if name not in known:
-            raise InvalidArgument(f"Unknown flag: {name}")
-        if not eq:
-            if known[name] is not None:
-                raise InvalidArgument(f"Missing a value on flag: {name}")
-            value = "true"
-        if name in out:
-            raise InvalidArgument(f"Duplicate flag specified: {name}")
-        out[name] = value
-    return out
-
-
-def healthcheck(cmd: Command) -> dict[str, Any]:
-    """HEALTHCHECK's config (Docker's HealthConfig keys; zero values left out, as Go does)."""
-    flags = instruction_flags(cmd, {"interval": "", "timeout": "", "start-period": "",
-                                    "retries": ""})
-    if not cmd.value:
-        raise InvalidArgument("HEALTHCHECK requires an argument")
-    kind, args = cmd.value[0].upper(), list(cmd.value[1:])
-    if kind == "NONE":
-        if args:
-            raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
-        return {"Test": ["NONE"]}
-    if kind != "CMD":
-        raise InvalidArgument(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
-    if not args or args == [""]:
-        raise InvalidArgument("Missing command after HEALTHCHECK CMD")
-    health: dict[str, Any] = {"Test": ["CMD" if cmd.json else "CMD-SHELL", *args]}
-    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
-                      ("start-period", "StartPeriod")):
-        text = flags.get(flag, "")
-        if not text:
-            continue
-        try:
-            ns = parse_duration(text)
-        except ValueError as e:
-            raise InvalidArgument(str(e)) from None
-        if ns < _MIN_DURATION:
-            raise InvalidArgument(f'Interval "{flag}" cannot be less than 1ms')
-        health[key] = ns
-    if flags.get("retries"):
-        try:
-            retries = int(flags["retries"])
-        except ValueError:
-            raise InvalidArgument(f'strconv.ParseInt: parsing "{flags["retries"]}": invalid '
-                                  "syntax") from None
-        if retries < 1:
-            raise InvalidArgument(f"--retries must be at least 1 (not {retries})")
-        health["Retries"] = retries
-    return health
-
-
-def health_q(health: dict[str, Any]) -> str:
-    """Go's ``%q`` of a *HealthConfig, as the history line shows it."""
-    test = "[" + " ".join(go_quote(t) for t in health.get("Test") or []) + "]"
-    durations = " ".join(go_quote(go_duration(int(health.get(k) or 0)))
-                         for k in ("Interval", "Timeout", "StartPeriod"))
-    return "&{" + f"{test} {durations} {go_quote_rune(int(health.get('Retries') or 0))}" + "}"
-

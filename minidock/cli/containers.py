@@ -148,7 +148,9 @@ def _ps_row(c: engine.Container, no_trunc: bool) -> dict[str, object]:
     labels = c.config.get("Labels") or {}
     return {
         "ID": c.id if no_trunc else c.short_id,
-        "Image": c.image_ref,
+        # a container made from an image id (a build's) shows the short id, as docker's ps
+        "Image": (c.image_ref[7:19] if not no_trunc and c.image_ref == c.image_id
+                  else c.image_ref),
         "Command": _command_text(c, not no_trunc),
         "CreatedAt": _go_time_string(c.created),
         "RunningFor": fmt.since(c.created),

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from minidock.cli import archive
+from minidock.cli.build import build
 from minidock.cli.format import format_rows, human_size, parse_rfc3339, render, since
 from minidock.cli.shared import confirm_prune, echo_pruned, paths
 from minidock.engine import images as engine
@@ -339,6 +340,7 @@ image.add_command(image_ls, "list")
 image.add_command(image_inspect, "inspect")
 image.add_command(rmi, "rm")
 image.add_command(import_, "import")
+image.add_command(build, "build")
 image.add_command(tag, "tag")
 image.add_command(history, "history")
 image.add_command(image_prune, "prune")

@@ -22,8 +22,10 @@ import re
 import signal
 from typing import Any
 
+from minidock.dockerfile.parser import Command, parse
 from minidock.dockerfile.words import process_word, split_words
 from minidock.errors import InvalidArgument
+from minidock.gofmt import go_duration, go_quote, go_quote_rune, parse_duration
 from minidock.records import record
 
 # What docker commit / import accept (moby builder/dockerfile: validCommitCommands).
@@ -144,6 +146,75 @@ def valid_signal(value: str) -> bool:
     return isinstance(getattr(signal, name, None), signal.Signals)
 
 
+_MIN_DURATION = 1_000_000  # 1ms: a HEALTHCHECK duration below it is refused
+
+
+def instruction_flags(cmd: Command, known: dict[str, str | None]) -> dict[str, str]:
+    """The ``--name=value`` flags of ``cmd``: ``known`` maps each name it takes to its
+    default (None: a boolean flag, "true" when given bare)."""
+    out: dict[str, str] = {}
+    for flag in cmd.flags:
+        name, eq, value = flag[2:].partition("=")
+        if name not in known:
+            raise InvalidArgument(f"Unknown flag: {name}")
+        if not eq:
+            if known[name] is not None:
+                raise InvalidArgument(f"Missing a value on flag: {name}")
+            value = "true"
+        if name in out:
+            raise InvalidArgument(f"Duplicate flag specified: {name}")
+        out[name] = value
+    return out
+
+
+def healthcheck(cmd: Command) -> dict[str, Any]:
+    """HEALTHCHECK's config (Docker's HealthConfig keys; zero values left out, as Go does)."""
+    flags = instruction_flags(cmd, {"interval": "", "timeout": "", "start-period": "",
+                                    "retries": ""})
+    if not cmd.value:
+        raise InvalidArgument("HEALTHCHECK requires an argument")
+    kind, args = cmd.value[0].upper(), list(cmd.value[1:])
+    if kind == "NONE":
+        if args:
+            raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise InvalidArgument(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+    if not args or args == [""]:
+        raise InvalidArgument("Missing command after HEALTHCHECK CMD")
+    health: dict[str, Any] = {"Test": ["CMD" if cmd.json else "CMD-SHELL", *args]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                      ("start-period", "StartPeriod")):
+        text = flags.get(flag, "")
+        if not text:
+            continue
+        try:
+            ns = parse_duration(text)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
+        if ns < _MIN_DURATION:
+            raise InvalidArgument(f'Interval "{flag}" cannot be less than 1ms')
+        health[key] = ns
+    if flags.get("retries"):
+        try:
+            retries = int(flags["retries"])
+        except ValueError:
+            raise InvalidArgument(f'strconv.ParseInt: parsing "{flags["retries"]}": invalid '
+                                  "syntax") from None
+        if retries < 1:
+            raise InvalidArgument(f"--retries must be at least 1 (not {retries})")
+        health["Retries"] = retries
+    return health
+
+
+def health_q(health: dict[str, Any]) -> str:
+    """Go's ``%q`` of a *HealthConfig, as the history line shows it."""
+    test = "[" + " ".join(go_quote(t) for t in health.get("Test") or []) + "]"
+    durations = " ".join(go_quote(go_duration(int(health.get(k) or 0)))
+                         for k in ("Interval", "Timeout", "StartPeriod"))
+    return "&{" + f"{test} {durations} {go_quote_rune(int(health.get('Retries') or 0))}" + "}"
+
+
 # --- applying ------------------------------------------------------------------------------
 
 
@@ -222,7 +293,7 @@ def apply_instruction(cfg: dict[str, Any], ins: Instruction,
             raise InvalidArgument(f"{trigger.upper()} isn't allowed as an ONBUILD trigger")
         cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), rest]
     elif ins.name == "healthcheck":
-        raise InvalidArgument("HEALTHCHECK in --change is not supported yet")
+        cfg["Healthcheck"] = healthcheck(parse("HEALTHCHECK " + rest)[0])
     else:  # RUN, COPY, SHELL...: a build's steps, not applied to a config here (yet)
         raise InvalidArgument(f"{upper} cannot be applied to an image config")
 

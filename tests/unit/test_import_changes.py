@@ -123,7 +123,10 @@ def test_entrypoint_then_cmd_keeps_both() -> None:
         ("STOPSIGNAL SIGNOPE", "Invalid signal: SIGNOPE"),
         ('LABEL a="unterminated', "matching"),
         ("ONBUILD FROM x", "isn't allowed as an ONBUILD trigger"),
-        ("HEALTHCHECK NONE", "not supported"),
+        ("HEALTHCHECK NONE x", "HEALTHCHECK NONE takes no arguments"),
+        ("HEALTHCHECK --retries=0 CMD true", "--retries must be at least 1 (not 0)"),
+        ("HEALTHCHECK --interval=1us CMD true", 'Interval "interval" cannot be less than 1ms'),
+        ("HEALTHCHECK PING x", 'Unknown type "PING" in HEALTHCHECK (try CMD)'),
         ("LABEL k=${X", "missing '}'"),
     ],
 )
@@ -131,6 +134,14 @@ def test_errors(change: str, message: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         apply_changes([change])
     assert message in str(e.value)
+
+
+def test_healthcheck_changes() -> None:
+    assert apply_changes(["HEALTHCHECK --interval=1m30s --retries=3 CMD curl -f x || exit 1"]) \
+        == {"Healthcheck": {"Test": ["CMD-SHELL", "curl -f x || exit 1"],
+                            "Interval": 90_000_000_000, "Retries": 3}}
+    assert apply_changes(['HEALTHCHECK CMD ["true"]', "HEALTHCHECK NONE"]) == \
+        {"Healthcheck": {"Test": ["NONE"]}}
 
 
 def test_blank_and_comment_changes_ignored() -> None:
