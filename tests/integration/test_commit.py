@@ -243,3 +243,43 @@ def test_commit_changes_pause_and_an_unchanged_container(md, images):
     assert (r.returncode, r.stderr) == (125, "Error: No such container: no-such-container\n")
     r = subprocess.run(md.argv("commit", "x", "Bad:Ref"), capture_output=True, text=True)
     assert r.returncode == 125 and "invalid reference format" in r.stderr
+
+
+def test_commit_freezes_a_running_container_while_it_reads_its_layer(md, images, monkeypatch):
+    """The tar of the upper dir is written while the container is frozen (--pause, the
+    default), or while it runs on (--pause=false); either way it runs on afterwards."""
+    import helpers
+
+    from minidock.engine.images import commit as committing
+    from minidock.paths import Paths
+
+    name = "commit-pause"
+    md.run("run", "-d", "--name", name, "busybox", "sh", "-c", "echo x > /f; sleep 60",
+           check=True)
+    made: list[str] = []
+    try:
+        cid = md.run("inspect", "-f", "{{.Id}}", name, check=True).stdout.strip()
+        upper = upper_dir(md, name)
+        assert helpers.wait_for(lambda: (upper / "f").exists())
+        seen: list[bool] = []
+        real = committing.diff_tar_stream
+
+        def spy(path: str):
+            seen.append(helpers.freezer_says_frozen(cid))
+            return real(path)
+
+        monkeypatch.setattr(committing, "diff_tar_stream", spy)
+        paths = Paths(md.root, md.run_root)
+        made.append(committing.commit(paths, committing.CommitOptions(container=name)))
+        made.append(committing.commit(paths, committing.CommitOptions(container=name,
+                                                                      pause=False)))
+        assert seen == [True, False]
+        assert not helpers.freezer_says_frozen(cid)
+        assert md.run("inspect", "-f", "{{.State.Status}}", name,
+                      check=True).stdout.strip() == "running"
+        r = md.run("run", "--rm", made[0], "cat", "/f", check=True)
+        assert r.stdout == "x\n"
+    finally:
+        md.run("rm", "-f", name)
+        for image in made:
+            md.run("rmi", "-f", image)

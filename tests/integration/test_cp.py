@@ -71,6 +71,7 @@ def test_copy_out_follows_docker_s_rules(md, ctr, tmp_path):
         assert (m.name, m.uid, m.gid, m.size) == ("f1", 1000, 1000, 3)
     fails(md.run("cp", f"{ctr}:/nosuch", "x"),
           f"Could not find the file /nosuch in container {ctr}")
+    fails(md.run("cp", f"{ctr}:/d/f1/", "x"), "lstat /d/f1/: not a directory")
     fails(md.run("cp", f"{ctr}:/d/f1", "nodir/"), "no such directory")
     fails(md.run("cp", f"{ctr}:/d/f1", "nodir/x"),
           f'invalid output path: directory "{tmp_path}/nodir" does not exist')

@@ -128,6 +128,8 @@ def _resolve_source(root_fd: int, path: str, follow: bool, ref: str) -> tuple[in
             if stat.S_ISDIR(st.st_mode):
                 return fd, "."
             os.close(fd)
+            if path.endswith("/"):  # "file/" names a directory: as lstat(2) says, it is not
+                raise InvalidArgument(f"lstat {path}: not a directory")
         if path.endswith("/."):
             return fs.open_in_root(root_fd, path[:-2] or "/", os.O_PATH | os.O_DIRECTORY), "."
         return fs.open_parent_in_root(root_fd, path)
