@@ -399,9 +399,17 @@ class Builder:
 
     @contextlib.contextmanager
     def _rw_layer(self, image_id: str | None) -> Any:
-        """A scratch rw layer on ``image_id``, mounted: (merged root, upper dir)."""
+        """A scratch rw layer on ``image_id``, mounted: (merged root, upper dir). Its lock
+        (named like a container's record lock) says it is in use: ``system check`` removes
+        such a layer only when nobody holds it (a build that was killed)."""
+        from minidock.linux import flock
+
         lid = os.urandom(32).hex()
         with ExitStack() as undo:
+            lock_path = ct.lock_path(self.paths, f"{lid}.lock")
+            lock = flock.HeldLock(lock_path)
+            undo.callback(lock.release)
+            undo.callback(os.unlink, lock_path)
             self.store.create_rw_layer(lid, image_id)
             undo.callback(self.store.remove_rw_layer, lid)
             root = self.store.mount_rw_layer(lid)

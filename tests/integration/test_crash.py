@@ -345,3 +345,40 @@ def test_system_check_repairs_leftover_cgroups(md, images, cleanup_all):
         for d in (mine, stranger, young):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+def test_build_killed_at_any_moment(md, images, cleanup_all, tmp_path):
+    """A build SIGKILLed in a COPY (its scratch rw layer mounted) or a RUN (its container
+    running): `system check --repair` finds and removes what it left, and the next build
+    works."""
+    (tmp_path / "big").write_bytes(os.urandom(1 << 20) * 48)
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY big /big\nRUN echo started; "
+                                         "sleep 1000\n")
+    store = ImageStore(Paths(md.root, md.run_root))
+    for delay in (*KILL_DELAYS, 0.8, 1.2):
+        p = subprocess.Popen(md.argv("build", "--no-cache", tmp_path), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if delay == 1.2:  # for sure inside the RUN step
+            assert p.stdout is not None
+            for line in p.stdout:
+                if line.startswith("started"):
+                    break
+        else:
+            time.sleep(delay)
+        p.kill()
+        p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
+    r = md.run("system", "check", "--repair")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_truthful(md)
+    assert check(md).returncode == 0
+    for cid in all_ids(md):
+        md.run("rm", "-f", cid, check=True)
+    # no rw layer is left without its container, nothing stays mounted
+    assert set(store.list_rw_layers()) == set(all_ids(md)) == set()
+    assert not [line for line in open("/proc/self/mountinfo") if md.root in line]
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY big /big\n")
+    r = md.run("build", "-q", tmp_path, check=True)
+    md.run("rmi", r.stdout.strip(), check=True)
+    assert check(md).returncode == 0

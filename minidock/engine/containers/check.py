@@ -361,6 +361,23 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def _check_rw_layers(paths: Paths, records: dict[str, ct.Container | None],
+                     creating: bool) -> list[Finding]:
+    """rw layers no container directory goes with: a build step's, left by a build that was
+    killed (a live build holds the layer's lock)."""
+    if creating:
+        return []
+    store = ct.image_store(paths)
+    found = []
+    for lid in store.list_rw_layers():
+        if lid in records or _busy(paths, lid):
+            continue
+        found.append(Finding("LAYER", os.path.join(store.layerdb, "mounts", lid),
+                             "an rw layer no container owns (a killed build's step)",
+                             partial(store.remove_rw_layer, lid), lid))
+    return found
+
+
 def _check_layers(paths: Paths) -> list[Finding]:
     store = ct.image_store(paths)
     fix = partial(store.cleanup_stale, unused=True)  # one run removes them all
@@ -380,6 +397,7 @@ def check(paths: Paths) -> list[Finding]:
         found += _check_mounts(paths, creating)
         found += _check_cgroups(paths, records)
         found += _check_run_root(paths, records)
+        found += _check_rw_layers(paths, records, creating)
         found += _check_layers(paths)
     finally:
         if creating_lock is not None:
