@@ -155,7 +155,6 @@ class Builder:
         self.total = 0
         self.allowed: frozenset[str] | None = None
         self.referenced: set[str] = set()
-        self.undo = ExitStack()
 
     # --- the whole build -------------------------------------------------------------
 
@@ -175,19 +174,18 @@ class Builder:
             metadata.apply(meta, cmd)  # declares (and expands) the arg
         meta_values = dict(meta.args)
         current: _Stage | None = None
-        with self.undo:
-            for stage in plan.stages:
-                self._print_step(stage.source)
-                current = self._begin(stage, meta_values)
+        for stage in plan.stages:
+            self._print_step(stage.source)
+            current = self._begin(stage, meta_values)
+            self._print_id(current.image_id)
+            for cmd in stage.commands:
+                self._print_step(cmd)
+                self._dispatch(current, cmd)
                 self._print_id(current.image_id)
-                for cmd in stage.commands:
-                    self._print_step(cmd)
-                    self._dispatch(current, cmd)
-                    self._print_id(current.image_id)
-                self.results[str(stage.index)] = current.image_id
-                if stage.name:
-                    self.results[stage.name] = current.image_id
-                self.referenced |= current.state.referenced
+            self.results[str(stage.index)] = current.image_id
+            if stage.name:
+                self.results[stage.name] = current.image_id
+            self.referenced |= current.state.referenced
         assert current is not None
         unused = sorted(k for k in self.opts.build_args
                         if k not in self.referenced and k not in metadata.PROXY_ARGS)
@@ -439,8 +437,9 @@ class Builder:
         with ExitStack() as hold:
             srcs = self._sources(cmd, flags.get("from", ""), src_words, is_add, hold, env)
             hashes = [copier.source_hash(s) for s in srcs]
-            # as docker 20.10 writes it: --chown glued to the hash, --chmod not shown
-            chown = f"--chown={flags['chown']}" if flags.get("chown") else ""
+            # as docker 20.10 writes it: --chown glued to the hash (its classic builder has
+            # no --chmod: written the same way here, so that a new mode misses the cache)
+            chown = "".join(f"--{k}={flags[k]}" for k in ("chown", "chmod") if flags.get(k))
             comment = f"{keyword} {chown}{sources_hash(hashes)} in {dest_word} "
             line = " ".join([*state.shell, "#(nop) " + comment])
             container_config = self._container_config(current, line_words(line))

@@ -300,3 +300,22 @@ def test_images_lists_a_build_s_intermediate_images_only_with_all(md, images, tm
     removed = md.run("rmi", "layers-test", check=True).stdout
     assert removed.count("Deleted:") == 2  # the tagged image and its untagged parent
     tidy.clear()
+
+
+def test_the_cmd_vs_entrypoint_examples_do_what_their_readme_says(md, images, tidy):
+    here = Path(__file__).resolve().parents[2] / "images" / "cmd-vs-entrypoint"
+    for tag, name in (("greet-cmd", "Dockerfile.cmd"), ("greet-ep", "Dockerfile.entrypoint")):
+        md.run("build", "-q", "-t", tag, "-f", here / name, here, check=True)
+        tidy.append(tag)
+
+    def run(*args: str) -> tuple[int, str]:
+        r = md.run("run", "--rm", "--network", "none", *args)
+        return r.returncode, r.stdout
+
+    assert run("greet-cmd") == (0, "hello from CMD\n")
+    assert run("greet-cmd", "echo", "other", "args") == (0, "other args\n")
+    assert run("greet-cmd", "other", "args")[0] == 127
+    assert run("greet-ep") == (0, "hello from ENTRYPOINT default args\n")
+    assert run("greet-ep", "echo", "other", "args") == (0, "hello from ENTRYPOINT echo other "
+                                                           "args\n")
+    assert run("greet-ep", "other", "args") == (0, "hello from ENTRYPOINT other args\n")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 from conftest import container_cgroups
@@ -377,7 +378,7 @@ def test_build_killed_at_any_moment(md, images, cleanup_all, tmp_path):
         md.run("rm", "-f", cid, check=True)
     # no rw layer is left without its container, nothing stays mounted
     assert set(store.list_rw_layers()) == set(all_ids(md)) == set()
-    assert not [line for line in open("/proc/self/mountinfo") if md.root in line]
+    assert md.root not in Path("/proc/self/mountinfo").read_text()
     (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY big /big\n")
     r = md.run("build", "-q", tmp_path, check=True)
     md.run("rmi", r.stdout.strip(), check=True)
