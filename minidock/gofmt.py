@@ -1,10 +1,14 @@
-"""Go's way of writing a string, which Docker's output carries (strconv.Quote, as ``%q``).
+"""Go's ways that Docker's output and input carry: strconv.Quote (``%q``), durations
+(time.ParseDuration, Duration.String) and path.Match patterns.
 
-Used where minidock must print what Go would: Go-template errors and ``printf "%q"``, and the
-history lines of a build (``CMD ["sh" "-c" "x"]``).
+Used where minidock must print or read what Go would: Go-template errors and ``printf
+"%q"``, the history lines of a build (``CMD ["sh" "-c" "x"]``, a HEALTHCHECK's durations),
+``until=`` filters, the ``reference=`` filter and COPY's source patterns.
 """
 
 from __future__ import annotations
+
+import re
 
 _SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
                   "\t": "\\t", "\v": "\\v"}
@@ -45,8 +49,6 @@ _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
 
 def parse_duration(text: str) -> int:
     """time.ParseDuration: ``1m30s``, ``1.5h``, ``300ms`` -> nanoseconds; ValueError if not."""
-    import re
-
     s = text
     sign = 1
     if s[:1] and s[0] in "+-":
@@ -93,3 +95,33 @@ def _fraction(value: int, unit: int) -> str:
         return str(whole)
     digits = len(str(unit)) - 1
     return f"{whole}." + f"{frac:0{digits}d}".rstrip("0")
+
+
+def path_match_regex(pattern: str) -> re.Pattern[str]:
+    """Go's path.Match as a regex for whole names: ``*`` and ``?`` never match ``/``,
+    ``[...]`` classes (``[^...]`` negated, never matching ``/`` either), ``\\`` escapes.
+    ValueError("syntax error in pattern") for an unclosed class, as Go's ErrBadPattern."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                raise ValueError("syntax error in pattern")
+            body = pattern[i + 1:end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^/" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")

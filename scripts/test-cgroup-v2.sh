@@ -35,6 +35,8 @@ fi
   "tests/integration/test_detached.py::test_stop_kill_and_rm_of_a_paused_container" \
   "tests/integration/test_detached.py::test_top_lists_the_containers_processes_with_host_pids" \
   "tests/integration/test_detached.py::test_stats_no_stream_reads_the_cgroup" \
+  "tests/integration/test_commit.py::test_commit_freezes_a_running_container_while_it_reads_its_layer" \
+  "tests/integration/test_build.py::test_a_rebuild_hits_the_cache_and_a_changed_source_misses" \
   tests/integration/test_tty.py
 
 [ "$(id -u)" = 0 ] || { echo "$0: must run as root (the guest image is built as root)" >&2; exit 2; }

@@ -36,6 +36,7 @@ import stat
 
 from minidock.build import sources as hashes
 from minidock.errors import InvalidArgument
+from minidock.gofmt import path_match_regex
 from minidock.linux import fs
 from minidock.records import field, record
 
@@ -87,30 +88,10 @@ class _Walk:
 
 
 def _go_match_regex(pattern: str) -> re.Pattern[str]:
-    """Go's filepath.Match as a regex: * and ? stay within a path component."""
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                raise CopyError("syntax error in pattern")
-            body = pattern[i + 1:end]
-            if body.startswith("^"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
+    try:
+        return path_match_regex(pattern)
+    except ValueError as e:
+        raise CopyError(str(e)) from None
 
 
 def _clean(path: str, keyword: str, original: str) -> str:
@@ -344,13 +325,7 @@ def _copy_children(sfd: int, prefix: str, dfd: int, walk: _Walk) -> None:
             continue
         st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            try:
-                existing = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                if not stat.S_ISDIR(existing.st_mode):
-                    os.unlink(name, dir_fd=dfd)
-                    os.mkdir(name, 0o700, dir_fd=dfd)
-            except FileNotFoundError:
-                os.mkdir(name, 0o700, dir_fd=dfd)
+            fs.make_dir_at(dfd, name)
             child_src = os.open(name, _DIR, dir_fd=sfd)
             child_dst = os.open(name, _DIR, dir_fd=dfd)
             try:

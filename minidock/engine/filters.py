@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from minidock.engine.containers.record import Status
 from minidock.errors import InvalidArgument, MinidockError
+from minidock.gofmt import parse_duration, path_match_regex
 from minidock.paths import Paths
 from minidock.records import replace
 
@@ -84,31 +85,11 @@ def path_match(pattern: str, name: str) -> bool:
     Docker's ``reference=`` filter uses it, so ``busy*`` matches ``busybox`` but not
     ``library/busybox``; fnmatch would let ``*`` cross the slash.
     """
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif c == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
-                raise InvalidArgument(f"invalid reference filter {pattern!r}: syntax error in "
-                                      "pattern")
-            body = pattern[i + 1:end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            out.append("[" + ("^/" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.fullmatch("".join(out), name) is not None
+    try:
+        return path_match_regex(pattern).match(name) is not None
+    except ValueError:
+        raise InvalidArgument(f"invalid reference filter {pattern!r}: syntax error in "
+                              "pattern") from None
 
 
 def _reference_matches(pattern: str, ref: str) -> bool:
@@ -124,12 +105,11 @@ def _reference_matches(pattern: str, ref: str) -> bool:
 def until_timestamp(value: str, now: float) -> float:
     """``until=`` as Docker reads it: a Go duration (``24h``, ``90m``) ago, a Unix timestamp
     or an RFC 3339 time."""
-    m = re.fullmatch(r"((?:\d+(?:\.\d+)?(?:h|m|s|ms))+)", value)
-    if m:
-        seconds = 0.0
-        for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", value):
-            seconds += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
-        return now - seconds
+    if value != "0":  # "0" is a timestamp there, as in Docker's GetTimestamp
+        try:
+            return now - parse_duration(value) / 1e9
+        except ValueError:
+            pass
     try:
         return float(value)
     except ValueError:

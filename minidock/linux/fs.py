@@ -155,6 +155,20 @@ def make_dirs_in_root(root: str, path: str, mode: int, uid: int, gid: int,
         os.close(root_fd)
 
 
+def make_dir_at(dir_fd: int, name: str) -> None:
+    """Make ``name`` a directory in ``dir_fd``, replacing a file or symlink that is there (a
+    symlink is removed, never followed); an existing directory is kept. New ones are 0700
+    until the copy that makes them gives them their own mode."""
+    try:
+        existing = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        return
+    if not stat.S_ISDIR(existing.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+
+
 def _open_openat2(root_fd: int, path: str, flags: int, mode: int) -> int | None:
     """openat2 in-root; None when this kernel cannot do it and the walk must be used."""
     global use_openat2

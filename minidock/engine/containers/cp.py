@@ -300,13 +300,7 @@ def _copy_tree_in(src: str, st: os.stat_result, parent: int, name: str, follow: 
         if name == ".":
             cfd = os.dup(parent)
         else:
-            try:
-                existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                if not stat.S_ISDIR(existing.st_mode):
-                    os.unlink(name, dir_fd=parent)
-                    os.mkdir(name, 0o700, dir_fd=parent)
-            except FileNotFoundError:
-                os.mkdir(name, 0o700, dir_fd=parent)
+            fs.make_dir_at(parent, name)
             cfd = os.open(name, _DIR, dir_fd=parent)
         try:
             for child in sorted(os.listdir(src), key=os.fsencode):
