@@ -62,3 +62,8 @@ class Paths:
     @property
     def locks(self) -> str:
         return os.path.join(self.run_root, "locks")
+
+    # a build's private files (a context from stdin, ADD downloads), one directory per build
+    @property
+    def builds(self) -> str:
+        return os.path.join(self.run_root, "builds")

@@ -623,7 +623,13 @@ def build(paths: Paths, opts: BuildOptions, stdin: BinaryIO | None = None) -> st
     stdin = stdin if stdin is not None else sys.stdin.buffer
     with ExitStack() as stack:
         stack.callback(out.close)
-        work = tempfile.mkdtemp(prefix="minidock-build-")
+        from minidock.linux import flock
+
+        os.makedirs(paths.builds, mode=0o700, exist_ok=True)
+        work = tempfile.mkdtemp(dir=paths.builds)
+        held = flock.HeldLock(work + ".lock")  # a live build's: system check leaves it be
+        stack.callback(held.release)
+        stack.callback(os.unlink, work + ".lock")
         stack.callback(shutil.rmtree, work, True)
         text: str | None = None
         if opts.context == "-":

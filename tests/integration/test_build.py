@@ -185,6 +185,7 @@ def test_ctrl_c_in_a_run_step_leaves_nothing(md, images, tmp_path):
     assert md.run("images", "-aq", "--no-trunc", check=True).stdout == images_before
     assert not [p for p in Path(md.root, "image/overlay2/layerdb/mounts").iterdir()
                 if len(p.name) == 64 and not (Path(md.root, "containers") / p.name).exists()]
+    assert not list(Path(md.run_root, "builds").iterdir())
 
 
 def test_contexts_from_stdin(md, images, tmp_path, tidy):

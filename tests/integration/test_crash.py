@@ -378,6 +378,7 @@ def test_build_killed_at_any_moment(md, images, cleanup_all, tmp_path):
         md.run("rm", "-f", cid, check=True)
     # no rw layer is left without its container, nothing stays mounted
     assert set(store.list_rw_layers()) == set(all_ids(md)) == set()
+    assert os.listdir(os.path.join(md.run_root, "builds")) == []  # the builds' own files
     assert md.root not in Path("/proc/self/mountinfo").read_text()
     (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY big /big\n")
     r = md.run("build", "-q", tmp_path, check=True)

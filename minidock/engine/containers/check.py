@@ -301,6 +301,12 @@ def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> li
         found.append(Finding("SOCKET", os.path.join(attach, name),
                              "attach socket without a monitor",
                              partial(_unlink, os.path.join(attach, name)), cid))
+    for name in _listdir(paths.builds):
+        path = os.path.join(paths.builds, name)
+        if name.endswith(".lock") or flock.is_held(path + ".lock"):
+            continue
+        found.append(Finding("BUILD", path, "the files of a build that was killed",
+                             partial(_remove_build_dir, path)))
     for name in _listdir(paths.locks):
         cid, _, kind = name.partition(".")
         if not ct.ID_RE.match(cid) or kind not in ("lock", "monitor") or cid in records:
@@ -311,6 +317,11 @@ def _check_run_root(paths: Paths, records: dict[str, ct.Container | None]) -> li
         found.append(Finding("LOCK", path, "lock file of a container that does not exist",
                              partial(_unlink, path)))
     return found
+
+
+def _remove_build_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _unlink(path + ".lock")
 
 
 def _runtimes(paths: Paths, records: dict[str, ct.Container | None]) -> list[OCIRuntime]:
