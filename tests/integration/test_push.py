@@ -140,3 +140,43 @@ def test_push_errors(fresh: MD, registry: reglib.RegistryServer) -> None:
     assert r.returncode == 125 and "cannot push a digest reference" in r.stderr
     assert not os.path.exists(os.path.join(fresh.root, "tmp")) or not os.listdir(
         os.path.join(fresh.root, "tmp"))
+
+
+def test_built_and_committed_images_travel_through_a_registry(
+    fresh: MD, registry: reglib.RegistryServer, test_images: Path, md_dirs: Path,
+    tmp_path: Path
+) -> None:
+    """A build FROM a registry image pulls it (and --pull again); what a build or a commit
+    deleted stays deleted after push and a pull into another root."""
+    import_busybox(fresh, test_images, "bb:1")
+    base = registry.ref("base/bb:1")
+    ok(fresh, "tag", "bb:1", base)
+    ok(fresh, "push", base)
+    ok(fresh, "rmi", "bb:1", base)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN rm /bin/ls && echo built > /built\n")
+    built = registry.ref("built/bb:1")
+    r = ok(fresh, "build", "-t", built, ctx)
+    assert "Pulling from base/bb" in r.stdout  # a missing base is pulled, as docker does
+    r = ok(fresh, "build", "--pull", "-t", built, ctx)
+    assert "Image is up to date" in r.stdout and "Using cache" in r.stdout
+    ok(fresh, "push", built)
+    ok(fresh, "run", "--name", "committer", base, "rm", "/bin/cat")
+    committed = registry.ref("committed/bb:1")
+    ok(fresh, "commit", "committer", committed)
+    ok(fresh, "push", committed)
+    ok(fresh, "rm", "committer")
+
+    other = MD(root=str(md_dirs / f"{Path(fresh.root).parent.name}-other" / "root"),
+               run_root=str(md_dirs / f"{Path(fresh.root).parent.name}-other" / "run"))
+    Path(other.root).mkdir(parents=True)
+    Path(other.run_root).mkdir()
+    ok(other, "pull", built)
+    ok(other, "pull", committed)
+    r = other.run("run", "--rm", built, "sh", "-c", "cat /built; ls /bin/ls")
+    assert r.stdout.startswith("built\n") and r.returncode == 1  # /bin/ls stays deleted
+    r = other.run("run", "--rm", committed, "sh", "-c", "test -e /bin/cat")
+    assert r.returncode == 1
+    for md in (fresh, other):
+        md.run("rmi", "-f", built, committed, base)
