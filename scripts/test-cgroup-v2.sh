@@ -50,7 +50,7 @@ GUEST_PYTHON=$(sed -n 's/^python=//p' "$MINIDOCK_V2GUEST_CACHE/image.info")
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/minidock-v2.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
 tar -C "$REPO" --exclude=.git --exclude=__pycache__ --exclude=.mypy_cache --exclude=.ruff_cache \
-    --exclude=.pytest_cache --exclude=.venv --exclude=build --exclude=dist -cf - . | tar -C "$STAGE" -xf -
+    --exclude=.pytest_cache --exclude=.venv --exclude=./build --exclude=./dist -cf - . | tar -C "$STAGE" -xf -
 mkdir -p "$STAGE/.v2guest-site"
 # The guest has no network to pip install from: lend the host's copies of what a container run
 # and the tests import. Compiled ones only load under the same CPython, and a lent pure package
