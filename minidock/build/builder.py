@@ -361,6 +361,10 @@ class Builder:
         self.out.line(f"Removing intermediate container {cid[:12]}")
 
     def _run_argv(self, state: StageState, cmd: Command) -> list[str]:
+        for flag in cmd.flags:  # RUN --mount, --network, --security: BuildKit's alone
+            name = flag[2:].partition("=")[0]
+            raise BuildFailed(f"the --{name} option requires BuildKit, which minidock's "
+                              "classic builder is not")
         if cmd.json:
             if not cmd.value:
                 raise BuildFailed("RUN requires at least one argument")
@@ -637,6 +641,10 @@ def build(paths: Paths, opts: BuildOptions, stdin: BinaryIO | None = None) -> st
                 raise InvalidArgument("invalid argument: can't use stdin for both build "
                                       "context and dockerfile")
             context_dir, text = _read_stdin(stdin, work)
+        elif opts.context.startswith(("http://", "https://", "git@", "git://", "github.com/")):
+            raise InvalidArgument(f"unable to prepare context: {opts.context}: a context "
+                                  "from a URL or git is not supported; clone or download it "
+                                  "and give its directory")
         else:
             context_dir = os.path.abspath(opts.context)
             if not os.path.isdir(context_dir):

@@ -120,6 +120,8 @@ def test_quiet_prints_the_id_alone(md, images, tmp_path, tidy):
     ("FROM busybox\nRUN true\n", {}, None),
     ("FROM busybox AS 1bad\n", {}, "invalid name for build stage"),
     ("RUN true\n", {}, "no build stage in current context"),
+    ("FROM busybox\nRUN --mount=type=cache,target=/c true\n", {},
+     "the --mount option requires BuildKit"),
     ("FROM busybox\nCOPY a b c\n", {"a": "", "b": ""},
      "When using COPY with more than one source file, the destination must be a directory "
      "and end with a /"),
@@ -159,6 +161,8 @@ def test_bad_flags(md, images, tmp_path):
     assert 'invalid argument "Bad:Name" for "-t, --tag" flag' in r.stderr
     r = md.run("build", tmp_path / "nope")
     assert r.returncode == 1 and "unable to prepare context" in r.stderr
+    r = md.run("build", "https://example.com/ctx.tar")
+    assert r.returncode == 1 and "a context from a URL or git is not supported" in r.stderr
     r = md.run("build", "--target", "nope", ctx)
     assert r.returncode == 1 and "failed to reach build target nope in Dockerfile" in r.stderr
 
