@@ -340,6 +340,14 @@ def _entry(dfd: int, name: str, path: str, whiteouts: bool,
         if st.st_nlink > 1 and key in seen:
             info.type = tarfile.LNKTYPE
             info.linkname = seen[key]
+            # the capability goes on the link entry too, as Docker writes it: Docker's
+            # apply chowns the link, which makes the kernel drop the inode's capability,
+            # then sets the entry's xattr again
+            fd = os.open(name, _READ_FILE, dir_fd=dfd)
+            try:
+                _add_xattr(info, fd)
+            finally:
+                os.close(fd)
             yield _header(info)
             return
         if st.st_nlink > 1:
