@@ -176,7 +176,12 @@ class Builder:
         current: _Stage | None = None
         for stage in plan.stages:
             self._print_step(stage.source)
-            current = self._begin(stage, meta_values)
+            try:
+                current = self._begin(stage, meta_values)
+            except BuildFailed:
+                raise
+            except MinidockError as e:
+                raise BuildFailed(e.message + _at(stage.source)) from None
             self._print_id(current.image_id)
             for cmd in stage.commands:
                 self._print_step(cmd)
@@ -218,7 +223,8 @@ class Builder:
             image_id = self.results[base.lower()]
             config = self.store.get_image_config(image_id)["config"] if image_id else None
         else:
-            image_id = self._base_image(base)
+            platform = process_word(stage.platform, state.meta_args(), stage.source.escape)
+            image_id = self._base_image(base, platform or None)
             config = self.store.get_image_config(image_id).get("config")
         state.config = run_config(config)
         if image_id is not None:
@@ -239,17 +245,24 @@ class Builder:
                 self._dispatch(current, cmds[0])
         return current
 
-    def _base_image(self, name: str) -> str:
+    def _base_image(self, name: str, platform: str | None = None) -> str:
+        """A FROM (or COPY --from) image: the local one, unless --pull or it is missing or
+        (FROM --platform) of another platform; then pulled, its output in the build's."""
         from minidock.engine.distribution.pull import pull
+        from minidock.image.platform import config_platform, parse_platform, platform_matches
 
         if not self.opts.pull:
             try:
-                return self.store.resolve(name)
+                image_id = self.store.resolve(name)
+                if platform is None or platform_matches(
+                        parse_platform(platform),
+                        config_platform(self.store.get_image_config(image_id))):
+                    return image_id
             except ImageNotFound:
                 pass
         out = os.fdopen(os.dup(self.out.fd), "w", encoding="utf-8")
         try:
-            return pull(self.paths, name, out=out).image_id
+            return pull(self.paths, name, platform=platform, out=out).image_id
         finally:
             out.close()
 
@@ -269,11 +282,15 @@ class Builder:
             else:
                 self._config_step(current, cmd)
         except copier.CopyError as e:
-            raise BuildFailed(f"{cmd.cmd.upper()} failed: {e.message}") from None
-        except (BuildFailed, KeyboardInterrupt):
+            raise BuildFailed(f"{cmd.cmd.upper()} failed: {e.message}{_at(cmd)}") from None
+        except KeyboardInterrupt:
             raise
+        except BuildFailed as e:
+            if e.exit_code != 1:  # a RUN's own code: Docker's line, as it is
+                raise
+            raise BuildFailed(e.message + _at(cmd)) from None
         except MinidockError as e:
-            raise BuildFailed(e.message) from None
+            raise BuildFailed(e.message + _at(cmd)) from None
 
     def _config_step(self, current: _Stage, cmd: Command) -> None:
         state = current.state
@@ -542,6 +559,12 @@ class Builder:
                                   f"{group}")
             gid = found.gid
         return copier.Ownership(uid=uid, gid=gid)
+
+
+def _at(cmd: Command) -> str:
+    """Where a step's error comes from: Docker's classic builder does not say, BuildKit
+    does; the line number is added after Docker's own words."""
+    return f" (Dockerfile line {cmd.start_line})"
 
 
 def line_words(line: str) -> list[str]:

@@ -133,6 +133,17 @@ def described(tree: dict[str, dict], path: str) -> dict:
     return entry
 
 
+def line_of(case: str, step: str) -> int:
+    """The Dockerfile line of the instruction a "Step i/N : ..." line shows."""
+    from minidock.dockerfile.parser import parse
+
+    text = step.split(" : ", 1)[1]
+    for cmd in parse((CASES_DIR / case / "Dockerfile").read_text()):
+        if cmd.original.split("\n", 1)[0].strip() == text:
+            return cmd.start_line
+    raise AssertionError(f"{case}: no instruction {text!r}")
+
+
 def base_of(md, output: str, steps: list[str]) -> str:
     """The image the final stage started from: what its FROM step printed, or (when ONBUILD
     triggers ran first) as many parents up from the step's result as there were triggers."""
@@ -166,7 +177,14 @@ def test_build_matches_docker_s_classic_builder(md, images, tmp_path, case):
         if "error" in expected:
             assert r.returncode == expected["error"]["exit_code"], r.stderr
             want = expected["error"]["last_line"].removeprefix("Error response from daemon: ")
-            assert r.stderr.strip().splitlines()[-1].removeprefix("Error: ") == want
+            got = r.stderr.strip().splitlines()[-1].removeprefix("Error: ")
+            # minidock adds the line of a failed step's instruction to Docker's words (not to
+            # a RUN's exit code line, nor to a parse error, which has its line already)
+            if not want.startswith(("The command", "dockerfile parse error")):
+                suffix = f" (Dockerfile line {line_of(case, expected['steps'][-1])})"
+                assert got.endswith(suffix), got
+                got = got.removesuffix(suffix)
+            assert got == want
             return
         assert r.returncode == 0, r.stdout + r.stderr
         image = made[-1]
