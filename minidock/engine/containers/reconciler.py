@@ -219,7 +219,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
         shutil.rmtree(store.bundle_dir(paths, c.id), ignore_errors=True)
         layers.unmount_rw_layer(c.id)
         layers.remove_rw_layer(c.id)
-        shutil.rmtree(c.dir)
+        store.remove_dir(c.dir)
     for suffix in (".lock", ".monitor"):
         try:
             os.unlink(store.lock_path(paths, c.id + suffix))

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -86,6 +87,25 @@ def save(paths: Paths, c: Container, host_config: bool = False) -> None:
                      json.dumps(c.host_config).encode(), 0o600)
     atomic_write(os.path.join(c.dir, "config.v2.json"),
                  json.dumps(c.to_config_v2(paths)).encode(), 0o600)
+
+
+def remove_dir(d: str) -> None:
+    """Delete a container's directory with its record files last: an ``rm`` killed half-way
+    leaves a container that still has its record, which the next ``rm`` finishes (never a
+    directory without one that no command can name)."""
+    record = ("config.v2.json", "hostconfig.json")
+    for name in sorted(os.listdir(d)):
+        if name in record:
+            continue
+        path = os.path.join(d, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    for name in reversed(record):  # config.v2.json, what says it exists, goes last
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(d, name))
+    os.rmdir(d)
 
 
 def load_record(paths: Paths, cid: str) -> Container:
