@@ -86,9 +86,14 @@ def test_a_failing_run_shows_its_output_and_docker_s_message(md, images, tmp_pat
     # the failed step's container stays, stopped, to be looked at (docker's --rm keeps it)
     kept = set(md.run("ps", "-aq", check=True).stdout.split()) - before
     assert len(kept) == 1
-    status = md.run("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", kept.pop(),
+    cid = kept.pop()
+    status = md.run("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", cid,
                     check=True).stdout.split()
     assert status == ["exited", "3"]
+    # made from an image id: ps shows the short id, as docker's ps does
+    image = md.run("image", "inspect", "-f", "{{.Id}}", "busybox", check=True).stdout.strip()
+    assert md.run("ps", "-a", "--filter", f"id={cid}", "--format", "{{.Image}}",
+                  check=True).stdout == image[7:19] + "\n"
     md.run("container", "prune", "-f", check=True)
 
     forced = md.run("build", "--force-rm", ctx)
@@ -324,3 +329,33 @@ def test_the_cmd_vs_entrypoint_examples_do_what_their_readme_says(md, images, ti
     assert run("greet-ep", "echo", "other", "args") == (0, "hello from ENTRYPOINT echo other "
                                                            "args\n")
     assert run("greet-ep", "other", "args") == (0, "hello from ENTRYPOINT other args\n")
+
+
+def test_heredocs_run_as_scripts_and_become_files(md, images, tmp_path, tidy):
+    write(tmp_path, {"Dockerfile": (
+        "FROM busybox\nENV WHO=class\n"
+        "RUN <<EOF\necho script line 1 > /script.txt\necho \"for $WHO\" >> /script.txt\nEOF\n"
+        "RUN cat <<EOF > /fed.txt\nfed to cat\nEOF\n"
+        "COPY <<EOF /etc/greeting\nhello $WHO\nEOF\n"
+        "COPY <<'EOF' /etc/literal\nhello $WHO\nEOF\n"
+        "CMD [\"cat\", \"/script.txt\", \"/fed.txt\", \"/etc/greeting\", \"/etc/literal\"]\n")})
+    md.run("build", "-t", "heredoc-test", tmp_path, check=True)
+    tidy.append("heredoc-test")
+    out = md.run("run", "--rm", "heredoc-test", check=True).stdout
+    assert out == "script line 1\nfor class\nfed to cat\nhello class\nhello $WHO\n"
+
+
+def test_add_extracts_a_zstd_archive(md, images, tmp_path, tidy):
+    import zstandard
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as t:
+        info = tarfile.TarInfo("inner/z.txt")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"zstd\n"))
+    (tmp_path / "a.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(data.getvalue()))
+    write(tmp_path, {"Dockerfile": "FROM busybox\nADD a.tar.zst /z/\nCMD [\"cat\", "
+                                   "\"/z/inner/z.txt\"]\n"})
+    md.run("build", "-t", "zstd-test", tmp_path, check=True)
+    tidy.append("zstd-test")
+    assert md.run("run", "--rm", "zstd-test", check=True).stdout == "zstd\n"
