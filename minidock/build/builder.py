@@ -47,6 +47,7 @@ from minidock.engine.images.commit import CONTAINER_CONFIG_ORDER, commit_step
 from minidock.errors import BuildFailed, ImageNotFound, InvalidArgument, MinidockError
 from minidock.image.reference import parse_tagged
 from minidock.image.store import ImageStore
+from minidock.linux import trace
 from minidock.paths import Paths
 from minidock.records import field, record
 
@@ -270,6 +271,8 @@ class Builder:
 
     def _dispatch(self, current: _Stage, cmd: Command) -> None:
         name = cmd.cmd.lower()
+        trace.note(f"build step, Dockerfile line {cmd.start_line}: "
+                   f"{cmd.original.split(chr(10), 1)[0].strip()}")
         try:
             if name == "run":
                 self._run(current, cmd)
@@ -316,6 +319,8 @@ class Builder:
         if hit is None:
             self.cache_busted = True
             return False
+        trace.note(f"cache hit: {hit[7:19]}, a child of the current image with the same "
+                   "container_config (its Cmd is this step's history line)")
         self.out.line(" ---> Using cache")
         self._advance(current, hit)
         return True
@@ -424,6 +429,8 @@ class Builder:
         from minidock.linux import flock
 
         lid = os.urandom(32).hex()
+        trace.note("a scratch rw layer on the current image, for this step's files (no "
+                   "container: nothing runs)")
         with ExitStack() as undo:
             lock_path = ct.lock_path(self.paths, f"{lid}.lock")
             lock = flock.HeldLock(lock_path)

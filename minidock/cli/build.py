@@ -46,13 +46,19 @@ def _pairs(values: tuple[str, ...], env_fallback: bool) -> dict[str, str | None]
               help="Remove intermediate containers after a successful build")
 @click.option("--force-rm", is_flag=True, help="Always remove intermediate containers")
 @click.option("--iidfile", default=None, help="Write the image ID to the file")
+@click.option("--trace", "trace_", is_flag=True,
+              help="Print every kernel step of the build (mounts, containers) to stderr.")
 @click.argument("context", metavar="PATH | URL | -")
 @click.pass_context
 def build(ctx: click.Context, tags: tuple[str, ...], dockerfile: str | None,
           build_args: tuple[str, ...], no_cache: bool, pull: bool, target: str | None,
           quiet: bool, network: str, labels: tuple[str, ...], remove: bool, force_rm: bool,
-          iidfile: str | None, context: str) -> None:
+          iidfile: str | None, trace_: bool, context: str) -> None:
     """Build an image from a Dockerfile."""
+    if trace_:
+        from minidock.linux import trace
+
+        trace.enable(os.dup(2), "minidock")
     # flag values are the CLI's to refuse (exit 125); the build's own refusals exit 1
     from minidock.image.reference import parse_tagged
 

@@ -359,3 +359,17 @@ def test_add_extracts_a_zstd_archive(md, images, tmp_path, tidy):
     md.run("build", "-t", "zstd-test", tmp_path, check=True)
     tidy.append("zstd-test")
     assert md.run("run", "--rm", "zstd-test", check=True).stdout == "zstd\n"
+
+
+def test_trace_shows_each_step_and_its_kernel_calls(md, images, tmp_path):
+    write(tmp_path, {"Dockerfile": "FROM busybox\nRUN touch /x\nCOPY f /f\nENV A=1\n", "f": ""})
+    r = md.run("build", "--trace", "--no-cache", "-q", tmp_path, check=True)
+    err = r.stderr
+    for line in ("# build step, Dockerfile line 2: RUN touch /x",
+                 "# build step, Dockerfile line 3: COPY f /f",
+                 "# a scratch rw layer on the current image",
+                 "# the step changed no file: an image with empty_layer"):
+        assert line in err, err
+    assert err.count("into a new layer") == 2  # RUN and COPY each made one
+    assert "mount('overlay'" in err and "pivot_root" in err
+    md.run("rmi", r.stdout.strip(), check=True)

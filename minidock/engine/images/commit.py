@@ -29,6 +29,7 @@ from minidock.errors import Conflict
 from minidock.image.export import diff_tar_stream
 from minidock.image.reference import parse_tagged
 from minidock.image.store import ImageStore, chain_ids, rfc3339nano
+from minidock.linux import trace
 from minidock.paths import Paths
 from minidock.records import field, record
 
@@ -125,10 +126,13 @@ def commit_step(paths: Paths, *, parent_id: str | None, upper: str | None,
     with store.locked(), ExitStack() as undo:
         diff_id = None
         if upper is not None and os.listdir(upper):
+            trace.note(f"tar {upper} (overlay whiteouts as .wh. files) into a new layer")
             with diff_tar_stream(upper) as stream:
                 layer = store.register_layer(stream, chains[-1] if chains else None)
             undo.callback(store.release_layer, layer.chain_id)
             diff_id = layer.diff_id
+        else:
+            trace.note("the step changed no file: an image with empty_layer, no new layer")
         image_id = store.create_image(child_config(
             parent, container_id=container_id, container_config=container_config,
             config=config, author=author, comment="", created=rfc3339nano(),
