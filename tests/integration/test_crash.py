@@ -227,13 +227,19 @@ def test_cli_killed_at_any_moment(md, images, cleanup_all, command):
         p.wait()
     time.sleep(0.5)  # let a monitor that was already forked get its container going
     assert_truthful(md)
+    repair_then_remove_all(md)
+    assert check(md).returncode == 0
+
+
+def repair_then_remove_all(md) -> None:
+    """`system check --repair` mends what the kills left; then ps/inspect are truthful, a
+    second check finds nothing, and every container left can be removed."""
     r = md.run("system", "check", "--repair")
     assert r.returncode == 0, r.stdout + r.stderr
     assert_truthful(md)
     assert check(md).returncode == 0
     for cid in all_ids(md):
         md.run("rm", "-f", cid, check=True)
-    assert check(md).returncode == 0
 
 
 def test_pause_and_unpause_killed_at_any_moment(md, detached):
@@ -370,12 +376,7 @@ def test_build_killed_at_any_moment(md, images, cleanup_all, tmp_path):
         p.wait()
         if p.stdout is not None:
             p.stdout.close()
-    r = md.run("system", "check", "--repair")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert_truthful(md)
-    assert check(md).returncode == 0
-    for cid in all_ids(md):
-        md.run("rm", "-f", cid, check=True)
+    repair_then_remove_all(md)
     # no rw layer is left without its container, nothing stays mounted
     assert set(store.list_rw_layers()) == set(all_ids(md)) == set()
     assert os.listdir(os.path.join(md.run_root, "builds")) == []  # the builds' own files
