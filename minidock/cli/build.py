@@ -48,7 +48,7 @@ def _pairs(values: tuple[str, ...], env_fallback: bool) -> dict[str, str | None]
 @click.option("--iidfile", default=None, help="Write the image ID to the file")
 @click.option("--trace", "trace_", is_flag=True,
               help="Print every kernel step of the build (mounts, containers) to stderr.")
-@click.argument("context", metavar="PATH | URL | -")
+@click.argument("context", metavar="PATH | -")
 @click.pass_context
 def build(ctx: click.Context, tags: tuple[str, ...], dockerfile: str | None,
           build_args: tuple[str, ...], no_cache: bool, pull: bool, target: str | None,
