@@ -1,29 +1,12 @@
 """``build``: an image from a Dockerfile, with the classic builder's steps and output. Thin:
-the work is minidock.build.builder, imported when the command runs."""
+the flags go to minidock.cli.buildflags.build_command (which the console script also calls
+directly for the plain forms), the work is minidock.build.builder."""
 
 from __future__ import annotations
-
-import os
 
 import click
 
 from minidock.cli.shared import paths
-from minidock.errors import InvalidArgument, MinidockError
-
-
-def _pairs(values: tuple[str, ...], env_fallback: bool) -> dict[str, str | None]:
-    """``K=V`` flags as a mapping; a bare ``K`` takes the caller's environment value when
-    ``env_fallback`` (docker's --build-arg), else the empty string."""
-    out: dict[str, str | None] = {}
-    for item in values:
-        key, eq, value = item.partition("=")
-        if eq:
-            out[key] = value
-        elif env_fallback:
-            out[key] = os.environ.get(key)
-        else:
-            out[key] = ""
-    return out
 
 
 @click.command("build")
@@ -55,49 +38,7 @@ def build(ctx: click.Context, tags: tuple[str, ...], dockerfile: str | None,
           quiet: bool, network: str, labels: tuple[str, ...], remove: bool, force_rm: bool,
           iidfile: str | None, trace_: bool, context: str) -> None:
     """Build an image from a Dockerfile."""
-    if trace_:
-        from minidock.linux import trace
+    from minidock.cli.buildflags import build_command
 
-        trace.enable(os.dup(2), "minidock")
-    # flag values are the CLI's to refuse (exit 125); the build's own refusals exit 1
-    from minidock.image.reference import parse_tagged
-
-    for arg in build_args:
-        if arg.startswith("="):
-            raise InvalidArgument(f'invalid argument "{arg}" for "--build-arg" flag: invalid '
-                                  f"environment variable: {arg}")
-    for tag in tags:
-        try:
-            parse_tagged(tag)
-        except MinidockError as e:
-            raise InvalidArgument(f'invalid argument "{tag}" for "-t, --tag" flag: '
-                                  f"{e.message}") from None
-    try:
-        image_id = _build(ctx, context, tags, dockerfile, build_args, no_cache, pull, target,
-                          quiet, network, labels, remove, force_rm)
-    except MinidockError as e:
-        if e.exit_code == 125:
-            e.exit_code = 1  # docker build exits 1 for what it refuses, 125 is run's
-        raise
-    if iidfile:
-        with open(iidfile, "w") as f:
-            f.write(image_id)
-    if quiet:
-        click.echo(image_id)
-
-
-def _build(ctx: click.Context, context: str, tags: tuple[str, ...], dockerfile: str | None,
-           build_args: tuple[str, ...], no_cache: bool, pull: bool, target: str | None,
-           quiet: bool, network: str, labels: tuple[str, ...], remove: bool,
-           force_rm: bool) -> str:
-    from minidock.build.builder import BuildOptions
-    from minidock.build.builder import build as build_
-
-    if network not in ("none", "host", "default"):
-        raise InvalidArgument(f"network {network} not found (supported: none, host)")
-    return build_(paths(ctx), BuildOptions(
-        context=context, dockerfile=dockerfile, tags=list(tags),
-        build_args=_pairs(build_args, True), no_cache=no_cache, pull=pull, target=target,
-        quiet=quiet, network="none" if network == "default" else network,
-        labels={k: v or "" for k, v in _pairs(labels, False).items()},
-        remove=remove, force_remove=force_rm))
+    build_command(paths(ctx), context, tags, dockerfile, build_args, no_cache, pull, target,
+                  quiet, network, labels, remove, force_rm, iidfile, trace_)

@@ -52,12 +52,13 @@ RUN_DEFAULTS: dict[str, Any] = {
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
 
 
-def parse_run(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """``[GLOBAL...] run [OPTIONS] IMAGE [COMMAND...]`` -> (globals, run parameters), or
-    None when this is not such a command line or anything in it is not certain."""
+def split_globals(argv: list[str], command: str
+                  ) -> tuple[dict[str, Any], list[str]] | None:
+    """``[GLOBAL...] COMMAND ARGS...`` -> (the global options, ARGS), or None when the line
+    holds a global option this parser does not know or is not that command."""
     glob: dict[str, Any] = {"root": None, "run_root": None, "debug": False}
     i = 0
-    while i < len(argv) and argv[i] != "run":
+    while i < len(argv) and argv[i] != command:
         arg = argv[i]
         name, eq, value = arg.partition("=")
         if arg == "--debug":
@@ -74,9 +75,18 @@ def parse_run(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         i += 1
     if i >= len(argv):
         return None
+    return glob, argv[i + 1:]
+
+
+def parse_run(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``[GLOBAL...] run [OPTIONS] IMAGE [COMMAND...]`` -> (globals, run parameters), or
+    None when this is not such a command line or anything in it is not certain."""
+    split = split_globals(argv, "run")
+    if split is None:
+        return None
+    glob, args = split
     params: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v
                               for k, v in RUN_DEFAULTS.items()}
-    args = argv[i + 1:]
     j = 0
     while j < len(args):
         arg = args[j]
