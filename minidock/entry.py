@@ -6,8 +6,8 @@ imports before any work starts, a fifth of a detached start, so the plain forms 
 parsed by :mod:`minidock.cli.runflags` and run directly; so are those of ``build``
 (:mod:`minidock.cli.buildflags`: a cached build is ~45 ms, click ~13 ms of it); anything else
 goes to :mod:`minidock.cli.main`. Both paths run the same ``run_command`` (``build_command``)
-behind the same error boundary (:mod:`minidock.cli.boundary`). Nothing imports this module but the console script
-and ``python -m minidock``.
+behind the same error boundary (:mod:`minidock.cli.boundary`). Nothing imports this module
+but the console script and ``python -m minidock``.
 """
 
 from __future__ import annotations
