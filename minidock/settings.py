@@ -106,6 +106,8 @@ class EngineConfig:
     #: ``runtimes``: name -> {"path": ..., "runtimeArgs": [...]}, checked when one is used
     runtimes: dict[str, Any] = field(default_factory=dict)
     default_runtime: str = ""
+    #: ``bip``: the default bridge's gateway/prefix ("172.26.0.1/16"); "" picks a free pool
+    bip: str = ""
 
     def is_insecure(self, netloc: str) -> bool:
         """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
@@ -179,9 +181,13 @@ def parse_engine_config(
     default_runtime = doc.get("default-runtime") or ""
     if not isinstance(default_runtime, str):
         raise InvalidArgument(f"{source}: default-runtime must be a string")
+    bip = doc.get("bip") or ""
+    if not isinstance(bip, str):
+        raise InvalidArgument(f"{source}: bip must be a string such as \"172.26.0.1/16\"")
     return EngineConfig(
         runtimes=runtimes,
         default_runtime=default_runtime.strip(),
+        bip=bip.strip(),
         registry_mirrors=tuple(m.rstrip("/") for m in mirrors),
         insecure_registries=tuple(
             i.removeprefix("http://").removeprefix("https://").rstrip("/")

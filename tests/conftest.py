@@ -36,6 +36,7 @@ REQUIREMENT_MARKERS = {
     "cgroup": "needs a writable cgroup hierarchy (v1, v2 or hybrid)",
     "images": "needs the test images built by scripts/make-test-images",
     "registry": "needs a registry on 127.0.0.1",
+    "network": "needs veth, bridges and nftables (the nft command) for minidock's bridge",
 }
 
 # pytest.StashKey holding the node ids of integration modules skipped at collection
@@ -101,6 +102,12 @@ def have_registry() -> bool:
     return shutil.which("docker-registry") is not None
 
 
+@functools.cache
+def have_network() -> bool:
+    return have_root() and shutil.which("nft") is not None and os.path.exists(
+        "/proc/sys/net/ipv4/ip_forward")
+
+
 # -- hooks ---------------------------------------------------------------------------------------
 
 
@@ -128,6 +135,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("needs a writable cgroup hierarchy under /sys/fs/cgroup")
     if item.get_closest_marker("registry") and not have_registry():
         pytest.skip("needs a registry: install docker-registry or set MINIDOCK_TEST_REGISTRY")
+    if item.get_closest_marker("network") and not have_network():
+        pytest.skip("needs nftables' nft command and root (apt-get install nftables)")
     # `images` is resolved by the autouse fixture in tests/integration/conftest.py, which builds
     # the tarballs when they are missing.
 

@@ -14,7 +14,7 @@ MINIDOCK_APT_RUNTIME=(
   libcap-dev                        # sys/capability.h and -lcap for python-prctl
   libffi-dev                        # cffi, if pip has to build it from source
   ca-certificates                   # pip talks TLS to PyPI
-  iproute2 iptables                 # ip link/addr/netns; NAT for networking
+  iproute2 iptables nftables        # ip link/addr/netns; the bridge's NAT (nft)
   util-linux kmod                   # unshare, nsenter (for learners, and bench-start); modprobe
   tar xz-utils                      # image tarballs
   procps                            # ps, which `minidock top` runs (as dockerd does)

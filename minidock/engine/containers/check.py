@@ -27,6 +27,7 @@ it is reported, and removed only when empty (and not brand new).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -389,6 +390,32 @@ def _check_rw_layers(paths: Paths, records: dict[str, ct.Container | None],
     return found
 
 
+def _check_leases(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
+    """Bridge addresses leased to containers that do not run (a run killed during its
+    network setup); read without loading the network code."""
+    path = os.path.join(paths.root, "network", "bridge.json")
+    try:
+        with open(path, "rb") as f:
+            leases = json.loads(f.read() or b"{}").get("leases") or {}
+    except (OSError, ValueError):
+        return []
+    found = []
+    for cid, ip in sorted(leases.items()):
+        c = records.get(cid)
+        if (c is not None and c.state.running) or _live(paths, cid):
+            continue
+        found.append(Finding("LEASE", f"{path}: {ip}",
+                             f"address lease of container {cid[:12]}, which does not run",
+                             partial(_release_lease, paths, cid), cid))
+    return found
+
+
+def _release_lease(paths: Paths, cid: str) -> None:
+    from minidock import net
+
+    net.release(paths, cid)
+
+
 def _check_layers(paths: Paths) -> list[Finding]:
     store = ct.image_store(paths)
     fix = partial(store.cleanup_stale, unused=True)  # one run removes them all
@@ -409,6 +436,7 @@ def check(paths: Paths) -> list[Finding]:
         found += _check_cgroups(paths, records)
         found += _check_run_root(paths, records)
         found += _check_rw_layers(paths, records, creating)
+        found += _check_leases(paths, records)
         found += _check_layers(paths)
     finally:
         if creating_lock is not None:

@@ -45,8 +45,9 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
     cmd = p.cmd if p.cmd else (None if p.entrypoint is not None else icfg.get("Cmd"))
     args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
-    if opts.network not in ("none", "host"):
-        raise InvalidArgument(f"network {opts.network} not found (supported: none, host)")
+    if opts.network not in ("none", "host", "bridge"):
+        raise InvalidArgument(f"network {opts.network} not found (supported: none, host, "
+                              "bridge)")
     from minidock.engine.runtime import choose
 
     runtime = choose(opts.runtime).name  # an unknown name fails now, as Docker's create

@@ -25,6 +25,7 @@ from minidock.engine.containers import creation, reconciler, signals, store
 from minidock.engine.containers.creation import CreateOptions
 from minidock.engine.containers.record import Container, Status, log_path, now_rfc3339
 from minidock.engine.runtime import Stdio
+from minidock.engine.spec import hostfiles
 from minidock.engine.spec.user import resolve_user
 from minidock.engine.stdio import io
 from minidock.errors import Conflict, ContainerNotFound, MinidockError
@@ -93,6 +94,15 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         _record_failed_start(paths, c, e)
         raise
     undo.callback(reconciler.runtime_delete, paths, c.id)
+    c.endpoint = {}
+    if c.host_config.get("NetworkMode") == "bridge":
+        from minidock import net
+
+        trace.note("put the container on the default bridge, before its command starts")
+        undo.callback(net.release, paths, c.id)
+        c.endpoint = net.attach(paths, c.id, st.pid)
+        hostfiles.rewrite_hosts(os.path.join(c.dir, "hosts"), c.endpoint["IPAddress"],
+                                str(c.config.get("Hostname") or c.short_id))
     launched = Launched(pid=st.pid, pipes=pipes, master=st.master)
     if st.master >= 0:
         undo.callback(os.close, st.master)

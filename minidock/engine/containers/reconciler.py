@@ -158,6 +158,10 @@ def auto_remove(paths: Paths, c: Container) -> bool:
 def release(paths: Paths, cid: str) -> None:
     """What a run holds on the host: runtime state + cgroup, the mount, the bundle."""
     runtime_delete(paths, cid)
+    if _on_bridge(paths, cid):
+        from minidock import net  # loaded only for a container on the bridge
+
+        net.release(paths, cid)
     store.image_store(paths).unmount_rw_layer(cid)
     shutil.rmtree(store.bundle_dir(paths, cid), ignore_errors=True)
     for path in (store.attach_socket(paths, cid), store.exit_file(paths, cid)):
@@ -165,6 +169,14 @@ def release(paths: Paths, cid: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _on_bridge(paths: Paths, cid: str) -> bool:
+    try:
+        with open(os.path.join(paths.containers, cid, "hostconfig.json"), "rb") as f:
+            return b'"NetworkMode": "bridge"' in f.read()
+    except OSError:
+        return False
 
 
 def runtime_delete(paths: Paths, cid: str) -> None:

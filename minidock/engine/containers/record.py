@@ -116,6 +116,8 @@ class Container:
     host_config: dict[str, Any]
     state: State = field(default_factory=State)
     dir: str = ""
+    #: what the network setup of the current run gave (net.attach): IPAddress, Gateway, ...
+    endpoint: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -170,6 +172,7 @@ class Container:
             host_config=host_config,
             state=State.from_docker(doc["State"]),
             dir=directory,
+            endpoint=_endpoint_of(doc.get("NetworkSettings") or {}),
         )
 
     def to_inspect(self, paths: Paths, graph_driver_data: dict[str, Any]) -> dict[str, Any]:
@@ -202,19 +205,32 @@ class Container:
         }
 
 
+_ENDPOINT_KEYS = ("Bridge", "SandboxKey", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
+
+
+def _endpoint_of(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: settings[k] for k in _ENDPOINT_KEYS if settings.get(k)}
+
+
 def network_settings(c: Container) -> dict[str, Any]:
+    """Docker's NetworkSettings; the addresses only while a run holds them."""
     mode = c.host_config.get("NetworkMode", "none")
+    ep = c.endpoint if c.state.running else {}
     return {
-        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+        "Bridge": "", "SandboxID": "", "SandboxKey": ep.get("SandboxKey", ""),
+        "HairpinMode": False,
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-        "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-        "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0),
+        "IPv6Gateway": "", "MacAddress": ep.get("MacAddress", ""),
         "Networks": {mode: {"IPAMConfig": None, "Links": None, "Aliases": None,
-                            "NetworkID": "", "EndpointID": "", "Gateway": "",
-                            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                            "NetworkID": "", "EndpointID": "",
+                            "Gateway": ep.get("Gateway", ""),
+                            "IPAddress": ep.get("IPAddress", ""),
+                            "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",
                             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                            "MacAddress": "", "DriverOpts": None}},
+                            "MacAddress": ep.get("MacAddress", ""), "DriverOpts": None}},
     }
 
 

@@ -31,6 +31,14 @@ def hosts_file(ip: str | None = None, hostname: str | None = None) -> str:
     return text
 
 
+def rewrite_hosts(path: str, ip: str, hostname: str) -> None:
+    """The container's /etc/hosts with its address, written in place: the file is
+    bind-mounted into the container, and a rename would leave the mount on the old one."""
+    with open(path, "r+", encoding="utf-8") as f:
+        f.write(hosts_file(ip, hostname))
+        f.truncate()
+
+
 def container_resolv_conf(host_text: str) -> str:
     """Drop loopback nameservers (they would point at the container itself); if none is
     left, fall back to public resolvers, as Docker does."""

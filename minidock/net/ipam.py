@@ -1,0 +1,124 @@
+"""Addresses on minidock's default bridge: its subnet, and one lease per running container.
+
+Pure choices, and the one file they are kept in::
+
+    pick_subnet(host routes)      settings' "bip" if given, else the first of Docker's default
+                                  pools (172.17.0.0/16 ... 172.31.0.0/16, 192.168.0.0/20 ...)
+                                  that overlaps no route of the host (docker0's among them)
+    next_free(subnet, taken)      the lowest address after the gateway no lease holds
+    mac_of(ip)                    02:42 + the address, as Docker derives a container's MAC
+
+    <root>/network/bridge.json    {"name", "subnet", "gateway", "leases": {cid: ip}}, written
+                                  atomically under <run-root>/locks/network.lock
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+
+from minidock.errors import InvalidArgument
+from minidock.linux import flock
+from minidock.paths import Paths
+from minidock.storage.atomic import atomic_write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+BRIDGE = "minidock0"
+# Docker's default-address-pools, in its order: /16s of 172.17-31, then /20s of 192.168
+DEFAULT_POOLS = ([f"172.{n}.0.0/16" for n in range(17, 32)]
+                 + [f"192.168.{n}.0/20" for n in range(0, 256, 16)])
+
+Network = ipaddress.IPv4Network
+Address = ipaddress.IPv4Address
+
+
+def pick_subnet(routes: Iterable[Network], bip: str | None = None,
+                pools: Iterable[str] = DEFAULT_POOLS) -> tuple[Network, Address]:
+    """(subnet, gateway) for the bridge; InvalidArgument when nothing fits."""
+    taken = [r for r in routes if r.prefixlen > 0]  # the default route overlaps everything
+    if bip:
+        try:
+            iface = ipaddress.IPv4Interface(bip)
+        except ValueError:
+            raise InvalidArgument(f"invalid bip {bip!r}: want an address/prefix such as "
+                                  "172.26.0.1/16") from None
+        clash = next((r for r in taken if r.overlaps(iface.network)), None)
+        if clash is not None:
+            raise InvalidArgument(f"bip {bip} overlaps the host's route to {clash}")
+        return iface.network, iface.ip
+    for pool in pools:
+        net = ipaddress.IPv4Network(pool)
+        if not any(r.overlaps(net) for r in taken):
+            return net, next(net.hosts())
+    raise InvalidArgument("no free subnet for the bridge: every default pool overlaps a "
+                          "route of this host; set \"bip\" in /etc/minidock/config.json")
+
+
+def next_free(subnet: Network, gateway: Address, taken: Iterable[str]) -> Address:
+    used = {ipaddress.IPv4Address(t) for t in taken} | {gateway}
+    for host in subnet.hosts():
+        if host not in used:
+            return host
+    raise InvalidArgument(f"no free address left in {subnet}")
+
+
+def mac_of(ip: Address) -> str:
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+class Leases:
+    """bridge.json, read and written under its lock (``with Leases(paths) as leases``)."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.path = os.path.join(paths.root, "network", "bridge.json")
+        self._lock_path = os.path.join(paths.locks, "network.lock")
+        self.doc: dict[str, Any] = {}
+        self._lock: flock.HeldLock | None = None
+
+    def __enter__(self) -> Leases:
+        os.makedirs(os.path.dirname(self._lock_path), mode=0o700, exist_ok=True)
+        self._lock = flock.HeldLock(self._lock_path)
+        try:
+            with open(self.path, "rb") as f:
+                self.doc = json.loads(f.read() or b"{}")
+        except FileNotFoundError:
+            self.doc = {}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._lock is not None
+        self._lock.release()
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        atomic_write(self.path, json.dumps(self.doc, indent=1, sort_keys=True).encode(), 0o600)
+
+    @property
+    def leases(self) -> dict[str, str]:
+        out: dict[str, str] = self.doc.setdefault("leases", {})
+        return out
+
+    def subnet(self, routes: Iterable[Network], bip: str | None) -> tuple[Network, Address]:
+        """The bridge's subnet and gateway: as recorded, else chosen now and recorded."""
+        if "subnet" not in self.doc:
+            net, gw = pick_subnet(routes, bip)
+            self.doc.update({"name": BRIDGE, "subnet": str(net), "gateway": str(gw)})
+        return ipaddress.IPv4Network(self.doc["subnet"]), ipaddress.IPv4Address(self.doc["gateway"])
+
+    def lease(self, cid: str, subnet: Network, gateway: Address) -> Address:
+        if cid in self.leases:
+            return ipaddress.IPv4Address(self.leases[cid])
+        ip = next_free(subnet, gateway, self.leases.values())
+        self.leases[cid] = str(ip)
+        return ip
+
+    def release(self, cid: str) -> bool:
+        return self.leases.pop(cid, None) is not None
+
+    def holders(self) -> Iterator[str]:
+        yield from list(self.leases)
