@@ -133,10 +133,10 @@ def test_system_check_frees_the_lease_of_a_run_killed_in_its_setup(md, images):
                   check=True).stdout.strip()
     try:
         ghost = "ab" * 32
-        with ipam.Leases(Paths(md.root, md.run_root)) as leases:
-            subnet, gateway = leases.subnet([], None)
-            leases.lease(ghost, subnet, gateway)
-            leases.save()
+        with ipam.Leases(Paths(md.root, md.run_root)) as held:
+            subnet, gateway = held.subnet([], None)
+            held.lease(ghost, subnet, gateway)
+            held.save()
         r = md.run("system", "check")
         assert r.returncode == 1 and "LEASE" in r.stdout and ghost[:12] in r.stdout
         assert keep[:12] not in r.stdout
