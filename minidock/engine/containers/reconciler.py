@@ -172,10 +172,13 @@ def release(paths: Paths, cid: str) -> None:
 
 
 def _on_bridge(paths: Paths, cid: str) -> bool:
+    """Whether the container's runs take a bridge lease (its hostconfig.json says so)."""
+    import json
+
     try:
         with open(os.path.join(paths.containers, cid, "hostconfig.json"), "rb") as f:
-            return b'"NetworkMode": "bridge"' in f.read()
-    except OSError:
+            return bool(json.loads(f.read()).get("NetworkMode") == "bridge")
+    except (OSError, ValueError, AttributeError):
         return False
 
 
