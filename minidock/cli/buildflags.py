@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from minidock.cli.runflags import split_globals
+from minidock.cli.runflags import flag_table, split_globals
 from minidock.errors import InvalidArgument, MinidockError
 from minidock.paths import Paths
 
@@ -21,9 +21,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of
 if TYPE_CHECKING:
     from typing import Any
 
-# name -> (parameter, takes a value, multiple); what `minidock build` declares with click
-_BUILD_FLAGS: dict[str, tuple[str, bool, bool]] = {}
-for _names, _param, _value, _multi in (
+# what `minidock build` declares with click
+_BUILD_FLAGS = flag_table((
     (("-t", "--tag"), "tags", True, True),
     (("-f", "--file"), "dockerfile", True, False),
     (("--build-arg",), "build_args", True, True),
@@ -37,9 +36,7 @@ for _names, _param, _value, _multi in (
     (("--force-rm",), "force_rm", False, False),
     (("--iidfile",), "iidfile", True, False),
     (("--trace",), "trace_", False, False),
-):
-    for _n in _names:
-        _BUILD_FLAGS[_n] = (_param, _value, _multi)
+))
 
 BUILD_DEFAULTS: dict[str, Any] = {
     "tags": (), "dockerfile": None, "build_args": (), "no_cache": False, "pull": False,

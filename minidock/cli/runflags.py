@@ -20,9 +20,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of
 if TYPE_CHECKING:
     from typing import Any
 
-# name -> (parameter, takes a value, multiple); what `minidock run` declares with click
-_RUN_FLAGS: dict[str, tuple[str, bool, bool]] = {}
-for _names, _param, _value, _multi in (
+def flag_table(rows: tuple[tuple[tuple[str, ...], str, bool, bool], ...]
+               ) -> dict[str, tuple[str, bool, bool]]:
+    """(names, parameter, takes a value, multiple) rows -> name -> (parameter, value, multi)."""
+    return {name: (param, value, multi) for names, param, value, multi in rows
+            for name in names}
+
+
+# what `minidock run` declares with click
+_RUN_FLAGS = flag_table((
     (("-i", "--interactive"), "interactive", False, False),
     (("-t", "--tty"), "tty", False, False),
     (("--name",), "name", True, False),
@@ -39,9 +45,7 @@ for _names, _param, _value, _multi in (
     (("--runtime",), "runtime", True, False),
     (("-d", "--detach"), "detach", False, False),
     (("--trace",), "trace_", False, False),
-):
-    for _n in _names:
-        _RUN_FLAGS[_n] = (_param, _value, _multi)
+))
 
 RUN_DEFAULTS: dict[str, Any] = {
     "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
