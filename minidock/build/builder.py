@@ -150,6 +150,7 @@ class Builder:
         self.text = dockerfile_text
         self.dockerfile_name = dockerfile_name
         self.store = ImageStore(paths)
+        self.cache = cache.Cache(self.store)
         self.cache_busted = opts.no_cache
         self.results: dict[str, str | None] = {}  # stage name or index -> image id
         self.step = 0
@@ -301,8 +302,7 @@ class Builder:
             old = (state.config.get("Healthcheck") or {}).get("Test") or []
             if old and old[0] != "NONE":
                 self.out.line("Note: overriding previous HEALTHCHECK: [" + " ".join(old) + "]")
-        line = metadata.apply(state, cmd)
-        self._commit_config(current, line)
+        self._commit_config(current, metadata.apply_words(state, cmd))
 
     def _container_config(self, current: _Stage, cmd: list[str],
                           entrypoint_none: bool = False) -> dict[str, Any]:
@@ -315,7 +315,7 @@ class Builder:
     def _probe(self, current: _Stage, container_config: dict[str, Any]) -> bool:
         if self.cache_busted:
             return False
-        hit = cache.probe(self.store, current.image_id, container_config)
+        hit = self.cache.probe(current.image_id, container_config)
         if hit is None:
             self.cache_busted = True
             return False
@@ -329,9 +329,9 @@ class Builder:
         current.image_id = image_id
         current.state.config["Image"] = image_id
 
-    def _commit_config(self, current: _Stage, line: str) -> None:
+    def _commit_config(self, current: _Stage, words: list[str]) -> None:
         """A step that changed only the config: an image with no new layer."""
-        container_config = self._container_config(current, line_words(line))
+        container_config = self._container_config(current, words)
         if self._probe(current, container_config):
             return
         image_id = commit_step(self.paths, parent_id=current.image_id, upper=None,
@@ -409,8 +409,7 @@ class Builder:
 
     def _workdir(self, current: _Stage, cmd: Command) -> None:
         state = current.state
-        line = metadata.apply(state, cmd)
-        container_config = self._container_config(current, line_words(line))
+        container_config = self._container_config(current, metadata.apply_words(state, cmd))
         if self._probe(current, container_config):
             return
         workdir = state.config["WorkingDir"]
@@ -469,8 +468,8 @@ class Builder:
             # no --chmod: written the same way here, so that a new mode misses the cache)
             chown = "".join(f"--{k}={flags[k]}" for k in ("chown", "chmod") if flags.get(k))
             comment = f"{keyword} {chown}{sources_hash(hashes)} in {dest_word} "
-            line = " ".join([*state.shell, "#(nop) " + comment])
-            container_config = self._container_config(current, line_words(line))
+            container_config = self._container_config(
+                current, metadata.history_words(state.shell, comment, keyword.lower()))
             if self._probe(current, container_config):
                 return
             with self._rw_layer(current.image_id) as (root, upper):
@@ -574,19 +573,6 @@ def _at(cmd: Command) -> str:
     return f" (Dockerfile line {cmd.start_line})"
 
 
-def line_words(line: str) -> list[str]:
-    """A history line as the Cmd it was made from: the shell's words, then the rest."""
-    parts = line.split(" ")
-    try:
-        at = next(i for i, p in enumerate(parts) if p.startswith("#(nop)"))
-    except StopIteration:
-        return [line]
-    head, rest = parts[:at], " ".join(parts[at:])
-    if rest.startswith("#(nop)  "):
-        return [*head, "#(nop) ", rest[len("#(nop)  "):]]
-    return [*head, rest]
-
-
 def _expand_heredoc(text: str, env: dict[str, str]) -> str:
     """A heredoc's $VAR expansion (quotes are text there, not quoting)."""
     import re
@@ -614,29 +600,10 @@ def _read_stdin(stdin: BinaryIO, into: str) -> tuple[str, str | None]:
     ctx = os.path.join(into, "context")
     os.mkdir(ctx, 0o700)
     if copier.looks_like_archive(data):
-        import io
-
-        from minidock.image.layer import LayerError, apply_layer
-
-        class _Joined(io.RawIOBase):
-            def __init__(self) -> None:
-                self.head = data
-
-            def readable(self) -> bool:
-                return True
-
-            def readinto(self, b: Any) -> int:
-                if self.head:
-                    n = min(len(b), len(self.head))
-                    b[:n] = self.head[:n]
-                    self.head = self.head[n:]
-                    return n
-                chunk = stdin.read(len(b))
-                b[:len(chunk)] = chunk
-                return len(chunk)
+        from minidock.image.layer import LayerError, Prefixed, apply_layer
 
         try:
-            apply_layer(io.BufferedReader(_Joined()), ctx)
+            apply_layer(Prefixed(data, stdin), ctx)  # type: ignore[arg-type]
         except LayerError as e:
             raise InvalidArgument(f"read the build context from stdin: {e.message}") from None
         return ctx, None
@@ -650,9 +617,6 @@ def build(paths: Paths, opts: BuildOptions, stdin: BinaryIO | None = None) -> st
     import sys
 
     refs = [parse_tagged(t) for t in opts.tags]  # a bad -t before anything runs
-    for arg in opts.build_args:
-        if not arg or "=" in arg:
-            raise InvalidArgument(f"invalid argument \"{arg}\" for \"--build-arg\" flag")
     out = Output(opts.quiet)
     stdin = stdin if stdin is not None else sys.stdin.buffer
     with ExitStack() as stack:
@@ -680,28 +644,23 @@ def build(paths: Paths, opts: BuildOptions, stdin: BinaryIO | None = None) -> st
             if not os.path.isdir(context_dir):
                 raise InvalidArgument(f"unable to prepare context: path \"{opts.context}\" "
                                       "not found")
-        name = opts.dockerfile or "Dockerfile"
-        if text is None:
-            if opts.dockerfile == "-":
-                text = stdin.read().decode("utf-8", "surrogateescape")
-                name = "Dockerfile"
-            else:
-                path = name if os.path.isabs(name) or opts.dockerfile else \
-                    os.path.join(context_dir, name)
-                if opts.dockerfile and not os.path.isabs(name):
-                    path = os.path.abspath(name)
-                try:
-                    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                        text = f.read()
-                except FileNotFoundError:
-                    raise InvalidArgument(f"unable to prepare context: unable to evaluate "
-                                          f"symlinks in Dockerfile path: lstat {path}: no "
-                                          "such file or directory") from None
-                except OSError as e:
-                    raise InvalidArgument(f"read {path}: {e.strerror}") from None
-                name = path
-        builder = Builder(paths, opts, out, work, context_dir, text,
-                          name if os.path.isabs(name) else os.path.join(context_dir, name))
+        # -f is relative to the current directory, as Docker's CLI reads it; the default is
+        # the context's Dockerfile; <Dockerfile>.dockerignore is looked for next to it
+        path = os.path.abspath(opts.dockerfile) if opts.dockerfile not in (None, "-") else \
+            os.path.join(context_dir, "Dockerfile")
+        if text is None and opts.dockerfile == "-":
+            text = stdin.read().decode("utf-8", "surrogateescape")
+        elif text is None:
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                raise InvalidArgument(f"unable to prepare context: unable to evaluate symlinks "
+                                      f"in Dockerfile path: lstat {path}: no such file or "
+                                      "directory") from None
+            except OSError as e:
+                raise InvalidArgument(f"read {path}: {e.strerror}") from None
+        builder = Builder(paths, opts, out, work, context_dir, text, path)
         try:
             image_id = builder.build()
         except BaseException:

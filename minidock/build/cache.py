@@ -34,18 +34,29 @@ def same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return all(dict(a.get(key) or {}) == dict(b.get(key) or {}) for key in _MAPS)
 
 
-def probe(store: ImageStore, parent_id: str | None, container_config: dict[str, Any]
-          ) -> str | None:
-    """The image a step may reuse, or None."""
-    if parent_id is not None:
-        candidates = store.children(parent_id)
-    else:
-        candidates = [i for i in store.list_images() if not store.get_parent(i)]
-    best: tuple[str, str] | None = None
-    for image_id in candidates:
-        cfg = store.get_image_config(image_id)
-        if same(cfg.get("container_config"), container_config):
-            created = str(cfg.get("created") or "")
-            if best is None or created > best[0]:
-                best = (created, image_id)
-    return best[1] if best else None
+class Cache:
+    """The store's parent links, read once per build: a build probes only until its first
+    miss, and every image it makes after that is new, so none of them can be a hit."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+        self._children: dict[str | None, list[str]] | None = None
+
+    def _index(self) -> dict[str | None, list[str]]:
+        if self._children is None:
+            self._children = {}
+            for image_id in self.store.list_images():
+                parent = self.store.get_parent(image_id)
+                self._children.setdefault(parent, []).append(image_id)
+        return self._children
+
+    def probe(self, parent_id: str | None, container_config: dict[str, Any]) -> str | None:
+        """The image a step on ``parent_id`` (None: FROM scratch) may reuse, or None."""
+        best: tuple[str, str] | None = None
+        for image_id in self._index().get(parent_id, []):
+            cfg = self.store.get_image_config(image_id)
+            if same(cfg.get("container_config"), container_config):
+                created = str(cfg.get("created") or "")
+                if best is None or created > best[0]:
+                    best = (created, image_id)
+        return best[1] if best else None

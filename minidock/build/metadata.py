@@ -122,11 +122,13 @@ class StageState:
         return out
 
 
-def created_by(shell: list[str], comment: str, keyword: str) -> str:
-    """The history line of a config-only step."""
-    if keyword == "workdir":
-        return " ".join([*shell, "#(nop) " + comment])
-    return " ".join([*shell, "#(nop) ", comment])
+def history_words(shell: list[str], comment: str, keyword: str) -> list[str]:
+    """The Cmd a config-only step records (its container_config's, the cache key); the
+    history line is these words joined by spaces. WORKDIR (and COPY/ADD) glue the comment
+    to ``#(nop) ``, the rest keep it a word of its own."""
+    if keyword in ("workdir", "copy", "add"):
+        return [*shell, "#(nop) " + comment]
+    return [*shell, "#(nop) ", comment]
 
 
 def _pairs(cmd: Command, env: dict[str, str]) -> list[tuple[str, str]]:
@@ -145,6 +147,11 @@ def _command_line(cmd: Command, state: StageState) -> list[str]:
 
 def apply(state: StageState, cmd: Command) -> str:
     """Apply the config-only instruction ``cmd`` to ``state``; its history line."""
+    return " ".join(apply_words(state, cmd))
+
+
+def apply_words(state: StageState, cmd: Command) -> list[str]:
+    """Apply the config-only instruction ``cmd`` to ``state``; the Cmd it records."""
     name = cmd.cmd.lower()
     cfg = state.config
     env = state.env()
@@ -242,4 +249,4 @@ def apply(state: StageState, cmd: Command) -> str:
         cfg["Healthcheck"] = health
     else:
         raise InvalidArgument(f"{cmd.cmd.upper()} does not only change the image config")
-    return created_by(state.shell, comment, name)
+    return history_words(state.shell, comment, name)

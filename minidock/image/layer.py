@@ -186,7 +186,7 @@ def _open_tar(stream: _TarStream) -> tarfile.TarFile:
     )
 
 
-class _Prefixed:
+class Prefixed:
     """``stream`` with the bytes already read to sniff its compression put back in front."""
 
     def __init__(self, head: bytes, rest: BinaryIO) -> None:
@@ -212,7 +212,7 @@ def _decompressed(stream: BinaryIO) -> tuple[_Reader, str, tuple[type[BaseExcept
         if not more:
             break
         head += more
-    raw = _Prefixed(head, stream)
+    raw = Prefixed(head, stream)
     # The stdlib decoders report corrupt input as OSError or EOFError (truncated) as well as
     # their own error types; the underlying stream's read errors are OSError too.
     errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, lzma.LZMAError)

@@ -10,8 +10,8 @@ import tarfile
 import pytest
 
 from minidock.build import cache, copier, stages
-from minidock.build.builder import line_words, run_config
-from minidock.build.metadata import StageState, apply
+from minidock.build.builder import run_config
+from minidock.build.metadata import StageState, apply, history_words
 from minidock.dockerfile.parser import parse
 from minidock.errors import InvalidArgument
 from minidock.gofmt import go_duration, go_quote_rune, parse_duration
@@ -95,11 +95,14 @@ def test_a_stage_starts_from_the_base_config_with_a_path():
     assert run_config({"Env": ["PATH=/x", "A=1"]})["Env"] == ["PATH=/x", "A=1"]
 
 
-def test_history_lines_back_to_their_cmd_words():
-    assert line_words("/bin/sh -c #(nop)  CMD [\"sh\"]") == \
+def test_history_words_are_the_cmd_a_step_records():
+    assert history_words(["/bin/sh", "-c"], 'CMD ["sh"]', "cmd") == \
         ["/bin/sh", "-c", "#(nop) ", 'CMD ["sh"]']
-    assert line_words("/bin/sh -c #(nop) WORKDIR /a b") == \
+    assert history_words(["/bin/sh", "-c"], "WORKDIR /a b", "workdir") == \
         ["/bin/sh", "-c", "#(nop) WORKDIR /a b"]
+    # a SHELL word with a blank stays one word (a history line cannot say where words end)
+    assert history_words(["bash", "-o pipefail", "-c"], "ENV A=1", "env") == \
+        ["bash", "-o pipefail", "-c", "#(nop) ", "ENV A=1"]
 
 
 def test_the_cache_compares_as_moby_does():
