@@ -28,7 +28,6 @@ nothing followed, so a symlink in the image cannot turn the copy onto the host.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import posixpath
 import re
@@ -381,7 +380,7 @@ def _copy_file_fd(sfd: int, st: os.stat_result, dfd: int, name: str, walk: _Walk
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
                           os.O_CLOEXEC, 0o600, dir_fd=dfd)
             try:
-                _copy_data(src, out, st.st_size)
+                fs.copy_data(src, out, st.st_size)
                 os.fchown(out, *owner.of(st))
                 os.fchmod(out, mode)
                 if mtime is not None:
@@ -399,20 +398,6 @@ def _copy_file_fd(sfd: int, st: os.stat_result, dfd: int, name: str, walk: _Walk
         return  # a socket: Docker's tar skips it too
     if st.st_nlink > 1:
         walk.links[key] = (os.dup(dfd), name)
-
-
-def _copy_data(src: int, dst: int, size: int) -> None:
-    left = size
-    while left > 0:
-        try:
-            n = os.copy_file_range(src, dst, left)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            n = os.sendfile(dst, src, None, left)
-        if n == 0:
-            break
-        left -= n
 
 
 # --- ADD: archives -------------------------------------------------------------------------

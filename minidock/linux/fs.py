@@ -155,6 +155,23 @@ def make_dirs_in_root(root: str, path: str, mode: int, uid: int, gid: int,
         os.close(root_fd)
 
 
+def copy_data(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes from fd ``src`` to fd ``dst`` in the kernel (copy_file_range),
+    by read and write where it cannot (across filesystems on old kernels, special files);
+    a source that ends sooner stops the copy."""
+    left = size
+    while left > 0:
+        try:
+            n = os.copy_file_range(src, dst, min(left, 1 << 30))
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            n = os.write(dst, os.read(src, min(left, 1 << 20)))
+        if n == 0:
+            break
+        left -= n
+
+
 def make_dir_at(dir_fd: int, name: str) -> None:
     """Make ``name`` a directory in ``dir_fd``, replacing a file or symlink that is there (a
     symlink is removed, never followed); an existing directory is kept. New ones are 0700

@@ -28,7 +28,6 @@ read from the container's own files, which are what its processes see there.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import sys
@@ -204,25 +203,11 @@ def _copy_file(open_src: Callable[[], int], open_out: Callable[[], int], st: os.
         close.callback(os.close, src)
         out = open_out()
         close.callback(os.close, out)
-        _copy_data(src, out, st.st_size)
+        fs.copy_data(src, out, st.st_size)
         if keep_owner:
             os.fchown(out, st.st_uid, st.st_gid)  # chown clears setuid: the mode after it
         os.fchmod(out, stat.S_IMODE(st.st_mode))
         os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _copy_data(src: int, dst: int, size: int) -> None:
-    left = size
-    while left > 0:
-        try:
-            n = os.copy_file_range(src, dst, min(left, 1 << 30))
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                raise
-            n = os.write(dst, os.read(src, 1 << 20))
-        if n == 0:
-            break
-        left -= n
 
 
 def _tar_out(dfd: int, name: str, arcname: str, out: BinaryIO) -> None:
