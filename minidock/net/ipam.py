@@ -18,7 +18,8 @@ import ipaddress
 import json
 import os
 
-from minidock.errors import InvalidArgument
+from minidock.errors import CorruptRecord, InvalidArgument
+from minidock.jsonobj import parse_object
 from minidock.linux import flock
 from minidock.paths import Paths
 from minidock.storage.atomic import atomic_write
@@ -85,9 +86,18 @@ class Leases:
         self._lock = flock.HeldLock(self._lock_path)
         try:
             with open(self.path, "rb") as f:
-                self.doc = json.loads(f.read() or b"{}")
+                data = f.read()
         except FileNotFoundError:
-            self.doc = {}
+            data = b""
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            self.doc = parse_object(data, f"network leases {self.path}", CorruptRecord) \
+                if data.strip() else {}
+        except CorruptRecord:
+            self._lock.release()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,7 +27,6 @@ it is reported, and removed only when empty (and not brand new).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -392,19 +391,17 @@ def _check_rw_layers(paths: Paths, records: dict[str, ct.Container | None],
 
 def _check_leases(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
     """Bridge addresses leased to containers that do not run (a run killed during its
-    network setup); read without loading the network code."""
-    path = os.path.join(paths.root, "network", "bridge.json")
-    try:
-        with open(path, "rb") as f:
-            leases = json.loads(f.read() or b"{}").get("leases") or {}
-    except (OSError, ValueError):
-        return []
+    network setup)."""
+    from minidock.net.ipam import Leases  # no netlink: ipam reads the leases file only
+
+    with Leases(paths) as held:
+        leases = dict(held.leases)
     found = []
     for cid, ip in sorted(leases.items()):
         c = records.get(cid)
         if (c is not None and c.state.running) or _live(paths, cid):
             continue
-        found.append(Finding("LEASE", f"{path}: {ip}",
+        found.append(Finding("LEASE", f"{held.path}: {ip}",
                              f"address lease of container {cid[:12]}, which does not run",
                              partial(_release_lease, paths, cid), cid))
     return found
