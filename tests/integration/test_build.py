@@ -307,6 +307,11 @@ def test_images_lists_a_build_s_intermediate_images_only_with_all(md, images, tm
     shown = set(md.run("images", "-q", check=True).stdout.split()) - shown_before
     every = set(md.run("images", "-aq", check=True).stdout.split()) - every_before
     assert len(shown) == 1 and len(every) == 2  # the ENV A image: a parent with no tag
+    kept = md.run("rmi", "--no-prune", "layers-test", check=True).stdout
+    assert kept.count("Deleted:") == 1  # --no-prune: the untagged parent stays
+    parent = (every - shown).pop()
+    assert parent in md.run("images", "-aq", check=True).stdout
+    md.run("build", "-t", "layers-test", tmp_path, check=True)  # (its cache brings it back)
     removed = md.run("rmi", "layers-test", check=True).stdout
     assert removed.count("Deleted:") == 2  # the tagged image and its untagged parent
     tidy.clear()
@@ -373,3 +378,34 @@ def test_trace_shows_each_step_and_its_kernel_calls(md, images, tmp_path):
     assert err.count("into a new layer") == 2  # RUN and COPY each made one
     assert "mount('overlay'" in err and "pivot_root" in err
     md.run("rmi", r.stdout.strip(), check=True)
+
+
+def test_run_steps_on_the_host_network_and_from_platform(md, images, tmp_path, tidy):
+    """--network host: a RUN step shares the host's network namespace (and, as docker's,
+    its hostname); FROM --platform of the host's platform takes the local image."""
+    import platform as host
+
+    from minidock.engine.images.platform import host_platform
+
+    arch, _ = host_platform()
+    write(tmp_path, {"Dockerfile": (f"FROM --platform=linux/{arch} busybox\n"
+                                    "RUN hostname > /h && ls /sys/class/net > /links\n"
+                                    "CMD [\"cat\", \"/h\", \"/links\"]\n")})
+    md.run("image", "build", "--network", "host", "-t", "hostnet-test", tmp_path, check=True)
+    tidy.append("hostnet-test")
+    out = md.run("run", "--rm", "hostnet-test", check=True).stdout.split()
+    assert out[0] == host.node()
+    assert set(os.listdir("/sys/class/net")) <= set(out[1:])
+    # another platform is pulled, not taken from here (a registry nobody listens on: the
+    # pull fails in one line naming the Dockerfile's line)
+    ref = "127.0.0.1:9/plat:1"
+    md.run("tag", "busybox", ref, check=True)
+    tidy.append(ref)
+    other = "arm64" if arch != "arm64" else "amd64"
+    (tmp_path / "Dockerfile").write_text(f"FROM --platform=linux/{other} {ref}\n")
+    r = md.run("build", tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "127.0.0.1:9" in r.stderr and r.stderr.endswith("(Dockerfile line 1)\n")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    (tmp_path / "Dockerfile").write_text(f"FROM --platform=linux/{arch} {ref}\n")
+    md.run("build", "-q", tmp_path, check=True)  # the local one is that platform
