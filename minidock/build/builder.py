@@ -495,7 +495,7 @@ class Builder:
             if doc.chomp:
                 text = "".join(line.lstrip("\t") for line in text.splitlines(True))
             if doc.expand:
-                text = _expand_heredoc(text, env)
+                text = process_word(text, env, cmd.escape, raw=True)
             out.append(copier.Source("", "", doc.name, content=text.encode()))
         if from_:
             root = self._stage_root(from_, hold)
@@ -571,17 +571,6 @@ def _at(cmd: Command) -> str:
     """Where a step's error comes from: Docker's classic builder does not say, BuildKit
     does; the line number is added after Docker's own words."""
     return f" (Dockerfile line {cmd.start_line})"
-
-
-def _expand_heredoc(text: str, env: dict[str, str]) -> str:
-    """A heredoc's $VAR expansion (quotes are text there, not quoting)."""
-    import re
-
-    def value(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2)
-        return env.get(name, "")
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", value, text)
 
 
 def fs_make_dirs(root: str, path: str) -> None:

@@ -58,14 +58,28 @@ def split_words(s: str) -> list[str]:
     return words
 
 
-def process_word(word: str, env: dict[str, str], escape: str = "\\") -> str:
+def process_word(word: str, env: dict[str, str], escape: str = "\\",
+                 raw: bool = False) -> str:
     """Remove quotes, apply escapes and expand ``$v ${v} ${v:-w} ${v:+w} ${v-w} ${v+w}``;
-    ``escape`` is the Dockerfile's escape character (\\ or, by directive, `)."""
+    ``escape`` is the Dockerfile's escape character (\\ or, by directive, `). ``raw``: a
+    heredoc's text, where quotes and escapes stay as written (an escape still keeps the
+    next character from expanding) and only variables expand."""
     out: list[str] = []
     i = 0
     quote = ""
     while i < len(word):
         c = word[i]
+        if raw:
+            if c == escape and i + 1 < len(word):
+                out.append(word[i:i + 2])
+                i += 2
+            elif c == "$":
+                value, i = _expand_at(word, i, env, escape)
+                out.append(value)
+            else:
+                out.append(c)
+                i += 1
+            continue
         if quote == "'":
             if c == "'":
                 quote = ""

@@ -143,3 +143,11 @@ def test_archives_are_sniffed_not_named():
     assert copier.looks_like_archive(gzip.compress(b"anything"))  # compressed: by magic
     assert not copier.looks_like_archive(b"plain text\n" * 100)
     assert not copier.looks_like_archive(b"short")
+
+
+def test_heredoc_text_expands_variables_only():
+    from minidock.dockerfile.words import process_word
+
+    env = {"WHO": "class"}
+    assert process_word('hello "$WHO" \'${WHO}\' ${NOPE:-x} \\$WHO\n', env, raw=True) == \
+        'hello "class" \'class\' x \\$WHO\n'
