@@ -16,8 +16,12 @@ from minidock import linux
 from minidock.errors import MinidockError
 from minidock.linux import trace
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def _iproute() -> object:
+
+def _iproute() -> Any:
     from pyroute2 import IPRoute
 
     return IPRoute()
@@ -26,43 +30,43 @@ def _iproute() -> object:
 def default_mtu() -> int:
     ipr = _iproute()
     try:
-        for route in ipr.get_default_routes(family=socket.AF_INET):  # type: ignore[attr-defined]
+        for route in ipr.get_default_routes(family=socket.AF_INET):
             idx = route.get_attr("RTA_OIF")
             if idx:
-                link = ipr.get_links(idx)[0]  # type: ignore[attr-defined]
+                link = ipr.get_links(idx)[0]
                 return int(link.get_attr("IFLA_MTU") or 1500)
     finally:
-        ipr.close()  # type: ignore[attr-defined]
+        ipr.close()
     return 1500
 
 
 def ensure_bridge(name: str, gateway: str, prefix: int) -> None:
     ipr = _iproute()
     try:
-        found = ipr.link_lookup(ifname=name)  # type: ignore[attr-defined]
+        found = ipr.link_lookup(ifname=name)
         if not found:
             trace.note(f"create bridge {name}")
-            ipr.link("add", ifname=name, kind="bridge")  # type: ignore[attr-defined]
-            found = ipr.link_lookup(ifname=name)  # type: ignore[attr-defined]
+            ipr.link("add", ifname=name, kind="bridge")
+            found = ipr.link_lookup(ifname=name)
         idx = found[0]
         have = {a.get_attr("IFA_ADDRESS")
-                for a in ipr.get_addr(index=idx, family=socket.AF_INET)}  # type: ignore[attr-defined]
+                for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
         if gateway not in have:
             trace.note(f"address {gateway}/{prefix} on {name} (the containers' gateway)")
-            ipr.addr("add", index=idx, address=gateway, prefixlen=prefix)  # type: ignore[attr-defined]
-        ipr.link("set", index=idx, state="up")  # type: ignore[attr-defined]
+            ipr.addr("add", index=idx, address=gateway, prefixlen=prefix)
+        ipr.link("set", index=idx, state="up")
     finally:
-        ipr.close()  # type: ignore[attr-defined]
+        ipr.close()
 
 
 def remove_link(name: str) -> None:
     ipr = _iproute()
     try:
-        found = ipr.link_lookup(ifname=name)  # type: ignore[attr-defined]
+        found = ipr.link_lookup(ifname=name)
         if found:
-            ipr.link("del", index=found[0])  # type: ignore[attr-defined]
+            ipr.link("del", index=found[0])
     finally:
-        ipr.close()  # type: ignore[attr-defined]
+        ipr.close()
 
 
 def add_veth(bridge: str, host_name: str, pid: int, ip: str, prefix: int, gateway: str,
@@ -72,18 +76,18 @@ def add_veth(bridge: str, host_name: str, pid: int, ip: str, prefix: int, gatewa
     ipr = _iproute()
     try:
         trace.note(f"veth pair {host_name} <-> {peer}, {host_name} on {bridge}")
-        ipr.link("add", ifname=host_name, kind="veth", peer=peer)  # type: ignore[attr-defined]
-        host_idx = ipr.link_lookup(ifname=host_name)[0]  # type: ignore[attr-defined]
-        bridge_idx = ipr.link_lookup(ifname=bridge)[0]  # type: ignore[attr-defined]
-        ipr.link("set", index=host_idx, master=bridge_idx, mtu=mtu, state="up")  # type: ignore[attr-defined]
-        peer_idx = ipr.link_lookup(ifname=peer)[0]  # type: ignore[attr-defined]
+        ipr.link("add", ifname=host_name, kind="veth", peer=peer)
+        host_idx = ipr.link_lookup(ifname=host_name)[0]
+        bridge_idx = ipr.link_lookup(ifname=bridge)[0]
+        ipr.link("set", index=host_idx, master=bridge_idx, mtu=mtu, state="up")
+        peer_idx = ipr.link_lookup(ifname=peer)[0]
         trace.note(f"move {peer} into the container's network namespace (pid {pid})")
-        ipr.link("set", index=peer_idx, net_ns_pid=pid)  # type: ignore[attr-defined]
+        ipr.link("set", index=peer_idx, net_ns_pid=pid)
     except Exception:
-        ipr.close()  # type: ignore[attr-defined]
+        ipr.close()
         remove_link(host_name)
         raise
-    ipr.close()  # type: ignore[attr-defined]
+    ipr.close()
     _inside(pid, peer, ip, prefix, gateway, mac, mtu)
 
 
@@ -98,14 +102,14 @@ def _inside(pid: int, peer: str, ip: str, prefix: int, gateway: str, mac: str,
             os.close(r)
             linux.setns(fd, linux.CLONE_NEWNET, why="configure the container's eth0")
             ipr = _iproute()
-            idx = ipr.link_lookup(ifname=peer)[0]  # type: ignore[attr-defined]
-            ipr.link("set", index=idx, ifname="eth0", address=mac, mtu=mtu)  # type: ignore[attr-defined]
-            ipr.addr("add", index=idx, address=ip, prefixlen=prefix)  # type: ignore[attr-defined]
-            ipr.link("set", index=idx, state="up")  # type: ignore[attr-defined]
-            lo = ipr.link_lookup(ifname="lo")[0]  # type: ignore[attr-defined]
-            ipr.link("set", index=lo, state="up")  # type: ignore[attr-defined]
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)  # type: ignore[attr-defined]
-            ipr.close()  # type: ignore[attr-defined]
+            idx = ipr.link_lookup(ifname=peer)[0]
+            ipr.link("set", index=idx, ifname="eth0", address=mac, mtu=mtu)
+            ipr.addr("add", index=idx, address=ip, prefixlen=prefix)
+            ipr.link("set", index=idx, state="up")
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+            ipr.close()
             os._exit(0)
         except BaseException as e:  # a forked child: report, never unwind into the parent's
             os.write(w, str(e).encode()[:500])
