@@ -68,6 +68,7 @@ ffibuilder.cdef(
     int md_link_up(const char *ifname);
     int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags);
     int md_fork_into_cgroup(int cgroup_fd);
+    int md_nft_run(const char *commands, char *out, size_t outlen, char *err, size_t errlen);
     """
 )
 
@@ -75,10 +76,12 @@ ffibuilder.set_source(
     "minidock._native",
     r"""
     #define _GNU_SOURCE
+    #include <dlfcn.h>
     #include <errno.h>
     #include <sched.h>
     #include <signal.h>
     #include <stdint.h>
+    #include <stdio.h>
     #include <string.h>
     #include <unistd.h>
     #include <net/if.h>
@@ -172,6 +175,57 @@ ffibuilder.set_source(
         return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
     }
 
+    /* Run nft commands through libnftables, loaded with dlopen when first needed: no build
+       dependency on its headers, and a missing library is an answer (-2), not a failure to
+       import. 0 = applied (what it printed, a listing, in out); -1 = nft refused, its
+       message in err; -2 = no libnftables. Output longer than outlen is cut. */
+    static int md_nft_run(const char *commands, char *out, size_t outlen, char *err,
+                          size_t errlen)
+    {
+        static void *handle;
+        static void *(*ctx_new)(unsigned int);
+        static void (*ctx_free)(void *);
+        static int (*buffer_output)(void *);
+        static int (*buffer_error)(void *);
+        static const char *(*output_buffer)(void *);
+        static const char *(*error_buffer)(void *);
+        static int (*run)(void *, const char *);
+        void *ctx;
+        const char *msg;
+        int ret;
+        if (!handle) {
+            handle = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+            if (!handle) return -2;
+            ctx_new = (void *(*)(unsigned int))dlsym(handle, "nft_ctx_new");
+            ctx_free = (void (*)(void *))dlsym(handle, "nft_ctx_free");
+            buffer_output = (int (*)(void *))dlsym(handle, "nft_ctx_buffer_output");
+            buffer_error = (int (*)(void *))dlsym(handle, "nft_ctx_buffer_error");
+            output_buffer = (const char *(*)(void *))dlsym(handle, "nft_ctx_get_output_buffer");
+            error_buffer = (const char *(*)(void *))dlsym(handle, "nft_ctx_get_error_buffer");
+            run = (int (*)(void *, const char *))dlsym(handle, "nft_run_cmd_from_buffer");
+            if (!ctx_new || !ctx_free || !buffer_output || !buffer_error || !output_buffer
+                || !error_buffer || !run) {
+                handle = NULL;
+                return -2;
+            }
+        }
+        ctx = ctx_new(0);
+        if (!ctx) return -2;
+        buffer_output(ctx);
+        buffer_error(ctx);
+        ret = run(ctx, commands);
+        if (outlen) {
+            msg = output_buffer(ctx);
+            snprintf(out, outlen, "%s", msg ? msg : "");
+        }
+        if (errlen) {
+            msg = error_buffer(ctx);
+            snprintf(err, errlen, "%s", msg ? msg : "");
+        }
+        ctx_free(ctx);
+        return ret == 0 ? 0 : -1;
+    }
+
     /* Set IFF_UP on a link of the calling thread's network namespace (the loopback of a
        fresh namespace starts down). An ioctl is all it takes; no netlink needed. */
     static int md_link_up(const char *ifname)
@@ -209,6 +263,7 @@ ffibuilder.set_source(
         return (int)ret;
     }
     """,
+    libraries=["dl"],  # dlopen lives in libc since glibc 2.34; older ones need libdl
 )
 
 if __name__ == "__main__":

@@ -231,6 +231,26 @@ def link_up(ifname: str, why: str = "") -> None:
     trace.step(f'ioctl(SIOCSIFFLAGS, "{ifname}", IFF_UP)', call, why)
 
 
+def nft_run(commands: str, why: str = "") -> str | None:
+    """Run nft commands (one ``nft -f`` file's text, one transaction) through libnftables.
+
+    What nft printed (a listing), or None when libnftables is not installed (the caller may
+    run the ``nft`` program instead); nft's refusal raises OSError(EINVAL) with its message."""
+    out = ffi.new("char[]", 1 << 16)
+    err = ffi.new("char[]", 4096)
+    result: list[int] = []
+
+    def call() -> None:
+        result.append(lib.md_nft_run(commands.encode(), out, len(out), err, len(err)))
+        if result[0] == -1:
+            message = ffi.string(err).decode(errors="replace").strip()
+            raise OSError(22, message or "nft refused the ruleset")
+
+    first = commands.split("\n", 1)[0]
+    trace.step(f"nft_run_cmd_from_buffer(\"{first}...\")", call, why)
+    return None if result[0] == -2 else ffi.string(out).decode(errors="replace")
+
+
 def seccomp_load(program: bytes, n: int, flags: int = 0, why: str = "") -> None:
     """Install a seccomp filter: ``program`` is struct sock_filter[n] (runtime/seccomp.py).
     Irrevocable: from here on every syscall of this process and its children is filtered."""
