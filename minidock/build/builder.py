@@ -74,7 +74,7 @@ class BuildOptions:
     pull: bool = False
     target: str | None = None
     quiet: bool = False
-    network: str = "none"
+    network: str = "default"
     labels: dict[str, str] = field(default_factory=dict)
     remove: bool = True  # --rm
     force_remove: bool = False  # --force-rm

@@ -20,9 +20,9 @@ from minidock.cli.shared import paths
 @click.option("--target", default=None, help="Set the target build stage to build.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Suppress the build output and print image ID on success")
-@click.option("--network", default="none",
+@click.option("--network", default="default",
               help="Set the networking mode for the RUN instructions during build "
-                   "(none, host)")
+                   "(default = the bridge, bridge, none, host)")
 @click.option("--label", "labels", multiple=True, help="Set metadata for an image")
 @click.option("--rm", "remove", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               show_default=True,

@@ -40,7 +40,7 @@ _BUILD_FLAGS = flag_table((
 
 BUILD_DEFAULTS: dict[str, Any] = {
     "tags": (), "dockerfile": None, "build_args": (), "no_cache": False, "pull": False,
-    "target": None, "quiet": False, "network": "none", "labels": (), "remove": True,
+    "target": None, "quiet": False, "network": "default", "labels": (), "remove": True,
     "force_rm": False, "iidfile": None, "trace_": False,
 }
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
@@ -127,15 +127,16 @@ def build_command(paths: Paths, context: str, tags: tuple[str, ...], dockerfile:
         except MinidockError as e:
             raise InvalidArgument(f'invalid argument "{tag}" for "-t, --tag" flag: '
                                   f"{e.message}") from None
-    if network not in ("none", "host", "default"):
-        raise InvalidArgument(f"network {network} not found (supported: none, host)")
+    if network not in ("default", "bridge", "none", "host"):
+        raise InvalidArgument(f"network {network} not found (supported: default, bridge, "
+                              "none, host)")
     from minidock.build.builder import BuildOptions, build
 
     try:
         image_id = build(paths, BuildOptions(
             context=context, dockerfile=dockerfile, tags=list(tags),
             build_args=_pairs(build_args, True), no_cache=no_cache, pull=pull, target=target,
-            quiet=quiet, network="none" if network == "default" else network,
+            quiet=quiet, network=network,
             labels={k: v or "" for k, v in _pairs(labels, False).items()},
             remove=remove, force_remove=force_rm))
     except MinidockError as e:

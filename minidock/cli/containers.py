@@ -35,10 +35,17 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])."),
         click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
         click.option("-h", "--hostname", help="Container host name."),
-        click.option("--network", "--net", default="none", show_default=True,
-                     help="Connect a container to a network (none or host for now)."),
+        click.option("--network", "--net", default="default", show_default=True,
+                     help="Connect a container to a network: default (= bridge: minidock0, "
+                          "NAT to the outside), bridge, host or none."),
         click.option("--rm", is_flag=True,
                      help="Automatically remove the container when it exits."),
+        click.option("-p", "--publish", multiple=True,
+                     help="Publish a container's port(s) to the host: "
+                          "[ip:][hostPort:]containerPort[/tcp|udp], ranges as 8000-8010."),
+        click.option("-P", "--publish-all", is_flag=True,
+                     help="Publish all exposed ports to random ports."),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
         click.option("-l", "--label", multiple=True, help="Set meta data on a container "
                      "(KEY=VALUE, or KEY for an empty value)."),
         click.option("--security-opt", multiple=True,
@@ -104,6 +111,17 @@ def start(ctx: click.Context, container: str, attach: bool, interactive: bool,
     ctx.exit(code)
 
 
+def _ports_text(c: engine.Container) -> str:
+    """ps's PORTS: the exposed and published ports of a running container (Docker shows
+    none for a stopped one)."""
+    ports = c.endpoint.get("Ports") if c.state.running else None
+    if not ports:
+        return ""
+    from minidock.net.ports import ps_column
+
+    return ps_column(ports)
+
+
 def _status_text(c: engine.Container) -> str:
     """Docker's STATUS column: "Up 3 minutes", "Exited (137) 5 seconds ago", "Created"."""
     st = c.state
@@ -155,13 +173,13 @@ def _ps_row(c: engine.Container, no_trunc: bool) -> dict[str, object]:
         "CreatedAt": _go_time_string(c.created),
         "RunningFor": fmt.since(c.created),
         "Status": _status_text(c),
-        "Ports": "",
+        "Ports": _ports_text(c),
         "Names": c.name,
         "State": c.state.status.value,
         "Size": "N/A",
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": "",
-        "Networks": c.host_config.get("NetworkMode") or "",
+        "Networks": engine.network_name(c.host_config.get("NetworkMode") or ""),
         "LocalVolumes": "0",
     }
 
@@ -433,7 +451,8 @@ def cleanup(ctx: click.Context, container_id: str) -> None:
 
 
 @click.group(cls=LazyGroup, lazy={"exec": "exec:exec_", "top": "observe:top",
-                                  "stats": "observe:stats", "commit": "commit:commit",
+                                  "stats": "observe:stats", "port": "observe:port",
+                                  "commit": "commit:commit",
                                   "diff": "commit:diff", "cp": "commit:cp",
                                   "export": "archive:export"})
 def container() -> None:

@@ -62,6 +62,7 @@ COMMANDS: dict[str, str] = {
     "rename": "containers:rename",
     "top": "observe:top",
     "stats": "observe:stats",
+    "port": "observe:port",
 }
 
 

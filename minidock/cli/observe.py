@@ -1,4 +1,4 @@
-"""``top`` and ``stats``."""
+"""``top``, ``stats`` and ``port``: what a container does and where it can be reached."""
 
 from __future__ import annotations
 
@@ -96,3 +96,34 @@ def stats(ctx: click.Context, containers: tuple[str, ...], all_: bool, format_: 
             sys.stdout.write("\033[2J\033[H")
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+@click.command()
+@click.argument("container")
+@click.argument("private_port", required=False)
+@click.pass_context
+def port(ctx: click.Context, container: str, private_port: str | None) -> None:
+    """List port mappings or a specific mapping for the container."""
+    from minidock.engine import containers as engine
+    from minidock.net.ports import port_lines
+
+    try:
+        c = engine.get(paths(ctx), container)
+    except MinidockError as e:
+        click.echo(f"Error: {e.message}", err=True)
+        ctx.exit(1)
+    ports = c.endpoint.get("Ports") if c.state.running else None
+    which = None
+    if private_port is not None:
+        number, _, proto = private_port.partition("/")
+        if not number.isdigit() or int(number) > 0xFFFF:
+            click.echo(f"Error: invalid port {private_port!r}: want PRIVATE_PORT[/PROTO], "
+                       "such as 80 or 53/udp", err=True)
+            ctx.exit(1)
+        which = f"{int(number)}/{proto or 'tcp'}"
+    lines = port_lines(ports or {}, which)
+    if lines is None:
+        click.echo(f"Error: No public port '{which}' published for {container}", err=True)
+        ctx.exit(1)
+    for line in lines:
+        click.echo(line)

@@ -40,6 +40,9 @@ _RUN_FLAGS = flag_table((
     (("-h", "--hostname"), "hostname", True, False),
     (("--network", "--net"), "network", True, False),
     (("--rm",), "rm", False, False),
+    (("-p", "--publish"), "publish", True, True),
+    (("-P", "--publish-all"), "publish_all", False, False),
+    (("--expose",), "expose", True, True),
     (("--security-opt",), "security_opt", True, True),
     (("-l", "--label"), "label", True, True),
     (("--runtime",), "runtime", True, False),
@@ -49,9 +52,9 @@ _RUN_FLAGS = flag_table((
 
 RUN_DEFAULTS: dict[str, Any] = {
     "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
-    "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "none",
-    "rm": False, "security_opt": (), "label": (), "runtime": None, "detach": False,
-    "trace_": False,
+    "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "default",
+    "rm": False, "publish": (), "publish_all": False, "expose": (), "security_opt": (),
+    "label": (), "runtime": None, "detach": False, "trace_": False,
 }
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
 
@@ -175,7 +178,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    workdir: str | None, user: str | None, entrypoint: str | None,
                    hostname: str | None, network: str, rm: bool,
                    security_opt: tuple[str, ...], label: tuple[str, ...] = (),
-                   runtime: str | None = None) -> Any:
+                   runtime: str | None = None, publish: tuple[str, ...] = (),
+                   publish_all: bool = False, expose: tuple[str, ...] = ()) -> Any:
     """The engine's CreateOptions from run/create flags."""
     from minidock.engine import containers as engine
     from minidock.engine.spec import ProcessOptions, seccomp
@@ -191,7 +195,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
             env=env_from_flags(env, env_file), workdir=workdir, user=user, tty=tty,
             stdin_open=interactive, security_opt=opts),
         name=name, hostname=hostname, network=network, auto_remove=rm,
-        labels=dict(item.partition("=")[::2] for item in label), runtime=runtime)
+        labels=dict(item.partition("=")[::2] for item in label), runtime=runtime,
+        publish=list(publish), publish_all=publish_all, expose=list(expose))
 
 
 def check_tty(attach_stdin: bool, tty: bool) -> None:

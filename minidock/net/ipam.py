@@ -8,8 +8,9 @@ Pure choices, and the one file they are kept in::
     next_free(subnet, taken)      the lowest address after the gateway no lease holds
     mac_of(ip)                    02:42 + the address, as Docker derives a container's MAC
 
-    <root>/network/bridge.json    {"name", "subnet", "gateway", "leases": {cid: ip}}, written
-                                  atomically under <run-root>/locks/network.lock
+    <root>/network/bridge.json    {"name", "subnet", "gateway", "leases": {cid: ip},
+                                  "ports": {cid: [[proto, host ip, host port, port], ...]}},
+                                  written atomically under <run-root>/locks/network.lock
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import os
 from minidock.errors import CorruptRecord, InvalidArgument
 from minidock.jsonobj import parse_object
 from minidock.linux import flock
+from minidock.net.ports import Forward
 from minidock.paths import Paths
 from minidock.storage.atomic import atomic_write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 BRIDGE = "minidock0"
@@ -72,6 +74,21 @@ def mac_of(ip: Address) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
+def holder_reader(paths: Paths) -> Callable[[str, int], str | None]:
+    """A lookup of which container publishes a host port, reading the leases file as it is
+    (no lock: it only chooses between two wordings of a refusal)."""
+    def holder(proto: str, port: int) -> str | None:
+        leases = Leases(paths)
+        try:
+            with open(leases.path, "rb") as f:
+                leases.doc = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        return leases.holder_of(proto, port) if isinstance(leases.doc, dict) else None
+
+    return holder
+
+
 class Leases:
     """bridge.json, read and written under its lock (``with Leases(paths) as leases``)."""
 
@@ -113,6 +130,16 @@ class Leases:
         out: dict[str, str] = self.doc.setdefault("leases", {})
         return out
 
+    def network_id(self) -> str:
+        """The bridge network's id (64 hex, made once, as Docker's NetworkID)."""
+        if "id" not in self.doc:
+            self.doc["id"] = os.urandom(32).hex()
+            self.save()
+        return str(self.doc["id"])
+
+    def has_subnet(self) -> bool:
+        return "subnet" in self.doc
+
     def subnet(self, routes: Iterable[Network], bip: str | None) -> tuple[Network, Address]:
         """The bridge's subnet and gateway: as recorded, else chosen now and recorded."""
         if "subnet" not in self.doc:
@@ -128,7 +155,35 @@ class Leases:
         return ip
 
     def release(self, cid: str) -> bool:
-        return self.leases.pop(cid, None) is not None
+        """The container's address and published ports go back; whether it held any."""
+        ports = self.doc.get("ports") or {}
+        had_ports = ports.pop(cid, None) is not None
+        return (self.leases.pop(cid, None) is not None) or had_ports
+
+    def publish(self, cid: str, forwards: list[Forward]) -> None:
+        ports = self.doc.setdefault("ports", {})
+        if forwards:
+            ports[cid] = [[f.proto, f.host_ip, f.host_port, f.port] for f in forwards]
+        else:
+            ports.pop(cid, None)
+
+    def forwards(self) -> list[Forward]:
+        """Every published port of every leaseholder, with the address it leads to."""
+        out = []
+        for cid, entries in (self.doc.get("ports") or {}).items():
+            ip = self.leases.get(cid)
+            if ip is None:
+                continue
+            for proto, host_ip, host_port, port in entries:
+                out.append(Forward(str(proto), str(host_ip), int(host_port), int(port), ip))
+        return out
+
+    def holder_of(self, proto: str, host_port: int) -> str | None:
+        """The container that publishes host port ``host_port``/``proto``, if any."""
+        for cid, entries in (self.doc.get("ports") or {}).items():
+            if any(e[0] == proto and int(e[2]) == host_port for e in entries):
+                return str(cid)
+        return None
 
     def holders(self) -> Iterator[str]:
         yield from list(self.leases)

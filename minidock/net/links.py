@@ -1,10 +1,15 @@
 """The links of the default bridge, through netlink (pyroute2, imported only here).
 
-    bridge    minidock0, the gateway address on it, up
-    veth      md<10 hex> on the host, enslaved to the bridge, up; its peer is made under a
-              temporary name, moved into the container's netns and configured there as eth0
-              (address, MAC derived from it, MTU of the host's default route, up, lo up,
-              default route via the gateway) by a child that has joined that netns
+    bridge    minidock0, the gateway address on it, up; route_localnet on it so a port
+              published at 127.0.0.1 can be forwarded to a container
+    veth      md<10 hex> on the host, enslaved to the bridge (hairpin mode on), up; its peer
+              is created straight in the container's netns as eth0 (MAC derived from the
+              address, MTU of the host's default route) in the same request
+    eth0      configured from inside the container's netns (address, up, default route via
+              the gateway) by a process that joined it: the socket a Netlink opens belongs to
+              the netns its opener was in
+
+Every request is one traced step (``--trace`` shows it with its reason).
 """
 
 from __future__ import annotations
@@ -12,8 +17,6 @@ from __future__ import annotations
 import os
 import socket
 
-from minidock import linux
-from minidock.errors import MinidockError
 from minidock.linux import trace
 
 TYPE_CHECKING = False
@@ -21,103 +24,146 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def _iproute() -> Any:
+def iproute_class() -> Any:
+    """pyroute2's IPRoute, loaded without the package's ``__init__``.
+
+    ``import pyroute2`` imports every protocol pyroute2 speaks (NDB, IPDB, wireguard, nl80211,
+    conntrack...): ~90 ms, most of a container start. IPRoute itself, from
+    pyroute2.iproute.linux, needs a third less. So the package is entered as a bare namespace
+    (its ``__path__`` only) and the one module loaded; any failure (another pyroute2 layout)
+    falls back to the plain import. Only the network helper process does this, and it needs
+    nothing else from pyroute2.
+    """
+    import sys
+
+    loaded = sys.modules.get("pyroute2.iproute.linux")
+    if loaded is not None:
+        return loaded.IPRoute
+    if "pyroute2" not in sys.modules:
+        import importlib.util
+        import types
+
+        spec = importlib.util.find_spec("pyroute2")
+        if spec is not None and spec.submodule_search_locations:
+            package = types.ModuleType("pyroute2")
+            package.__path__ = list(spec.submodule_search_locations)
+            package.__spec__ = spec
+            package.__package__ = "pyroute2"
+            sys.modules["pyroute2"] = package
+            try:
+                from pyroute2.iproute.linux import IPRoute
+
+                return IPRoute
+            except Exception:
+                for name in [n for n in sys.modules
+                             if n == "pyroute2" or n.startswith("pyroute2.")]:
+                    del sys.modules[name]
     from pyroute2 import IPRoute
 
-    return IPRoute()
+    return IPRoute
 
 
-def default_mtu() -> int:
-    ipr = _iproute()
-    try:
-        for route in ipr.get_default_routes(family=socket.AF_INET):
+class Netlink:
+    """One rtnetlink socket (pyroute2's IPRoute) in the netns of the process that opened it."""
+
+    def __init__(self) -> None:
+        self.ipr: Any = iproute_class()()
+
+    def close(self) -> None:
+        self.ipr.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, what: str, fn: str, *args: Any, why: str = "", **kwargs: Any) -> Any:
+        """One request, traced as ``netlink <what> = 0`` (the kernel's answers stay here)."""
+        answer: list[Any] = []
+        trace.step(f"netlink {what}",
+                   lambda: answer.append(getattr(self.ipr, fn)(*args, **kwargs)), why)
+        return answer[0]
+
+    def index(self, name: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=name)
+        return int(found[0]) if found else None
+
+    def routes(self) -> list[str]:
+        """The host's IPv4 routes of the main table, as CIDR strings."""
+        out = []
+        for route in self.call("RTM_GETROUTE ipv4 main table", "get_routes",
+                               family=socket.AF_INET, table=254,
+                               why="a bridge subnet must overlap none of them"):
+            dst = route.get_attr("RTA_DST")
+            if dst:
+                out.append(f"{dst}/{route['dst_len']}")
+        return out
+
+    def default_mtu(self) -> int:
+        for route in self.ipr.get_default_routes(family=socket.AF_INET):
             idx = route.get_attr("RTA_OIF")
             if idx:
-                link = ipr.get_links(idx)[0]
-                return int(link.get_attr("IFLA_MTU") or 1500)
-    finally:
-        ipr.close()
-    return 1500
+                return int(self.ipr.get_links(idx)[0].get_attr("IFLA_MTU") or 1500)
+        return 1500
 
-
-def ensure_bridge(name: str, gateway: str, prefix: int) -> None:
-    ipr = _iproute()
-    try:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
-            trace.note(f"create bridge {name}")
-            ipr.link("add", ifname=name, kind="bridge")
-            found = ipr.link_lookup(ifname=name)
-        idx = found[0]
+    def ensure_bridge(self, name: str, gateway: str, prefix: int) -> int:
+        idx = self.index(name)
+        if idx is None:
+            self.call(f"RTM_NEWLINK {name} type bridge", "link", "add", ifname=name,
+                      kind="bridge", why="the switch every container's veth plugs into")
+            idx = self.index(name)
+            assert idx is not None
         have = {a.get_attr("IFA_ADDRESS")
-                for a in ipr.get_addr(index=idx, family=socket.AF_INET)}
+                for a in self.ipr.get_addr(index=idx, family=socket.AF_INET)}
         if gateway not in have:
-            trace.note(f"address {gateway}/{prefix} on {name} (the containers' gateway)")
-            ipr.addr("add", index=idx, address=gateway, prefixlen=prefix)
-        ipr.link("set", index=idx, state="up")
-    finally:
-        ipr.close()
+            self.call(f"RTM_NEWADDR {gateway}/{prefix} dev {name}", "addr", "add", index=idx,
+                      address=gateway, prefixlen=prefix, why="the containers' gateway")
+        with open(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "w") as f:
+            f.write("1")  # DNAT of 127.0.0.1:<published port> may route to the bridge
+        self.call(f"RTM_NEWLINK {name} up", "link", "set", index=idx, state="up")
+        return idx
+
+    def add_veth(self, bridge_idx: int, host_name: str, pid: int, mac: str, mtu: int) -> None:
+        """``host_name`` on the bridge, its peer eth0 in the netns of ``pid``."""
+        stale = self.index(host_name)
+        if stale is not None:  # a previous run's, its netns still being torn down
+            self.call(f"RTM_DELLINK {host_name}", "link", "del", index=stale,
+                      why="left by this container's previous run")
+        self.call(f"RTM_NEWLINK {host_name} type veth peer eth0 (netns of pid {pid}, "
+                  f"{mac}, mtu {mtu}) master bridge up", "link", "add", ifname=host_name,
+                  kind="veth", master=bridge_idx, mtu=mtu, state="up",
+                  peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac, "mtu": mtu},
+                  why="a virtual cable: one end on the bridge, the other the container's eth0")
+        # a container reaching its own published port (host address -> DNAT -> itself):
+        # the bridge must send the frame back out of the port it came in through
+        trace.step(f"write /sys/class/net/{host_name}/brport/hairpin_mode = 1",
+                   lambda: _write(f"/sys/class/net/{host_name}/brport/hairpin_mode", "1"),
+                   "hairpin: a container may reach itself through its published port")
+
+    def configure_eth0(self, ip: str, prefix: int, gateway: str) -> None:
+        """From inside the container's netns: eth0's address, up, the default route."""
+        idx = self.index("eth0")
+        assert idx is not None
+        self.call(f"RTM_NEWADDR {ip}/{prefix} dev eth0", "addr", "add", index=idx,
+                  address=ip, prefixlen=prefix, why="the container's address on the bridge")
+        self.call("RTM_NEWLINK eth0 up", "link", "set", index=idx, state="up")
+        self.call(f"RTM_NEWROUTE default via {gateway}", "route", "add", dst="0.0.0.0/0",
+                  gateway=gateway, why="everything off the bridge goes through the host")
+
+    def remove(self, name: str) -> bool:
+        idx = self.index(name)
+        if idx is None:
+            return False
+        self.call(f"RTM_DELLINK {name}", "link", "del", index=idx)
+        return True
 
 
-def remove_link(name: str) -> None:
-    ipr = _iproute()
-    try:
-        found = ipr.link_lookup(ifname=name)
-        if found:
-            ipr.link("del", index=found[0])
-    finally:
-        ipr.close()
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
 
 
-def add_veth(bridge: str, host_name: str, pid: int, ip: str, prefix: int, gateway: str,
-             mac: str, mtu: int) -> None:
-    """The container's end of a veth pair as eth0 in the netns of ``pid``."""
-    peer = "mdp" + host_name[2:]
-    ipr = _iproute()
-    try:
-        trace.note(f"veth pair {host_name} <-> {peer}, {host_name} on {bridge}")
-        ipr.link("add", ifname=host_name, kind="veth", peer=peer)
-        host_idx = ipr.link_lookup(ifname=host_name)[0]
-        bridge_idx = ipr.link_lookup(ifname=bridge)[0]
-        ipr.link("set", index=host_idx, master=bridge_idx, mtu=mtu, state="up")
-        peer_idx = ipr.link_lookup(ifname=peer)[0]
-        trace.note(f"move {peer} into the container's network namespace (pid {pid})")
-        ipr.link("set", index=peer_idx, net_ns_pid=pid)
-    except Exception:
-        ipr.close()
-        remove_link(host_name)
-        raise
-    ipr.close()
-    _inside(pid, peer, ip, prefix, gateway, mac, mtu)
-
-
-def _inside(pid: int, peer: str, ip: str, prefix: int, gateway: str, mac: str,
-            mtu: int) -> None:
-    """Configure eth0 from a child that joined the container's netns (we stay outside)."""
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child reports through the pipe
-        try:
-            os.close(r)
-            linux.setns(fd, linux.CLONE_NEWNET, why="configure the container's eth0")
-            ipr = _iproute()
-            idx = ipr.link_lookup(ifname=peer)[0]
-            ipr.link("set", index=idx, ifname="eth0", address=mac, mtu=mtu)
-            ipr.addr("add", index=idx, address=ip, prefixlen=prefix)
-            ipr.link("set", index=idx, state="up")
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.link("set", index=lo, state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
-            ipr.close()
-            os._exit(0)
-        except BaseException as e:  # a forked child: report, never unwind into the parent's
-            os.write(w, str(e).encode()[:500])
-            os._exit(1)
-    os.close(w)
-    os.close(fd)
-    message = os.read(r, 1000).decode(errors="replace")
-    os.close(r)
-    _, status = os.waitpid(child, 0)
-    if status != 0:
-        raise MinidockError(f"configure eth0 in the container's network namespace: {message}")
+def exists(name: str) -> bool:
+    """Whether a link of this netns has that name (sysfs: no netlink needed)."""
+    return os.path.exists(f"/sys/class/net/{name}")

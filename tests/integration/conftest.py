@@ -289,26 +289,85 @@ def _require_images(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("test_images")
 
 
+def container_links() -> set[str]:
+    """The host's container-side links: minidock's veths are md<10 hex> (the bridge,
+    minidock0, is shared and stays for the session)."""
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return set()
+    return {n for n in names if n.startswith("md") and n != "minidock0"}
+
+
+def netns_entries() -> set[str]:
+    try:
+        return {n for n in os.listdir("/run/netns") if n.startswith("md")}
+    except OSError:
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bridge_removed_at_the_end() -> Iterator[None]:
+    """Containers go on minidock's bridge by default: the bridge, minidock's nft table and
+    ip_forward are host-wide, shared by every test, and put back as they were at the end."""
+    def present() -> tuple[bool, bool]:
+        table = subprocess.run(["nft", "list", "table", "ip", "minidock"],
+                               capture_output=True).returncode == 0 \
+            if shutil.which("nft") else False
+        return os.path.exists("/sys/class/net/minidock0"), table
+
+    had_bridge, had_table = present()
+    try:
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            forward = f.read().strip()
+    except OSError:
+        forward = ""
+    yield
+    if not had_table and shutil.which("nft"):
+        subprocess.run(["nft", "delete", "table", "ip", "minidock"], capture_output=True)
+    if not had_bridge:
+        subprocess.run(["ip", "link", "del", "minidock0"], capture_output=True)
+    if forward:
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(forward)
+
+
 @pytest.fixture(autouse=True)
 def leak_check(md_dirs: Path) -> Iterator[None]:
     """After each test: no mount under md_dirs, no minidock process left by the test, and no
-    container cgroup that was not there before the test."""
+    container cgroup, veth or /run/netns entry that was not there before the test (a veth
+    goes with its netns, which the kernel tears down a moment after the container's end)."""
     cgroups_before = container_cgroups()
+    links_before = container_links()
+    netns_before = netns_entries()
     yield
     mounts = mounts_under(md_dirs)
     procs = leaked_processes(md_dirs)
     cgroups = sorted(container_cgroups() - cgroups_before)
-    if mounts or procs or cgroups:
+    helpers.wait_for(lambda: not (container_links() - links_before), 10)
+    links = sorted(container_links() - links_before)
+    netns = sorted(netns_entries() - netns_before)
+    if mounts or procs or cgroups or links or netns:
         cleaned = clean_up(md_dirs)
         for d in cgroups:
             with contextlib.suppress(OSError):
                 os.rmdir(d)
                 cleaned.append(f"removed cgroup {d}")
+        for name in links:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+            cleaned.append(f"deleted link {name}")
+        for name in netns:
+            subprocess.run(["umount", "-l", f"/run/netns/{name}"], capture_output=True)
+            with contextlib.suppress(OSError):
+                os.unlink(f"/run/netns/{name}")
+            cleaned.append(f"removed /run/netns/{name}")
         pytest.fail(
             "the test left behind:\n"
             + "".join(f"  mount {m}\n" for m in mounts)
             + "".join(f"  process {pid}: {what}\n" for pid, what in procs.items())
             + "".join(f"  cgroup {d}\n" for d in cgroups)
+            + "".join(f"  link {name}\n" for name in links)
+            + "".join(f"  netns /run/netns/{name}\n" for name in netns)
             + "cleaned up: "
             + "; ".join(cleaned),
             pytrace=False,

@@ -1,7 +1,9 @@
-"""The default bridge (`--network bridge`) on the real kernel: a veth as eth0 with a lease of
-the bridge's subnet, NAT out through minidock's own nft table, container to container and to
-the host, the lease and the veth gone with the run, and `system check` for leases a killed
-run left. The bridge and the table are host-wide: removed at the end of the module."""
+"""The default bridge on the real kernel: a veth as eth0 with a lease of the bridge's subnet,
+NAT out through minidock's own nft table, container to container and to the host, published
+ports (-p, -P, `port`, ps's PORTS) reached from the host at 127.0.0.1 and at its own address
+and from containers (hairpin), Docker's refusals for ports someone holds, the lease, the
+rules and the veth gone with the run, and `system check` for what a killed run left. The
+bridge and the table are host-wide: conftest removes them at the end of the session."""
 
 from __future__ import annotations
 
@@ -9,25 +11,17 @@ import http.server
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import threading
+import urllib.request
 from pathlib import Path
 
+import helpers
 import pytest
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images,
               pytest.mark.network]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def bridge_removed_at_the_end():
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        forward = f.read().strip()
-    yield
-    subprocess.run(["nft", "delete", "table", "ip", "minidock"], capture_output=True)
-    subprocess.run(["ip", "link", "del", "minidock0"], capture_output=True)
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-        f.write(forward)
 
 
 def leases(md) -> dict[str, str]:
@@ -36,9 +30,45 @@ def leases(md) -> dict[str, str]:
 
 
 def md_links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return [line.split(": ")[1].split("@")[0] for line in out.splitlines()
-            if line.split(": ")[1].startswith("md")]
+    """The containers' veths still on the host, once the kernel has torn down the network
+    namespaces of the containers that ended (it does so a moment after their end)."""
+    def now() -> list[str]:
+        return sorted(n for n in os.listdir("/sys/class/net")
+                      if n.startswith("md") and n != "minidock0")
+
+    helpers.wait_for(lambda: not now(), 10)
+    return now()
+
+
+def host_address() -> str:
+    """An IPv4 address of the host that is not loopback (where outside clients would come)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True).stdout
+    for line in out.split("\n"):
+        fields = line.split()
+        if len(fields) > 3 and fields[1] != "minidock0":
+            return fields[3].split("/")[0]
+    pytest.skip("the host has no global IPv4 address")
+
+
+def published_ports() -> str:
+    return subprocess.run(["nft", "list", "chain", "ip", "minidock", "ports"],
+                          capture_output=True, text=True).stdout
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+SERVE = ["sh", "-c", "mkdir -p /www && echo hello from $(hostname) > /www/index.html && "
+         "exec httpd -f -p 80 -h /www"]
 
 
 def test_a_container_on_the_bridge_gets_eth0_a_route_and_its_hosts_line(md, images):
@@ -94,17 +124,22 @@ def test_containers_reach_each_other_and_the_host(md, images):
 
 
 def test_the_firewall_table_is_one_whatever_the_number_of_runs(md, images):
-    for _ in range(5):
-        md.run("run", "--rm", "--network", "bridge", "busybox", "true", check=True)
+    md.run("run", "--rm", "busybox", "true", check=True)
+    first = subprocess.run(["nft", "list", "table", "ip", "minidock"], capture_output=True,
+                           text=True).stdout
+    port = free_port()
+    for i in range(100):  # with a published port: its rule comes and goes each time
+        md.run("run", "--rm", *(["-p", f"{port}:80"] if i % 2 else []), "busybox", "true",
+               check=True)
     ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True,
                              text=True).stdout
     assert ruleset.count("table ip minidock") == 1
-    assert ruleset.count("masquerade") >= 1
     table = subprocess.run(["nft", "list", "table", "ip", "minidock"], capture_output=True,
                            text=True).stdout
-    assert table.count("masquerade") == 1
+    assert table == first and table.count("masquerade") == 3 and "dnat to" not in table
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read().strip() == "1"
+    assert leases(md) == {} and not md_links()
 
 
 def test_run_on_none_never_loads_pyroute2(md, images):
@@ -146,3 +181,134 @@ def test_system_check_frees_the_lease_of_a_run_killed_in_its_setup(md, images):
     finally:
         md.run("rm", "-f", keep)
     assert leases(md) == {}
+
+
+def test_the_default_network_is_the_bridge_as_dockers(md, images):
+    c = md.run("create", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+               check=True).stdout.strip()
+    try:
+        assert md.run("inspect", "-f", "{{.HostConfig.NetworkMode}} {{range $k, $v := "
+                      ".NetworkSettings.Networks}}{{$k}}{{end}}", c,
+                      check=True).stdout.split() == ["default", "bridge"]
+        r = md.run("start", "-a", c, check=True)
+        assert "inet 172." in r.stdout or "inet 192.168." in r.stdout, r.stdout
+    finally:
+        md.run("rm", c)
+    assert leases(md) == {} and not md_links()
+
+
+def test_a_published_port_is_reached_from_the_host_and_from_containers(md, images):
+    port = free_port()
+    server = md.run("run", "-d", "-p", f"{port}:80", "-p", "127.0.0.1::80", "--expose", "90",
+                    "busybox", *SERVE, check=True).stdout.strip()
+    client = md.run("run", "-d", "busybox", "sleep", "100", check=True).stdout.strip()
+    try:
+        lines = md.run("port", server, check=True).stdout.splitlines()
+        assert lines[0] == f"80/tcp -> 0.0.0.0:{port}"
+        assert lines[1].startswith("80/tcp -> 127.0.0.1:")
+        random_port = int(lines[1].rsplit(":", 1)[1])
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range")
+                     .read_text().split())
+        assert low <= random_port <= high
+        ps = md.run("ps", "--filter", f"id={server}", "--format", "{{.Ports}}",
+                    check=True).stdout.strip()
+        assert ps == (f"90/tcp, 0.0.0.0:{port}->80/tcp, 127.0.0.1:{random_port}->80/tcp")
+        settings = json.loads(md.run("inspect", "-f", "{{json .NetworkSettings.Ports}}",
+                                     server, check=True).stdout)
+        assert settings == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)},
+                                       {"HostIp": "127.0.0.1", "HostPort": str(random_port)}],
+                            "90/tcp": None}
+        hello = f"hello from {server[:12]}"
+        helpers.wait_for(lambda: published_ports().count("dnat to") == 2, 5)
+        assert helpers.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 10)
+        assert fetch(f"http://127.0.0.1:{port}/").strip() == hello
+        assert fetch(f"http://{host_address()}:{port}/").strip() == hello
+        assert fetch(f"http://127.0.0.1:{random_port}/").strip() == hello
+        with pytest.raises(OSError):  # published on 127.0.0.1 only
+            fetch(f"http://{host_address()}:{random_port}/")
+        gateway = md.run("inspect", "-f", "{{.NetworkSettings.Gateway}}", client,
+                         check=True).stdout.strip()
+        for who in (client, server):  # another container, and the server itself (hairpin)
+            for where in (host_address(), gateway):
+                r = md.run("exec", who, "wget", "-qO-", f"http://{where}:{port}/", timeout=30)
+                assert r.returncode == 0 and r.stdout.strip() == hello, (who, where, r.stderr)
+    finally:
+        md.run("rm", "-f", server, client)
+    assert "dnat to" not in published_ports()
+    with socket.socket() as s:  # the host port is free again
+        s.bind(("0.0.0.0", port))
+    assert leases(md) == {} and not md_links()
+
+
+def _answers(url: str) -> bool:
+    try:
+        fetch(url)
+        return True
+    except OSError:
+        return False
+
+
+def test_a_port_someone_holds_is_refused_as_docker_does(md, images):
+    port = free_port()
+    holder = md.run("run", "-d", "-p", f"{port}:80", "busybox", "sleep", "100",
+                    check=True).stdout.strip()
+    try:
+        r = md.run("run", "--name", "md-port-taken", "-p", f"{port}:80", "busybox", "true")
+        assert r.returncode == 125
+        assert r.stderr.strip().startswith(
+            "Error: driver failed programming external connectivity on endpoint md-port-taken (")
+        assert r.stderr.strip().endswith(f"Bind for 0.0.0.0:{port} failed: port is already "
+                                         "allocated"), r.stderr
+        state = md.run("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} "
+                       "{{.State.Error}}", "md-port-taken", check=True).stdout
+        assert state.startswith("created 128 driver failed programming")
+        md.run("rm", "md-port-taken", check=True)
+        r = md.run("run", "--rm", "-p", f"{port}:80", "busybox", "true")
+        assert r.returncode == 125 and "port is already allocated" in r.stderr
+        assert md.run("ps", "-aq", "--filter", "status=created").stdout.strip() == ""
+    finally:
+        md.run("rm", "-f", holder)
+    with socket.socket() as s:  # a process of the host holds it
+        s.bind(("0.0.0.0", port))
+        s.listen()
+        r = md.run("run", "--rm", "-p", f"{port}:80", "busybox", "true")
+        assert r.returncode == 125
+        assert r.stderr.strip().endswith(
+            f"listen tcp4 0.0.0.0:{port}: bind: address already in use"), r.stderr
+    assert leases(md) == {} and not md_links() and "dnat to" not in published_ports()
+
+
+def test_publish_all_gives_each_exposed_port_a_host_port(md, images):
+    c = md.run("run", "-d", "-P", "--expose", "80", "--expose", "7000-7001/udp", "busybox",
+               *SERVE, check=True).stdout.strip()
+    try:
+        lines = md.run("port", c, check=True).stdout.splitlines()
+        assert [line.split(" -> ")[0] for line in lines] == ["80/tcp", "7000/udp", "7001/udp"]
+        port = int(lines[0].rsplit(":", 1)[1])
+        assert helpers.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 10)
+        r = md.run("port", c, "81")
+        assert r.returncode == 1
+        assert r.stderr.strip() == f"Error: No public port '81/tcp' published for {c}"
+        assert md.run("inspect", "-f", "{{json .HostConfig.PortBindings}} "
+                      "{{.HostConfig.PublishAllPorts}}", c, check=True).stdout.strip() \
+            == "{} true"
+    finally:
+        md.run("rm", "-f", c)
+    stopped = md.run("create", "-p", "80", "busybox", check=True).stdout.strip()
+    try:  # a container that does not run shows no ports (Docker's too)
+        assert md.run("port", stopped, check=True).stdout == ""
+        assert md.run("ps", "-a", "--filter", f"id={stopped}", "--format", "[{{.Ports}}]",
+                      check=True).stdout.strip() == "[]"
+    finally:
+        md.run("rm", stopped)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("99999:80", "Error: Invalid hostPort: 99999"),
+    ("80:99999", "Error: Invalid containerPort: 99999"),
+    ("8080:80/sctpx", "Error: Invalid proto: sctpx"),
+])
+def test_a_bad_port_is_one_line_and_125(md, images, spec, message):
+    r = md.run("run", "--rm", "-p", spec, "busybox", "true")
+    assert (r.returncode, r.stderr.strip()) == (125, message)
+    assert md.run("ps", "-aq").stdout.strip() == ""

@@ -26,6 +26,8 @@ SAME = [
     ["run", "--security-opt", "seccomp=unconfined", "--security-opt=no-new-privileges",
      "busybox"],
     ["run", "--name=a", "--name", "b", "busybox"],
+    ["run", "-p", "8080:80", "-p127.0.0.1::81/udp", "--publish=90", "-P", "busybox"],
+    ["run", "-dP", "--expose", "7000-7001", "--expose=53/udp", "--publish-all", "busybox"],
     ["run", "--trace", "--rm", "busybox", "true"],
     ["run", "-l", "a=1", "--label", "b", "--label=c=3", "-la=2", "busybox"],
     ["run", "--runtime", "runc", "--rm", "busybox"],

@@ -1,5 +1,7 @@
 """The pure parts of minidock.net: the bridge's subnet among the host's routes, leases,
-Docker's MAC rule, and the nft table's text."""
+Docker's MAC rule, the nft table's text, and published ports: Docker's -p grammar and its
+refusals, NetworkSettings.Ports, ps's PORTS column and `port`'s lines (expected values
+recorded from docker 20.10 here)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import ipaddress
 import pytest
 
 from minidock.errors import InvalidArgument
-from minidock.net import firewall, ipam
+from minidock.net import firewall, ipam, ports
+from minidock.net.ports import Forward
 
 N = ipaddress.IPv4Network
 
@@ -50,4 +53,101 @@ def test_the_table_is_replaced_whole_and_names_only_the_bridge():
     assert lines[:3] == ["table ip minidock", "delete table ip minidock", "table ip minidock {"]
     assert 'ip saddr 172.17.0.0/16 oifname != "minidock0" masquerade' in text
     assert 'iifname "minidock0" accept' in text
-    assert text.count("hook") == 2
+    assert text.count("hook") == 4  # prerouting, output (DNAT); postrouting, forward
+    assert "chain ports {\n\t}" in text  # nothing published
+
+
+def test_published_ports_become_dnat_rules_bound_to_their_host_address():
+    text = firewall.ruleset("minidock0", "172.17.0.0/16", [
+        Forward("tcp", "", 8080, 80, "172.17.0.2"),
+        Forward("udp", "127.0.0.1", 5353, 53, "172.17.0.3")])
+    assert "\t\ttcp dport 8080 dnat to 172.17.0.2:80\n" in text
+    assert "\t\tip daddr 127.0.0.1 udp dport 5353 dnat to 172.17.0.3:53\n" in text
+    assert "fib daddr type local jump ports" in text
+    assert 'ip saddr 172.17.0.0/16 oifname "minidock0" ct status dnat masquerade' in text
+
+
+def test_the_listing_nft_prints_compares_equal_to_the_table_it_was_made_from():
+    made = firewall.ruleset("minidock0", "172.17.0.0/16", [Forward("tcp", "", 1, 2, "x")])
+    listed = made.split("delete table ip minidock\n", 1)[1].replace("\t", "  ")
+    assert firewall._canonical(listed) == firewall._canonical(made)
+    assert firewall._canonical(listed) != firewall._canonical(
+        firewall.ruleset("minidock0", "172.17.0.0/16"))
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("8080:80", [("80/tcp", {"HostIp": "", "HostPort": "8080"})]),
+    ("80", [("80/tcp", {"HostIp": "", "HostPort": ""})]),
+    (":80", [("80/tcp", {"HostIp": "", "HostPort": ""})]),
+    ("127.0.0.1::80", [("80/tcp", {"HostIp": "127.0.0.1", "HostPort": ""})]),
+    ("8082:80/udp", [("80/udp", {"HostIp": "", "HostPort": "8082"})]),
+    ("8097:80/TCP", [("80/tcp", {"HostIp": "", "HostPort": "8097"})]),
+    ("9000-9001:90-91", [("90/tcp", {"HostIp": "", "HostPort": "9000"}),
+                         ("91/tcp", {"HostIp": "", "HostPort": "9001"})]),
+    ("8080-8081:80", [("80/tcp", {"HostIp": "", "HostPort": "8080-8081"})]),
+])
+def test_port_specs_parse_as_docker_stores_them(spec, want):
+    assert ports.parse_spec(spec) == want
+
+
+@pytest.mark.parametrize("spec, message", [  # docker 20.10's words for each
+    ("99999:80", "Invalid hostPort: 99999"),
+    ("80:99999", "Invalid containerPort: 99999"),
+    ("abc", "Invalid containerPort: abc"),
+    ("8080:80/sctpx", "Invalid proto: sctpx"),
+    ("1.2.3:80:80", "Invalid ip address: 1.2.3"),
+    ("8080:", "No port specified: 8080:<empty>"),
+    ("65536", "Invalid containerPort: 65536"),
+    ("8080-8079:80", "Invalid hostPort: 8080-8079"),
+    ("8080:80-81", "Invalid ranges specified for container and host Ports: 80-81 and 8080"),
+    ("[::1]:8095:80", "IPv6"),
+])
+def test_bad_port_specs_are_refused_with_dockers_message(spec, message):
+    with pytest.raises(InvalidArgument, match=message.replace("[", r"\[")):
+        ports.parse_spec(spec)
+
+
+def test_publish_all_adds_each_exposed_port_without_its_own_binding():
+    config = {"ExposedPorts": {"53/udp": {}, "80/tcp": {}, "8000/tcp": {}}}
+    host = {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8087"}]},
+            "PublishAllPorts": True}
+    assert ports.wanted(config, host) == [("80/tcp", "", "8087"), ("53/udp", "", ""),
+                                          ("8000/tcp", "", "")]
+    assert ports.wanted(config, {**host, "PublishAllPorts": False}) == [("80/tcp", "", "8087")]
+
+
+def test_network_settings_ports_list_exposed_ports_as_null_in_go_map_order():
+    got = ports.settings_ports({"ExposedPorts": {"8000/tcp": {}, "53/udp": {}, "80/tcp": {}}},
+                               [Forward("tcp", "", 8080, 80)])
+    assert list(got) == ["53/udp", "80/tcp", "8000/tcp"]
+    assert got["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "8080"}]
+    assert got["53/udp"] is None
+
+
+@pytest.mark.parametrize("settings, column", [  # recorded from docker 20.10's ps (IPv4 part)
+    ({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}, "0.0.0.0:8080->80/tcp"),
+    ({"53/udp": None, "80/tcp": None, "8000/tcp": None, "8001/tcp": None, "8002/tcp": None},
+     "80/tcp, 53/udp, 8000-8002/tcp"),
+    ({"7000/tcp": None, "9100/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9100"}],
+      "9101/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9101"}],
+      "9102/udp": [{"HostIp": "127.0.0.1", "HostPort": "9102"}]},
+     "7000/tcp, 0.0.0.0:9100-9101->9100-9101/tcp, 127.0.0.1:9102->9102/udp"),
+    ({"90/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9000"}],
+      "91/tcp": [{"HostIp": "0.0.0.0", "HostPort": "9001"}]},
+     "0.0.0.0:9000->90/tcp, 0.0.0.0:9001->91/tcp"),
+    ({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8084"},
+                 {"HostIp": "0.0.0.0", "HostPort": "8083"}]},
+     "0.0.0.0:8083->80/tcp, 0.0.0.0:8084->80/tcp"),
+])
+def test_the_ps_column_groups_and_orders_as_docker(settings, column):
+    assert ports.ps_column(settings) == column
+
+
+def test_port_lines_for_all_ports_one_port_and_an_unpublished_one():
+    settings = {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "90/tcp": None,
+                "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}]}
+    assert ports.port_lines(settings) == ["53/udp -> 127.0.0.1:5353",
+                                          "80/tcp -> 0.0.0.0:8080"]
+    assert ports.port_lines(settings, "80/tcp") == ["0.0.0.0:8080"]
+    assert ports.port_lines(settings, "90/tcp") is None
+    assert ports.port_lines(settings, "80/udp") is None

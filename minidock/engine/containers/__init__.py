@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         State,
         Status,
         log_path,
+        network_name,
         network_settings,
         now_rfc3339,
     )
@@ -111,6 +112,7 @@ _HOMES = {
     "State": _RECORD,
     "Status": _RECORD,
     "log_path": _RECORD,
+    "network_name": _RECORD,
     "network_settings": _RECORD,
     "now_rfc3339": _RECORD,
     "ID_RE": _STORE,
@@ -182,6 +184,7 @@ __all__ = [
     "lock_path",
     "log_path",
     "mounted_rootfs",
+    "network_name",
     "network_settings",
     "now_rfc3339",
     "parse_signal",

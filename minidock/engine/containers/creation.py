@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from contextlib import ExitStack
 
 from minidock.engine import spec as specgen
 from minidock.engine.containers import reconciler, store
-from minidock.engine.containers.record import Container, now_rfc3339
+from minidock.engine.containers.record import (
+    NETWORK_MODES,
+    Container,
+    now_rfc3339,
+)
 from minidock.engine.spec import hostfiles
 from minidock.errors import InvalidArgument
 from minidock.linux import flock
@@ -30,8 +35,11 @@ class CreateOptions:
     process: specgen.ProcessOptions = field(default_factory=specgen.ProcessOptions)
     name: str | None = None
     hostname: str | None = None
-    network: str = "none"
+    network: str = "default"
     auto_remove: bool = False
+    publish: list[str] = field(default_factory=list)  # -p
+    publish_all: bool = False  # -P
+    expose: list[str] = field(default_factory=list)  # --expose
     labels: dict[str, str] = field(default_factory=dict)  # --label, over the image's
     runtime: str | None = None  # --runtime; None: the settings' default-runtime, or minidock
 
@@ -45,9 +53,20 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
     cmd = p.cmd if p.cmd else (None if p.entrypoint is not None else icfg.get("Cmd"))
     args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
-    if opts.network not in ("none", "host", "bridge"):
-        raise InvalidArgument(f"network {opts.network} not found (supported: none, host, "
-                              "bridge)")
+    if opts.network not in NETWORK_MODES:
+        raise InvalidArgument(f"network {opts.network} not found (supported: default, "
+                              "bridge, host, none)")
+    exposed: dict[str, dict[str, object]] = dict(icfg.get("ExposedPorts") or {})
+    bindings: dict[str, list[dict[str, str]]] = {}
+    if opts.publish or opts.expose:
+        from minidock.net import ports  # pure parsing; no netlink
+
+        exposed_now, bindings = ports.parse(opts.publish)
+        exposed.update(ports.parse_expose(opts.expose))
+        exposed.update(exposed_now)
+    if opts.network == "host" and bindings:
+        print("WARNING: Published ports are discarded when using host network mode",
+              file=sys.stderr)
     from minidock.engine.runtime import choose
 
     runtime = choose(opts.runtime).name  # an unknown name fails now, as Docker's create
@@ -57,6 +76,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     config = {
         "Hostname": hostname, "Domainname": "", "User": p.user or icfg.get("User", ""),
         "AttachStdin": p.stdin_open, "AttachStdout": True, "AttachStderr": True,
+        **({"ExposedPorts": dict(sorted(exposed.items()))} if exposed else {}),
         "Tty": p.tty, "OpenStdin": p.stdin_open, "StdinOnce": p.stdin_open,
         "Env": env, "Cmd": cmd, "Image": opts.image, "Volumes": None,
         "WorkingDir": p.workdir if p.workdir is not None else icfg.get("WorkingDir", ""),
@@ -70,12 +90,14 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         raise InvalidArgument(
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     host_config = {
-        "NetworkMode": opts.network, "AutoRemove": opts.auto_remove, "Privileged": False,
+        "NetworkMode": opts.network, "PortBindings": dict(sorted(bindings.items())),
+        "AutoRemove": opts.auto_remove, "Privileged": False,
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
         "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
         "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
         "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
         "SecurityOpt": list(p.security_opt) or None, "Init": None,
+        "PublishAllPorts": opts.publish_all,
     }
     layers = store.image_store(paths)
     with flock.locked(store.lock_path(paths, "containers.lock")), ExitStack() as undo:

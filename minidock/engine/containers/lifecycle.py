@@ -23,7 +23,13 @@ from contextlib import ExitStack
 from minidock.engine import spec as specgen
 from minidock.engine.containers import creation, reconciler, signals, store
 from minidock.engine.containers.creation import CreateOptions
-from minidock.engine.containers.record import Container, Status, log_path, now_rfc3339
+from minidock.engine.containers.record import (
+    BRIDGE_MODES,
+    Container,
+    Status,
+    log_path,
+    now_rfc3339,
+)
 from minidock.engine.runtime import Stdio
 from minidock.engine.spec import hostfiles
 from minidock.engine.spec.user import resolve_user
@@ -46,10 +52,14 @@ class Launched:
     pid: int
     master: int = -1  # the pty master (-t)
     pipes: io.PipeIO | None = None  # else: our ends of its stdin/stdout/stderr pipes
+    #: the published host ports' reservation (net.ports.Reservation), held by whoever waits
+    #: for the init: closed with the foreground run, handed to the monitor otherwise
+    ports: Any = None
 
 
 def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
-           console_size: tuple[int, int] | None, kill_with_parent: bool) -> Launched:
+           console_size: tuple[int, int] | None, kill_with_parent: bool,
+           network: Any = None) -> Launched:
     """Mount, spec, bundle, runtime create and start; the record says "running" after it.
 
     Shared by the foreground start (the CLI stays the container's parent) and the detached
@@ -58,6 +68,9 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     it one, so the container's init is its child to wait for. Everything made here is
     undone by ``undo`` if the caller fails before it owns the container's end.
     """
+    setup, reservation, endpoint_id = None, None, ""
+    if c.host_config.get("NetworkMode") in BRIDGE_MODES:
+        setup, reservation, endpoint_id = _begin_network(paths, c, undo, network)
     layers = store.image_store(paths)
     # The bundle dir comes first: while it exists, the container holds things on the host,
     # so a launch killed at any later point is seen (and undone) by reconcile.
@@ -95,15 +108,25 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         raise
     undo.callback(reconciler.runtime_delete, paths, c.id)
     c.endpoint = {}
-    if c.host_config.get("NetworkMode") == "bridge":
+    if setup is not None:
         from minidock import net
 
         trace.note("put the container on the default bridge, before its command starts")
         undo.callback(net.release, paths, c.id)
-        c.endpoint = net.attach(paths, c.id, st.pid)
+        forwards = reservation.forwards if reservation is not None else []
+        try:
+            c.endpoint = setup.attach(c.id, st.pid, forwards)
+        except MinidockError as e:
+            _record_failed_start(paths, c, e, code=128)
+            raise
+        c.endpoint["EndpointID"] = endpoint_id
+        if forwards or c.config.get("ExposedPorts"):
+            from minidock.net import ports
+
+            c.endpoint["Ports"] = ports.settings_ports(c.config, forwards)
         hostfiles.rewrite_hosts(os.path.join(c.dir, "hosts"), c.endpoint["IPAddress"],
                                 str(c.config.get("Hostname") or c.short_id))
-    launched = Launched(pid=st.pid, pipes=pipes, master=st.master)
+    launched = Launched(pid=st.pid, pipes=pipes, master=st.master, ports=reservation)
     if st.master >= 0:
         undo.callback(os.close, st.master)
     if pipes is not None:
@@ -139,7 +162,7 @@ def lock_for_start(paths: Paths, ref: str, undo: ExitStack
 
 
 def start(paths: Paths, ref: str, interactive: bool = False, *, stdout: int = 1,
-          stderr: int = 2, kill_on_interrupt: bool = False) -> int:
+          stderr: int = 2, kill_on_interrupt: bool = False, network: Any = None) -> int:
     """Start a created or exited container attached to our stdio; returns its exit code.
 
     The calling process stays the container's parent (a child subreaper) until the
@@ -147,13 +170,16 @@ def start(paths: Paths, ref: str, interactive: bool = False, *, stdout: int = 1,
     Its output goes to ``stdout`` and ``stderr``. Signals a user sends us are passed on to
     the container's init; with ``kill_on_interrupt`` (a build's RUN) SIGINT, SIGTERM and
     SIGHUP kill it instead and raise KeyboardInterrupt once it is gone and released.
+    ``network`` is a bridge helper the caller began already (net.begin), else launch's.
     """
     with ExitStack() as undo:
+        if network is not None:
+            undo.callback(network.abandon)
         c, record_lock, _monitor = lock_for_start(paths, ref, undo)
         tty = bool(c.config.get("Tty"))
         launched = launch(paths, c, undo, interactive=interactive,
                           console_size=io.window_size(0) if tty else None,
-                          kill_with_parent=True)
+                          kill_with_parent=True, network=network)
         record_lock.release()
         from minidock.engine.stdio.jsonlog import JsonFileWriter
 
@@ -183,9 +209,19 @@ def start(paths: Paths, ref: str, interactive: bool = False, *, stdout: int = 1,
 
 
 def run(paths: Paths, opts: CreateOptions) -> int:
-    c = creation.create(paths, opts)
+    setup = None
+    if opts.network in BRIDGE_MODES:
+        from minidock import net
+
+        setup = net.begin(paths)  # the bridge gets ready while the container is created
     try:
-        return start(paths, c.id, interactive=opts.process.stdin_open)
+        c = creation.create(paths, opts)
+    except BaseException:
+        if setup is not None:
+            setup.abandon()
+        raise
+    try:
+        return start(paths, c.id, interactive=opts.process.stdin_open, network=setup)
     finally:
         if opts.auto_remove:
             reconciler.remove(paths, c.id, force=True)
@@ -326,10 +362,40 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
     return specgen.build(doc, *options)
 
 
-def _record_failed_start(paths: Paths, c: Container, e: MinidockError) -> None:
+def _begin_network(paths: Paths, c: Container, undo: ExitStack, setup: Any
+                   ) -> tuple[Any, Any, str]:
+    """The bridge helper (started here unless the caller started it earlier) and the
+    published host ports, reserved now: a port someone holds fails the start before any
+    mount, and the container stays "created" with the error, as Docker's does."""
+    from minidock import net
+
+    if setup is None:
+        setup = net.begin(paths)
+    undo.callback(setup.abandon)
+    endpoint_id = os.urandom(32).hex()
+    reservation = None
+    wants = None
+    if c.host_config.get("PortBindings") or c.host_config.get("PublishAllPorts"):
+        from minidock.net import ipam, ports
+
+        wants = ports.wanted(c.config, c.host_config)
+    if wants:
+        reservation = ports.Reservation()
+        undo.callback(reservation.close)
+        try:
+            reservation.take(wants, f"{c.name} ({endpoint_id})", ipam.holder_reader(paths))
+        except MinidockError as e:
+            _record_failed_start(paths, c, e, code=128)
+            raise
+    return setup, reservation, endpoint_id
+
+
+def _record_failed_start(paths: Paths, c: Container, e: MinidockError,
+                         code: int | None = None) -> None:
     """Docker keeps a container whose command could not start as "created", with the
-    error and the exit code (126/127) in its State."""
-    c.state.exit_code = e.exit_code
+    error and the exit code (126/127; 128 when its network could not be set up) in its
+    State."""
+    c.state.exit_code = e.exit_code if code is None else code
     c.state.error = e.message
     store.save(paths, c)
 

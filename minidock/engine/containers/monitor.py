@@ -183,6 +183,8 @@ def _become_monitor(paths: Paths, cid: str, report_w: int, binary: str,
             if pipes.stdin_w >= 0:
                 argv += ["-i", str(pipes.stdin_w), "-a", str(listen_fd)]
                 keep += [pipes.stdin_w, listen_fd]
+        if launched.ports is not None:  # the monitor holds the published ports from now on
+            keep += launched.ports.detach()
         argv += ["--", *cleanup_argv(paths, cid)]
         for fd in keep:
             os.set_inheritable(fd, True)

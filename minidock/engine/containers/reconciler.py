@@ -20,7 +20,13 @@ import shutil
 import time
 
 from minidock.engine.containers import signals, store
-from minidock.engine.containers.record import EXIT_UNKNOWN, Container, Status, now_rfc3339
+from minidock.engine.containers.record import (
+    BRIDGE_MODES,
+    EXIT_UNKNOWN,
+    Container,
+    Status,
+    now_rfc3339,
+)
 from minidock.errors import Conflict, ContainerNotFound, CorruptRecord, MinidockError
 from minidock.linux import flock
 from minidock.paths import Paths
@@ -177,7 +183,7 @@ def _on_bridge(paths: Paths, cid: str) -> bool:
 
     try:
         with open(os.path.join(paths.containers, cid, "hostconfig.json"), "rb") as f:
-            return bool(json.loads(f.read()).get("NetworkMode") == "bridge")
+            return json.loads(f.read()).get("NetworkMode") in BRIDGE_MODES
     except (OSError, ValueError, AttributeError):
         return False
 

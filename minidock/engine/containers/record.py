@@ -205,32 +205,48 @@ class Container:
         }
 
 
-_ENDPOINT_KEYS = ("Bridge", "SandboxKey", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
+_ENDPOINT_KEYS = ("Bridge", "SandboxKey", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress",
+                  "Ports", "EndpointID", "NetworkID")
 
 
 def _endpoint_of(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: settings[k] for k in _ENDPOINT_KEYS if settings.get(k)}
+    out = {k: settings[k] for k in _ENDPOINT_KEYS if settings.get(k)}
+    net = next(iter((settings.get("Networks") or {}).values()), None) or {}
+    if net.get("NetworkID"):
+        out["NetworkID"] = net["NetworkID"]
+    return out
+
+
+#: --network values: "default" is Docker's name for the default bridge when none is given
+NETWORK_MODES = ("default", "bridge", "host", "none")
+BRIDGE_MODES = ("default", "bridge")
+
+
+def network_name(mode: str) -> str:
+    """The network a NetworkMode names: "default" is the default bridge, "bridge"."""
+    return "bridge" if mode in ("default", "") else mode
 
 
 def network_settings(c: Container) -> dict[str, Any]:
-    """Docker's NetworkSettings; the addresses only while a run holds them."""
-    mode = c.host_config.get("NetworkMode", "none")
+    """Docker's NetworkSettings; the addresses and ports only while a run holds them."""
+    mode = c.host_config.get("NetworkMode") or "default"
     ep = c.endpoint if c.state.running else {}
     return {
         "Bridge": "", "SandboxID": "", "SandboxKey": ep.get("SandboxKey", ""),
-        "HairpinMode": False,
-        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+        "HairpinMode": bool(ep.get("IPAddress")),  # minidock's bridge ports hairpin
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ep.get("Ports", {}),
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": ep.get("EndpointID", ""),
         "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0),
         "IPv6Gateway": "", "MacAddress": ep.get("MacAddress", ""),
-        "Networks": {mode: {"IPAMConfig": None, "Links": None, "Aliases": None,
-                            "NetworkID": "", "EndpointID": "",
-                            "Gateway": ep.get("Gateway", ""),
-                            "IPAddress": ep.get("IPAddress", ""),
-                            "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",
-                            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                            "MacAddress": ep.get("MacAddress", ""), "DriverOpts": None}},
+        "Networks": {network_name(mode): {
+            "IPAMConfig": None, "Links": None, "Aliases": None,
+            "NetworkID": ep.get("NetworkID", ""), "EndpointID": ep.get("EndpointID", ""),
+            "Gateway": ep.get("Gateway", ""), "IPAddress": ep.get("IPAddress", ""),
+            "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": ep.get("MacAddress", ""), "DriverOpts": None}},
     }
 
 
