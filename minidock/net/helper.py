@@ -10,9 +10,10 @@ only the engine can send, once the container's init exists::
     begin() ---- fork ---------------------> import pyroute2; routes; lease file: the subnet;
     mount, spec, runtime create              bridge up (links.ensure_bridge)
     attach(cid, pid, forwards) -- request -> lease an address, record the published ports,
-                                             replace the nft table (firewall), veth into the
-                                             netns of pid as eth0, then setns() into it and
-                                             configure eth0 from inside
+                                             replace the nft table (firewall), the netns in
+                                             /run/netns (netns), veth into the netns of pid
+                                             as eth0, then setns() into it and configure
+                                             eth0 from inside
              <------------------- reply --- {"endpoint": {...}} or {"error", "kind"}
 
 The helper closes every descriptor it inherited but its two pipes, stdio and the trace
@@ -27,7 +28,6 @@ import signal
 
 from minidock.errors import Conflict, InvalidArgument, MinidockError
 from minidock.linux import trace
-from minidock.paths import Paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ _KINDS: dict[str, type[MinidockError]] = {"invalid": InvalidArgument, "conflict"
 class Setup:
     """The engine's side: a helper that is getting the bridge ready."""
 
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self) -> None:
         req_r, self._req_w = os.pipe2(os.O_CLOEXEC)
         self._reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
         self.pid = os.fork()
@@ -50,7 +50,7 @@ class Setup:
             try:
                 os.close(self._req_w)
                 os.close(self._reply_r)
-                _serve(paths, req_r, reply_w)
+                _serve(req_r, reply_w)
                 code = 0
             except BaseException as e:  # forked: report anything, never unwind into the engine
                 kind = ("invalid" if isinstance(e, InvalidArgument)
@@ -122,7 +122,7 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def _serve(paths: Paths, req_r: int, reply_w: int) -> None:  # pragma: no cover - forked
+def _serve(req_r: int, reply_w: int) -> None:  # pragma: no cover - forked
     import prctl
 
     engine = os.getppid()
@@ -138,11 +138,11 @@ def _serve(paths: Paths, req_r: int, reply_w: int) -> None:  # pragma: no cover 
     os.closerange(low, 1 << 20)
     trace.set_role("net")
 
-    from minidock.net import firewall, ipam, links
+    from minidock.net import firewall, ipam, links, netns
     from minidock.settings import load_engine_config
 
     with links.Netlink() as nl:
-        with ipam.Leases(paths) as leases:
+        with ipam.Leases() as leases:
             if not leases.has_subnet():
                 leases.subnet([ipam.Network(r, strict=False) for r in nl.routes()],
                               load_engine_config().bip or None)
@@ -156,13 +156,14 @@ def _serve(paths: Paths, req_r: int, reply_w: int) -> None:  # pragma: no cover 
             return  # abandoned
         req = json.loads(data)
         cid, pid = str(req["cid"]), int(req["pid"])
-        with ipam.Leases(paths) as leases:
+        with ipam.Leases() as leases:
             ip = leases.lease(cid, subnet, gateway)
             leases.publish(cid, [ipam.Forward(p, h, int(hp), int(cp), str(ip))
                                  for p, h, hp, cp in req["forwards"]])
             leases.save()
             firewall.apply(ipam.BRIDGE, str(subnet), leases.forwards())
         mac = ipam.mac_of(ip)
+        sandbox = netns.publish(cid, pid)
         nl.add_veth(bridge, veth_name(cid), pid, mac, mtu)
     ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     from minidock import linux
@@ -172,7 +173,7 @@ def _serve(paths: Paths, req_r: int, reply_w: int) -> None:  # pragma: no cover 
         inside.configure_eth0(str(ip), subnet.prefixlen, str(gateway))
     _write(reply_w, {"endpoint": {
         "Bridge": ipam.BRIDGE, "IPAddress": str(ip), "IPPrefixLen": subnet.prefixlen,
-        "Gateway": str(gateway), "MacAddress": mac, "SandboxKey": f"/proc/{pid}/ns/net",
+        "Gateway": str(gateway), "MacAddress": mac, "SandboxKey": sandbox,
         "NetworkID": network_id}})
 
 

@@ -8,9 +8,14 @@ Pure choices, and the one file they are kept in::
     next_free(subnet, taken)      the lowest address after the gateway no lease holds
     mac_of(ip)                    02:42 + the address, as Docker derives a container's MAC
 
-    <root>/network/bridge.json    {"name", "subnet", "gateway", "leases": {cid: ip},
+    /run/minidock-network/bridge.json
+                                  {"name", "id", "subnet", "gateway", "leases": {cid: ip},
                                   "ports": {cid: [[proto, host ip, host port, port], ...]}},
-                                  written atomically under <run-root>/locks/network.lock
+                                  written atomically under bridge.lock beside it
+
+The bridge is the host's, whatever --root or --run-root a command was given, so its leases
+are too: two roots leasing from one subnet each would hand out the same address twice. They
+live on /run (a tmpfs): after a reboot no container runs and the bridge is gone with them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from minidock.errors import CorruptRecord, InvalidArgument
 from minidock.jsonobj import parse_object
 from minidock.linux import flock
 from minidock.net.ports import Forward
-from minidock.paths import Paths
 from minidock.storage.atomic import atomic_write
 
 TYPE_CHECKING = False
@@ -74,11 +78,14 @@ def mac_of(ip: Address) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
-def holder_reader(paths: Paths) -> Callable[[str, int], str | None]:
+STATE_DIR = "/run/minidock-network"
+
+
+def holder_reader() -> Callable[[str, int], str | None]:
     """A lookup of which container publishes a host port, reading the leases file as it is
     (no lock: it only chooses between two wordings of a refusal)."""
     def holder(proto: str, port: int) -> str | None:
-        leases = Leases(paths)
+        leases = Leases()
         try:
             with open(leases.path, "rb") as f:
                 leases.doc = json.loads(f.read())
@@ -90,11 +97,11 @@ def holder_reader(paths: Paths) -> Callable[[str, int], str | None]:
 
 
 class Leases:
-    """bridge.json, read and written under its lock (``with Leases(paths) as leases``)."""
+    """bridge.json, read and written under its lock (``with Leases() as leases``)."""
 
-    def __init__(self, paths: Paths) -> None:
-        self.path = os.path.join(paths.root, "network", "bridge.json")
-        self._lock_path = os.path.join(paths.locks, "network.lock")
+    def __init__(self, state_dir: str = STATE_DIR) -> None:
+        self.path = os.path.join(state_dir, "bridge.json")
+        self._lock_path = os.path.join(state_dir, "bridge.lock")
         self.doc: dict[str, Any] = {}
         self._lock: flock.HeldLock | None = None
 

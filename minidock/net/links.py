@@ -5,9 +5,9 @@
     veth      md<10 hex> on the host, enslaved to the bridge (hairpin mode on), up; its peer
               is created straight in the container's netns as eth0 (MAC derived from the
               address, MTU of the host's default route) in the same request
-    eth0      configured from inside the container's netns (address, up, default route via
-              the gateway) by a process that joined it: the socket a Netlink opens belongs to
-              the netns its opener was in
+    eth0      configured from inside the container's netns (IPv6 off, address, up, default
+              route via the gateway) by a process that joined it: the socket a Netlink
+              opens belongs to the netns its opener was in
 
 Every request is one traced step (``--trace`` shows it with its reason).
 """
@@ -145,6 +145,11 @@ class Netlink:
         """From inside the container's netns: eth0's address, up, the default route."""
         idx = self.index("eth0")
         assert idx is not None
+        # the bridge is IPv4 only: no link-local address or router solicitations on eth0,
+        # as Docker on a network without IPv6 (this /proc/sys/net is the netns we are in)
+        trace.step("write /proc/sys/net/ipv6/conf/eth0/disable_ipv6 = 1",
+                   lambda: _write("/proc/sys/net/ipv6/conf/eth0/disable_ipv6", "1"),
+                   "the bridge network has no IPv6")
         self.call(f"RTM_NEWADDR {ip}/{prefix} dev eth0", "addr", "add", index=idx,
                   address=ip, prefixlen=prefix, why="the container's address on the bridge")
         self.call("RTM_NEWLINK eth0 up", "link", "set", index=idx, state="up")
@@ -155,7 +160,12 @@ class Netlink:
         idx = self.index(name)
         if idx is None:
             return False
-        self.call(f"RTM_DELLINK {name}", "link", "del", index=idx)
+        try:
+            self.call(f"RTM_DELLINK {name}", "link", "del", index=idx)
+        except Exception as e:  # pyroute2's NetlinkError carries the errno as .code
+            if getattr(e, "code", None) == 19:  # ENODEV: its netns took it meanwhile
+                return False
+            raise OSError(getattr(e, "code", 0) or 5, f"delete link {name}: {e}") from None
         return True
 
 
@@ -164,6 +174,17 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
-def exists(name: str) -> bool:
-    """Whether a link of this netns has that name (sysfs: no netlink needed)."""
-    return os.path.exists(f"/sys/class/net/{name}")
+def container_links() -> list[str]:
+    """The host's container veths (md<10 hex>), from sysfs: no netlink needed."""
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return []
+    return sorted(n for n in names if len(n) == 12 and n.startswith("md")
+                  and all(c in "0123456789abcdef" for c in n[2:]))
+
+
+def remove_link(name: str) -> bool:
+    """Delete a link of this netns by name (gone already: False)."""
+    with Netlink() as nl:
+        return nl.remove(name)

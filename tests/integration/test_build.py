@@ -395,7 +395,10 @@ def test_run_steps_on_the_host_network_and_from_platform(md, images, tmp_path, t
     tidy.append("hostnet-test")
     out = md.run("run", "--rm", "hostnet-test", check=True).stdout.split()
     assert out[0] == host.node()
-    assert set(os.listdir("/sys/class/net")) <= set(out[1:])
+    def steady(names):  # containers' veths come and go with other runs
+        return {n for n in names if not (n.startswith("md") and n != "minidock0")}
+
+    assert steady(os.listdir("/sys/class/net")) <= steady(out[1:])
     # another platform is pulled, not taken from here (a registry nobody listens on: the
     # pull fails in one line naming the Dockerfile's line)
     ref = "127.0.0.1:9/plat:1"

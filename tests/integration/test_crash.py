@@ -208,14 +208,17 @@ def test_host_reboot_leaves_a_truthful_ps_and_rm_still_cleans_up(md, images, cle
     assert check(md).returncode == 0
 
 
-# Where a CLI may die: before, during and after create, mount, runtime create/start, and
-# the record's updates. Fixed delays, spread over the ~150 ms a run takes.
+# Where a CLI may die: before, during and after create, mount, runtime create/start, the
+# bridge's setup (the helper's lease, nft table, netns entry, veth: its pdeathsig ends it
+# with the CLI) and the record's updates. Fixed delays, spread over the ~150 ms a run takes.
 KILL_DELAYS = (0.0, 0.03, 0.06, 0.09, 0.12, 0.15, 0.2, 0.3, 0.5)
 
 
 @pytest.mark.parametrize("command", [
     ("run", "busybox", "sleep", "1000"),
     ("run", "-d", "busybox", "sleep", "1000"),
+    ("run", "-p", "80", "busybox", "sleep", "1000"),
+    ("run", "-d", "-p", "80", "busybox", "sleep", "1000"),
     ("create", "busybox", "true"),
 ])
 def test_cli_killed_at_any_moment(md, images, cleanup_all, command):
@@ -240,6 +243,12 @@ def repair_then_remove_all(md) -> None:
     assert check(md).returncode == 0
     for cid in all_ids(md):
         md.run("rm", "-f", cid, check=True)
+    bridge = Path("/run/minidock-network/bridge.json")
+    if bridge.exists():  # the bridge holds nothing for containers that are gone
+        doc = json.loads(bridge.read_text())
+        assert not doc.get("leases") and not doc.get("ports"), doc
+    assert not [n for n in os.listdir("/run/netns") if n.startswith("md-")] \
+        if os.path.isdir("/run/netns") else True
 
 
 def test_pause_and_unpause_killed_at_any_moment(md, detached):

@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.
 
 
 def leases(md) -> dict[str, str]:
-    path = Path(md.root, "network", "bridge.json")
+    """The bridge's leases (the host's: one bridge whatever the root)."""
+    path = Path("/run/minidock-network/bridge.json")
     return json.loads(path.read_text()).get("leases", {}) if path.exists() else {}
 
 
@@ -77,7 +78,7 @@ def test_a_container_on_the_bridge_gets_eth0_a_route_and_its_hosts_line(md, imag
                "hostname", check=True)
     lines = r.stdout.splitlines()
     addr = ipaddress.IPv4Interface(lines[0].split()[3])
-    bridge = json.loads(Path(md.root, "network", "bridge.json").read_text())
+    bridge = json.loads(Path("/run/minidock-network/bridge.json").read_text())
     assert addr.network == ipaddress.IPv4Network(bridge["subnet"])
     assert f"default via {bridge['gateway']} dev eth0" in r.stdout
     mac = "02:42:" + ":".join(f"{b:02x}" for b in addr.ip.packed)
@@ -158,29 +159,109 @@ def test_apt_get_update_works_through_the_bridge_s_nat(md, images):
     assert "Reading package lists" in r.stdout
 
 
-def test_system_check_frees_the_lease_of_a_run_killed_in_its_setup(md, images):
-    """A lease whose container does not run (the CLI killed between the lease and the veth)
-    is found and given back; a running container's lease is left alone."""
-    from minidock.net import ipam
-    from minidock.paths import Paths
-
-    keep = md.run("run", "-d", "--network", "bridge", "busybox", "sleep", "100",
-                  check=True).stdout.strip()
+def test_system_check_mends_what_a_killed_run_left_on_the_bridge(md, images):
+    """A CLI killed -9 while its container runs: recording the exit gives back the lease and
+    the published port and removes the /run/netns entry (which held the netns, so the veth).
+    What a run killed between its network steps and its record would leave (a lease, a netns
+    entry, a veth of a container that does not run) is found and removed too; a lease of a
+    container this root does not know is reported and left alone."""
+    port = free_port()
+    p = subprocess.Popen(md.argv("run", "-p", f"{port}:80", "busybox", "sleep", "1000"),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     try:
-        ghost = "ab" * 32
-        with ipam.Leases(Paths(md.root, md.run_root)) as held:
-            subnet, gateway = held.subnet([], None)
-            held.lease(ghost, subnet, gateway)
-            held.save()
-        r = md.run("system", "check")
-        assert r.returncode == 1 and "LEASE" in r.stdout and ghost[:12] in r.stdout
-        assert keep[:12] not in r.stdout
-        assert md.run("system", "check", "--repair").returncode == 0
-        assert list(leases(md)) == [keep]
-        assert md.run("system", "check").returncode == 0
+        assert helpers.wait_for(lambda: md.run("ps", "-q").stdout.strip() != "", 20)
+        cid = md.run("ps", "-q", "--no-trunc").stdout.strip()
+        entry = f"/run/netns/md-{cid[:12]}"
+        assert helpers.wait_for(lambda: os.path.exists(entry), 10)
     finally:
-        md.run("rm", "-f", keep)
-    assert leases(md) == {}
+        p.kill()
+        p.wait()
+    assert cid in leases(md) and "dnat to" in published_ports()
+    assert f"md{cid[:10]}" in os.listdir("/sys/class/net")  # held by the netns entry
+    r = md.run("system", "check")
+    assert r.returncode == 1 and "CONTAINER" in r.stdout
+    assert md.run("system", "check", "--repair").returncode == 0
+    assert not os.path.exists(entry) and not md_links()
+    assert cid not in leases(md) and "dnat to" not in published_ports()
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))
+
+    from minidock.net import ipam, netns
+
+    stranger = "cd" * 32
+    with ipam.Leases() as held:  # as a run killed after its lease, before its record
+        subnet, gateway = held.subnet([], None)
+        held.lease(cid, subnet, gateway)
+        held.lease(stranger, subnet, gateway)
+        held.save()
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "100"])
+    try:
+        assert helpers.wait_for(lambda: os.readlink(f"/proc/{holder.pid}/ns/net")
+                                != os.readlink("/proc/self/ns/net"), 10)
+        netns.publish(cid, holder.pid)
+        subprocess.run(["ip", "link", "add", f"md{cid[:10]}", "type", "veth", "peer", "name",
+                        f"mdp{cid[:9]}"], check=True)
+        r = md.run("system", "check")
+        assert r.returncode == 1
+        for kind in ("LEASE", "NETNS", "LINK"):
+            assert any(line.startswith(kind) and cid[:10] in line
+                       for line in r.stdout.splitlines()), (kind, r.stdout)
+        assert f"{stranger[:12]}, which does not run (not a container of this root" in r.stdout
+        md.run("system", "check", "--repair")
+        assert not os.path.exists(entry) and not md_links()
+        assert list(leases(md)) == [stranger]
+        r = md.run("system", "check")
+        assert r.returncode == 1 and stranger[:12] in r.stdout and cid[:10] not in r.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+        netns.unpublish(cid)
+        subprocess.run(["ip", "link", "del", f"md{cid[:10]}"], capture_output=True)
+        with ipam.Leases() as held:
+            held.release(stranger)
+            held.release(cid)
+            held.save()
+        md.run("rm", "-f", cid)
+    assert md.run("system", "check").returncode == 0
+
+
+def test_a_firewall_reload_is_seen_and_repaired_and_the_next_run_restores_it(md, images):
+    port = free_port()
+    c = md.run("run", "-d", "-p", f"{port}:80", "busybox", *SERVE, check=True).stdout.strip()
+    try:
+        assert helpers.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 10)
+        # what `nft flush ruleset` or a firewalld reload does to minidock, without touching
+        # anyone else's rules on this host
+        subprocess.run(["nft", "delete", "table", "ip", "minidock"], check=True)
+        assert not _answers(f"http://{host_address()}:{port}/")
+        r = md.run("system", "check")
+        assert r.returncode == 1 and "FIREWALL" in r.stdout, r.stdout
+        assert md.run("system", "check", "--repair").returncode == 0
+        assert _answers(f"http://{host_address()}:{port}/")
+        assert md.run("system", "check").returncode == 0
+        subprocess.run(["nft", "delete", "table", "ip", "minidock"], check=True)
+        md.run("run", "--rm", "busybox", "true", check=True)  # the next run puts it back
+        assert _answers(f"http://{host_address()}:{port}/")
+    finally:
+        md.run("rm", "-f", c)
+
+
+def test_a_running_container_s_netns_is_in_ip_netns(md, images):
+    c = md.run("run", "-d", "busybox", "sleep", "100", check=True).stdout.strip()
+    try:
+        name = f"md-{c[:12]}"
+        assert name in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                      text=True).stdout
+        ip = md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}} "
+                    "{{.NetworkSettings.SandboxKey}}", c, check=True).stdout.split()
+        assert ip[1] == f"/run/netns/{name}"
+        inside = subprocess.run(["ip", "netns", "exec", name, "ip", "-4", "-o", "addr", "show",
+                                 "eth0"], capture_output=True, text=True, check=True).stdout
+        assert f"inet {ip[0]}/" in inside
+    finally:
+        md.run("rm", "-f", c)
+    assert not os.path.exists(f"/run/netns/md-{c[:12]}")
 
 
 def test_the_default_network_is_the_bridge_as_dockers(md, images):

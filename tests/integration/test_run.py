@@ -124,11 +124,11 @@ def test_namespaces_differ_from_host(md, images):
 
 
 def test_network_none_has_only_loopback_up(md, images):
-    r = run(md, "busybox", "ip", "-o", "link")
+    r = run(md, "--network", "none", "busybox", "ip", "-o", "link")
     links = [ln.split(":")[1].strip() for ln in r.stdout.splitlines()]
     assert links == ["lo"]
     assert "UP" in r.stdout
-    r = run(md, "busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1")
+    r = run(md, "--network", "none", "busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -19,9 +19,13 @@ compared with what should exist:
     <run-root>/attach/<id>.sock          its container is live            remove
     locks/<id>.lock, .monitor            the container exists            remove
     layer debris, unused layers          a pull/load/commit runs          remove (ImageStore.stale)
+    a bridge lease, /run/netns/md-<id>,  its container is live            give back, unmount,
+      a veth md<10 hex>                                                   delete the link
+    nft table ip minidock as it should   containers use the bridge        apply it again
 
 A cgroup under /minidock whose id this root does not know may belong to another ``--root``:
-it is reported, and removed only when empty (and not brand new).
+it is reported, and removed only when empty (and not brand new). The same goes for the
+bridge's leases, netns entries and veths: the host's, reported, never repaired.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ FRESH_CGROUP_SECONDS = 30.0
 
 @record
 class Finding:
-    kind: str  # CONTAINER, MOUNT, CGROUP, STATE, BUNDLE, SOCKET, LOCK, LAYER
+    kind: str  # CONTAINER, MOUNT, CGROUP, STATE, BUNDLE, SOCKET, LOCK, LAYER, LEASE, NETNS,
+    #            LINK, FIREWALL
     path: str
     problem: str
     fix: Callable[[], object] | None = None  # None: reported, not repaired
@@ -389,28 +394,62 @@ def _check_rw_layers(paths: Paths, records: dict[str, ct.Container | None],
     return found
 
 
-def _check_leases(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
-    """Bridge addresses leased to containers that do not run (a run killed during its
-    network setup)."""
-    from minidock.net.ipam import Leases  # no netlink: ipam reads the leases file only
+def _check_network(paths: Paths, records: dict[str, ct.Container | None]) -> list[Finding]:
+    """What the bridge holds for containers that do not run (a run killed during its
+    network setup or before its release), and minidock's nft table if a firewall reload
+    removed it while containers use the bridge. The bridge is the host's: what belongs to a
+    container this root does not know (another --root's) is reported, never repaired."""
+    from minidock import net  # no netlink unless a link has to go
+    from minidock.net import firewall, ipam, links, netns
 
-    with Leases(paths) as held:
-        leases = dict(held.leases)
+    def running(cid_or_prefix: str) -> str | None:
+        """The id this root knows for it, if that container does not run ("" if it does)."""
+        for cid, c in records.items():
+            if cid.startswith(cid_or_prefix):
+                live = (c is not None and c.state.running) or _live(paths, cid)
+                return "" if live else cid
+        return None
+
     found = []
+    with ipam.Leases() as held:
+        leases = dict(held.leases)
+        forwards = held.forwards()
+        subnet = held.subnet([], None)[0] if held.has_subnet() else None
     for cid, ip in sorted(leases.items()):
-        c = records.get(cid)
-        if (c is not None and c.state.running) or _live(paths, cid):
+        mine = running(cid)
+        if mine == "":
             continue
-        found.append(Finding("LEASE", f"{held.path}: {ip}",
-                             f"address lease of container {cid[:12]}, which does not run",
-                             partial(_release_lease, paths, cid), cid))
+        found.append(Finding(
+            "LEASE", f"{held.path}: {ip}",
+            f"address lease of container {cid[:12]}, which does not run"
+            + ("" if mine else " (not a container of this root: left alone)"),
+            partial(net.release, cid) if mine else None, cid if mine else ""))
+    for short in netns.entries():
+        mine = running(short)
+        if mine == "":
+            continue
+        found.append(Finding(
+            "NETNS", netns.path_of(short),
+            f"network namespace entry of container {short}, which does not run"
+            + ("" if mine else " (not a container of this root: left alone)"),
+            partial(netns.unpublish, short) if mine else None, mine or ""))
+    for name in links.container_links():
+        mine = running(name[2:])
+        if mine == "":
+            continue
+        found.append(Finding(
+            "LINK", f"/sys/class/net/{name}",
+            f"veth of container {name[2:]}, which does not run"
+            + ("" if mine else " (not a container of this root: left alone)"),
+            partial(links.remove_link, name) if mine else None, mine or ""))
+    live = [cid for cid in leases if running(cid) == ""]
+    if live and subnet is not None and not firewall.present(ipam.BRIDGE, str(subnet), forwards):
+        found.append(Finding(
+            "FIREWALL", f"nft table ip {firewall.TABLE}",
+            f"missing or changed (a firewall reload, `nft flush ruleset`?) while {len(live)} "
+            "container(s) use the bridge: no NAT, no published ports",
+            net.restore_firewall))
     return found
-
-
-def _release_lease(paths: Paths, cid: str) -> None:
-    from minidock import net
-
-    net.release(paths, cid)
 
 
 def _check_layers(paths: Paths) -> list[Finding]:
@@ -433,7 +472,7 @@ def check(paths: Paths) -> list[Finding]:
         found += _check_cgroups(paths, records)
         found += _check_run_root(paths, records)
         found += _check_rw_layers(paths, records, creating)
-        found += _check_leases(paths, records)
+        found += _check_network(paths, records)
         found += _check_layers(paths)
     finally:
         if creating_lock is not None:

@@ -112,7 +112,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         from minidock import net
 
         trace.note("put the container on the default bridge, before its command starts")
-        undo.callback(net.release, paths, c.id)
+        undo.callback(net.release, c.id)
         forwards = reservation.forwards if reservation is not None else []
         try:
             c.endpoint = setup.attach(c.id, st.pid, forwards)
@@ -213,7 +213,7 @@ def run(paths: Paths, opts: CreateOptions) -> int:
     if opts.network in BRIDGE_MODES:
         from minidock import net
 
-        setup = net.begin(paths)  # the bridge gets ready while the container is created
+        setup = net.begin()  # the bridge gets ready while the container is created
     try:
         c = creation.create(paths, opts)
     except BaseException:
@@ -370,7 +370,7 @@ def _begin_network(paths: Paths, c: Container, undo: ExitStack, setup: Any
     from minidock import net
 
     if setup is None:
-        setup = net.begin(paths)
+        setup = net.begin()
     undo.callback(setup.abandon)
     endpoint_id = os.urandom(32).hex()
     reservation = None
@@ -383,7 +383,7 @@ def _begin_network(paths: Paths, c: Container, undo: ExitStack, setup: Any
         reservation = ports.Reservation()
         undo.callback(reservation.close)
         try:
-            reservation.take(wants, f"{c.name} ({endpoint_id})", ipam.holder_reader(paths))
+            reservation.take(wants, f"{c.name} ({endpoint_id})", ipam.holder_reader())
         except MinidockError as e:
             _record_failed_start(paths, c, e, code=128)
             raise

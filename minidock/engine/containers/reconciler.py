@@ -167,7 +167,7 @@ def release(paths: Paths, cid: str) -> None:
     if _on_bridge(paths, cid):
         from minidock import net  # loaded only for a container on the bridge
 
-        net.release(paths, cid)
+        net.release(cid)
     store.image_store(paths).unmount_rw_layer(cid)
     shutil.rmtree(store.bundle_dir(paths, cid), ignore_errors=True)
     for path in (store.attach_socket(paths, cid), store.exit_file(paths, cid)):
