@@ -4,8 +4,9 @@
 # bookworm, cgroup_no_v1=all) and runs pytest there as root.  Exits with pytest's status (125: the
 # guest did not boot).
 #
-#   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: the cgroup, run and tty tests and
-#                                                the freezer/stats ones of test_detached
+#   scripts/test-cgroup-v2.sh [PYTEST ARGS...]    default: the cgroup, run and tty tests, the
+#                                                freezer/stats ones of test_detached and the
+#                                                bridge's basics (every run goes on it)
 #
 # Env: MINIDOCK_V2GUEST_CACHE  the guest image (default /var/cache/minidock/v2guest); built on
 #                              first use and whenever its recipe changed (root, network, ~30 s),
@@ -37,6 +38,8 @@ fi
   "tests/integration/test_detached.py::test_stats_no_stream_reads_the_cgroup" \
   "tests/integration/test_commit.py::test_commit_freezes_a_running_container_while_it_reads_its_layer" \
   "tests/integration/test_build.py::test_a_rebuild_hits_the_cache_and_a_changed_source_misses" \
+  "tests/integration/test_net.py::test_the_default_network_is_the_bridge_as_dockers" \
+  "tests/integration/test_net.py::test_containers_reach_each_other_and_the_host" \
   tests/integration/test_tty.py
 
 [ "$(id -u)" = 0 ] || { echo "$0: must run as root (the guest image is built as root)" >&2; exit 2; }
@@ -68,7 +71,8 @@ host = "%d.%d" % sys.version_info[:2]
 if host != guest:
     print(f"+ host Python {host} is not the guest's {guest}: lending no modules", file=sys.stderr)
     sys.exit(0)
-for name in ("_cffi_backend", "click", "prctl", "_prctl", "pexpect", "ptyprocess", "zstandard"):
+for name in ("_cffi_backend", "click", "prctl", "_prctl", "pexpect", "ptyprocess", "zstandard",
+             "pyroute2"):
     try:
         mod = importlib.import_module(name)
     except ImportError:

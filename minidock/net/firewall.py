@@ -17,6 +17,20 @@ transaction (add, delete, add: idempotent, nobody else's rules touched)::
 The transaction goes through libnftables (the C library nft itself uses, loaded in-process:
 ~1 ms) and falls back to the ``nft`` program where the library is missing. IPv4 forwarding
 is switched on (net.ipv4.ip_forward), as Docker does.
+
+Next to Docker: dockerd sets iptables' FORWARD policy to DROP. A packet is forwarded only if
+every base chain on the hook lets it pass, so minidock's accept is not enough: the bridge's
+traffic would die in iptables' FORWARD. dockerd jumps first to a chain kept for its users,
+DOCKER-USER, and leaves it alone; minidock puts the same three accepts there (commented
+``minidock``) whenever the chain exists without them::
+
+    -i minidock0 -j ACCEPT                                    what the containers send
+    -o minidock0 -m conntrack --ctstate RELATED,ESTABLISHED   the replies to it
+    -o minidock0 -m conntrack --ctstate DNAT -j ACCEPT        what a published port lets in
+
+through the ``iptables`` of the backend dockerd's chain lives in (nft or legacy). Looking
+costs one libnftables listing (or a read of /proc/net/ip_tables_names); iptables runs only
+when rules are missing.
 """
 
 from __future__ import annotations
@@ -100,6 +114,69 @@ def apply(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> None:
         if f.read().strip() != "1":
             f.seek(0)
             f.write("1")
+    docker_user(bridge)
+
+
+MARK = "minidock"
+
+
+def docker_user_rules(bridge: str) -> list[list[str]]:
+    """The accepts minidock keeps in DOCKER-USER (iptables arguments after the chain)."""
+    tail = ["-m", "comment", "--comment", MARK, "-j", "ACCEPT"]
+    return [["-i", bridge, *tail],
+            ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *tail],
+            ["-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", *tail]]
+
+
+def _docker_user_state(bridge: str) -> tuple[str, bool] | None:
+    """(the iptables program of the backend holding DOCKER-USER, whether minidock's accepts
+    are there), or None when there is no DOCKER-USER chain."""
+    try:
+        listed = linux.nft_run("list chain ip filter DOCKER-USER\n")
+    except OSError:
+        listed = ""  # no such chain in nftables (iptables-nft keeps its chains there)
+    if listed:  # (nft does not show iptables' comments: the rules are matched by shape)
+        lines = {" ".join(line.split()) for line in listed.splitlines()}
+        shapes = (f'iifname "{bridge}" counter', f'oifname "{bridge}" ct state related,established',
+                  f'oifname "{bridge}" ct status dnat')
+        return "iptables-nft", all(any(line.startswith(shape) for line in lines)
+                                   for shape in shapes)
+    try:
+        with open("/proc/net/ip_tables_names") as f:
+            legacy = "filter" in f.read().split()
+    except OSError:
+        legacy = False
+    if not legacy:
+        return None
+    r = subprocess.run(["iptables-legacy", "-S", "DOCKER-USER"], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        return None
+    return "iptables-legacy", f"--comment {MARK}" in r.stdout
+
+
+def docker_user(bridge: str) -> bool:
+    """Put minidock's accepts in Docker's DOCKER-USER chain if it exists without them;
+    whether anything was added."""
+    state = _docker_user_state(bridge)
+    if state is None or state[1]:
+        return False
+    program = state[0]
+    trace.note(f"Docker's DOCKER-USER chain exists ({program}): dockerd's FORWARD policy "
+               f"DROP would drop {bridge}'s traffic; adding minidock's accepts")
+    for rule in reversed(docker_user_rules(bridge)):
+        r = subprocess.run([program, "-w", "-I", "DOCKER-USER", *rule], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise MinidockError(f"{program} -I DOCKER-USER {' '.join(rule)}: "
+                                f"{r.stderr.strip()}")
+    return True
+
+
+def docker_user_present(bridge: str) -> bool:
+    """Whether DOCKER-USER, if it exists, holds minidock's accepts."""
+    state = _docker_user_state(bridge)
+    return state is None or state[1]
 
 
 def _nft_program(text: str) -> None:
@@ -127,8 +204,9 @@ def _listing() -> str:
 
 def present(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> bool:
     """Whether the table holds what it should (a firewall reload or ``nft flush ruleset``
-    removes it)."""
-    return _canonical(_listing()) == _canonical(ruleset(bridge, subnet, forwards))
+    removes it), and DOCKER-USER, if there is one, minidock's accepts."""
+    return (_canonical(_listing()) == _canonical(ruleset(bridge, subnet, forwards))
+            and docker_user_present(bridge))
 
 
 def _canonical(text: str) -> list[str]:

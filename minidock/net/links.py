@@ -14,7 +14,6 @@ Every request is one traced step (``--trace`` shows it with its reason).
 
 from __future__ import annotations
 
-import os
 import socket
 
 from minidock.linux import trace
@@ -137,9 +136,10 @@ class Netlink:
                   why="a virtual cable: one end on the bridge, the other the container's eth0")
         # a container reaching its own published port (host address -> DNAT -> itself):
         # the bridge must send the frame back out of the port it came in through
-        trace.step(f"write /sys/class/net/{host_name}/brport/hairpin_mode = 1",
-                   lambda: _write(f"/sys/class/net/{host_name}/brport/hairpin_mode", "1"),
-                   "hairpin: a container may reach itself through its published port")
+        host_idx = self.index(host_name)
+        self.call(f"RTM_NEWLINK {host_name} bridge port hairpin on", "brport", "set",
+                  index=host_idx, mode=1,
+                  why="hairpin: a container may reach itself through its published port")
 
     def configure_eth0(self, ip: str, prefix: int, gateway: str) -> None:
         """From inside the container's netns: eth0's address, up, the default route."""
@@ -175,9 +175,11 @@ def _write(path: str, value: str) -> None:
 
 
 def container_links() -> list[str]:
-    """The host's container veths (md<10 hex>), from sysfs: no netlink needed."""
+    """The container veths (md<10 hex>) of this netns, from /proc/self/net/dev (sysfs would
+    show the netns of whoever mounted it): no netlink needed."""
     try:
-        names = os.listdir("/sys/class/net")
+        with open("/proc/self/net/dev") as f:
+            names = [line.split(":", 1)[0].strip() for line in f.readlines()[2:]]
     except OSError:
         return []
     return sorted(n for n in names if len(n) == 12 and n.startswith("md")

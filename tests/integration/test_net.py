@@ -393,3 +393,79 @@ def test_a_bad_port_is_one_line_and_125(md, images, spec, message):
     r = md.run("run", "--rm", "-p", spec, "busybox", "true")
     assert (r.returncode, r.stderr.strip()) == (125, message)
     assert md.run("ps", "-aq").stdout.strip() == ""
+
+
+@pytest.fixture
+def docker_like_netns():
+    """A private netns set up as dockerd leaves a host's iptables (FORWARD policy DROP, a
+    jump to DOCKER-USER first, DOCKER-USER ending in RETURN), linked by a veth to a second
+    netns playing the outside world (10.99.0.2, an HTTP server). Both go at the end, with
+    everything minidock made in the first (its bridge, table, rules)."""
+    ns, out = "mdref-dockerish", "mdref-outside"
+    for name in (ns, out):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    server = None
+    try:
+        def sh(where: str, *argv: str) -> None:
+            subprocess.run(["ip", "netns", "exec", where, *argv], check=True)
+
+        subprocess.run(["ip", "link", "add", "mdrefa", "netns", ns, "type", "veth", "peer",
+                        "name", "mdrefb", "netns", out], check=True)
+        for where, dev, addr in ((ns, "mdrefa", "10.99.0.1/24"), (out, "mdrefb", "10.99.0.2/24")):
+            sh(where, "ip", "link", "set", "lo", "up")
+            sh(where, "ip", "addr", "add", addr, "dev", dev)
+            sh(where, "ip", "link", "set", dev, "up")
+        # what dockerd does to the filter table (moby: iptables.go, setupIPChains)
+        sh(ns, "iptables", "-w", "-N", "DOCKER-USER")
+        sh(ns, "iptables", "-w", "-A", "DOCKER-USER", "-j", "RETURN")
+        sh(ns, "iptables", "-w", "-I", "FORWARD", "-j", "DOCKER-USER")
+        sh(ns, "iptables", "-w", "-P", "FORWARD", "DROP")
+        server = subprocess.Popen(["ip", "netns", "exec", out, "python3", "-m", "http.server",
+                                   "8000", "--bind", "10.99.0.2"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        yield ns, out
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        for name in (ns, out):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_next_to_dockers_forward_drop_the_bridge_still_forwards(md, images,
+                                                                docker_like_netns):
+    """The pitfall podman, LXD and libvirt meet next to Docker: minidock's accepts land in
+    DOCKER-USER, so containers reach the outside and the outside reaches a published port;
+    rules someone removed are a FIREWALL finding that --repair (or the next run) restores.
+    (scripts/check-docker-coexistence does the same next to a real dockerd.)"""
+    ns, out = docker_like_netns
+
+    def inside(*args: str, **kw):
+        return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", *md.argv(*args)],
+                              capture_output=True, text=True, **kw)
+
+    r = inside("run", "--rm", "busybox", "wget", "-qO-", "http://10.99.0.2:8000/", timeout=60)
+    assert r.returncode == 0 and "Directory listing" in r.stdout, r.stderr
+    rules = subprocess.run(["ip", "netns", "exec", ns, "iptables", "-S", "DOCKER-USER"],
+                           capture_output=True, text=True, check=True).stdout
+    assert rules.count('--comment minidock -j ACCEPT') == 3, rules
+    c = inside("run", "-d", "-p", "8080:80", "busybox", *SERVE, check=True).stdout.strip()
+    try:
+        def outside_gets() -> bool:
+            try:  # (busybox wget's own -T crashes: the timeout is the caller's)
+                return subprocess.run(["ip", "netns", "exec", out, "busybox", "wget", "-qO-",
+                                       "http://10.99.0.1:8080/"], capture_output=True,
+                                      text=True, timeout=5).stdout.startswith("hello from")
+            except subprocess.TimeoutExpired:
+                return False
+
+        assert helpers.wait_for(outside_gets, 10)
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-w", "-F", "DOCKER-USER"],
+                       check=True)  # a docker restart with a flush, an admin's cleanup...
+        assert not outside_gets()
+        r = inside("system", "check")
+        assert r.returncode == 1 and "FIREWALL" in r.stdout, r.stdout
+        assert inside("system", "check", "--repair").returncode == 0
+        assert outside_gets()
+    finally:
+        inside("rm", "-f", c)
