@@ -143,9 +143,11 @@ def _serve(req_r: int, reply_w: int) -> None:  # pragma: no cover - forked
 
     with links.Netlink() as nl:
         with ipam.Leases() as leases:
-            if not leases.has_subnet():
-                leases.subnet([ipam.Network(r, strict=False) for r in nl.routes()],
-                              load_engine_config().bip or None)
+            # while no container holds an address, the subnet follows the settings' "bip" and
+            # the host's routes (not the bridge's own) as they are now
+            if not leases.leases and leases.choose(
+                    [ipam.Network(r, strict=False) for r in nl.routes(but=ipam.BRIDGE)],
+                    load_engine_config().bip or None):
                 leases.save()
             subnet, gateway = leases.subnet([], None)
             network_id = leases.network_id()

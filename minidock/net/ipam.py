@@ -150,9 +150,15 @@ class Leases:
     def subnet(self, routes: Iterable[Network], bip: str | None) -> tuple[Network, Address]:
         """The bridge's subnet and gateway: as recorded, else chosen now and recorded."""
         if "subnet" not in self.doc:
-            net, gw = pick_subnet(routes, bip)
-            self.doc.update({"name": BRIDGE, "subnet": str(net), "gateway": str(gw)})
+            self.choose(routes, bip)
         return ipaddress.IPv4Network(self.doc["subnet"]), ipaddress.IPv4Address(self.doc["gateway"])
+
+    def choose(self, routes: Iterable[Network], bip: str | None) -> bool:
+        """Choose the subnet again (nobody holds an address in it); whether it changed."""
+        net, gw = pick_subnet(routes, bip)
+        before = (self.doc.get("subnet"), self.doc.get("gateway"))
+        self.doc.update({"name": BRIDGE, "subnet": str(net), "gateway": str(gw)})
+        return before != (str(net), str(gw))
 
     def lease(self, cid: str, subnet: Network, gateway: Address) -> Address:
         if cid in self.leases:

@@ -88,14 +88,16 @@ class Netlink:
         found = self.ipr.link_lookup(ifname=name)
         return int(found[0]) if found else None
 
-    def routes(self) -> list[str]:
-        """The host's IPv4 routes of the main table, as CIDR strings."""
+    def routes(self, but: str = "") -> list[str]:
+        """The host's IPv4 routes of the main table, as CIDR strings; not those through the
+        link ``but`` (the bridge's own, when it is there already)."""
+        skip = self.index(but) if but else None
         out = []
         for route in self.call("RTM_GETROUTE ipv4 main table", "get_routes",
                                family=socket.AF_INET, table=254,
                                why="a bridge subnet must overlap none of them"):
             dst = route.get_attr("RTA_DST")
-            if dst:
+            if dst and (skip is None or route.get_attr("RTA_OIF") != skip):
                 out.append(f"{dst}/{route['dst_len']}")
         return out
 
@@ -113,8 +115,15 @@ class Netlink:
                       kind="bridge", why="the switch every container's veth plugs into")
             idx = self.index(name)
             assert idx is not None
-        have = {a.get_attr("IFA_ADDRESS")
-                for a in self.ipr.get_addr(index=idx, family=socket.AF_INET)}
+        have = set()
+        for a in self.ipr.get_addr(index=idx, family=socket.AF_INET):
+            address, length = a.get_attr("IFA_ADDRESS"), a["prefixlen"]
+            if (address, length) == (gateway, prefix):
+                have.add(address)
+                continue
+            self.call(f"RTM_DELADDR {address}/{length} dev {name}", "addr", "del", index=idx,
+                      address=address, prefixlen=length,
+                      why="not the gateway of the bridge's subnet (chosen anew since)")
         if gateway not in have:
             self.call(f"RTM_NEWADDR {gateway}/{prefix} dev {name}", "addr", "add", index=idx,
                       address=gateway, prefixlen=prefix, why="the containers' gateway")

@@ -469,3 +469,28 @@ def test_next_to_dockers_forward_drop_the_bridge_still_forwards(md, images,
         assert outside_gets()
     finally:
         inside("rm", "-f", c)
+
+
+def test_bip_takes_effect_while_nothing_runs_on_the_bridge(md, images, tmp_path):
+    """The settings' "bip" is read when no container holds an address: the bridge then gets
+    that gateway alone (the old one goes), the table masquerades that subnet; without it the
+    subnet is a default pool again (the bridge's own route does not count as taken)."""
+    (tmp_path / "config.json").write_text('{"bip": "10.123.0.1/24"}')
+    r = md.run("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+               env={"MINIDOCK_CONFIG_DIR": str(tmp_path)}, check=True)
+    assert "inet 10.123.0.2/24" in r.stdout
+
+    def bridge_addresses() -> list[str]:
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show", "minidock0"],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.split()[3] for line in out.splitlines()]
+
+    assert bridge_addresses() == ["10.123.0.1/24"]
+    table = subprocess.run(["nft", "list", "table", "ip", "minidock"], capture_output=True,
+                           text=True).stdout
+    assert "ip saddr 10.123.0.0/24" in table and "172." not in table
+    r = md.run("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0", check=True)
+    gateway = bridge_addresses()
+    assert len(gateway) == 1 and gateway[0] != "10.123.0.1/24"
+    assert ipaddress.IPv4Interface(r.stdout.split()[3]).network == \
+        ipaddress.IPv4Interface(gateway[0]).network
