@@ -37,9 +37,12 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("-h", "--hostname", help="Container host name."),
         click.option("--network", "--net", default="default", show_default=True,
                      help="Connect a container to a network: default (= bridge: minidock0, "
-                          "NAT to the outside), bridge, host or none."),
+                          "NAT to the outside), bridge, host, none or a user network."),
         click.option("--rm", is_flag=True,
                      help="Automatically remove the container when it exits."),
+        click.option("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user network."),
+        click.option("--network-alias", multiple=True,
+                     help="Add network-scoped alias for the container (user networks)."),
         click.option("-p", "--publish", multiple=True,
                      help="Publish a container's port(s) to the host: "
                           "[ip:][hostPort:]containerPort[/tcp|udp], ranges as 8000-8010."),

@@ -63,11 +63,12 @@ COMMANDS: dict[str, str] = {
     "top": "observe:top",
     "stats": "observe:stats",
     "port": "observe:port",
+    "network": "network:network",
 }
 
 
 #: commands whose second word is a command of its own
-GROUPS = ("container", "image", "system", "runtime")
+GROUPS = ("container", "image", "system", "runtime", "network")
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

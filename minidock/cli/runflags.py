@@ -39,6 +39,8 @@ _RUN_FLAGS = flag_table((
     (("--entrypoint",), "entrypoint", True, False),
     (("-h", "--hostname"), "hostname", True, False),
     (("--network", "--net"), "network", True, False),
+    (("--ip",), "ip", True, False),
+    (("--network-alias",), "network_alias", True, True),
     (("--rm",), "rm", False, False),
     (("-p", "--publish"), "publish", True, True),
     (("-P", "--publish-all"), "publish_all", False, False),
@@ -54,6 +56,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
     "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "default",
     "rm": False, "publish": (), "publish_all": False, "expose": (), "security_opt": (),
+    "ip": None, "network_alias": (),
     "label": (), "runtime": None, "detach": False, "trace_": False,
 }
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
@@ -179,7 +182,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    hostname: str | None, network: str, rm: bool,
                    security_opt: tuple[str, ...], label: tuple[str, ...] = (),
                    runtime: str | None = None, publish: tuple[str, ...] = (),
-                   publish_all: bool = False, expose: tuple[str, ...] = ()) -> Any:
+                   publish_all: bool = False, expose: tuple[str, ...] = (),
+                   ip: str | None = None, network_alias: tuple[str, ...] = ()) -> Any:
     """The engine's CreateOptions from run/create flags."""
     from minidock.engine import containers as engine
     from minidock.engine.spec import ProcessOptions, seccomp
@@ -196,7 +200,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
             stdin_open=interactive, security_opt=opts),
         name=name, hostname=hostname, network=network, auto_remove=rm,
         labels=dict(item.partition("=")[::2] for item in label), runtime=runtime,
-        publish=list(publish), publish_all=publish_all, expose=list(expose))
+        publish=list(publish), publish_all=publish_all, expose=list(expose), ip=ip,
+        aliases=list(network_alias))
 
 
 def check_tty(attach_stdin: bool, tty: bool) -> None:

@@ -21,28 +21,40 @@ from __future__ import annotations
 from minidock.net import ipam, netns
 from minidock.net.helper import Setup, veth_name
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["Setup", "begin", "release", "restore_firewall", "veth_name"]
 
 
-def begin() -> Setup:
-    return Setup()
+def begin(network: dict[str, Any] | None = None) -> Setup:
+    """The helper for a container going on ``network`` (a user network's bridge, subnet,
+    gateway; None: the default bridge)."""
+    return Setup(network)
 
 
 def release(cid: str) -> None:
-    """The run of ``cid`` ended: its /run/netns entry goes, its address and published ports
-    go back."""
+    """The run of ``cid`` ended: its /run/netns entry goes, its address, published ports and
+    names go back (the other members' /etc/hosts forget it)."""
     netns.unpublish(cid)
-    with ipam.Leases() as leases:
-        ip = leases.leases.get(cid)
-        published = [f for f in leases.forwards() if f.ip == ip] if ip else []
-        if not leases.release(cid):
+    with ipam.Leases() as default:
+        states = [default, *default.others()]
+        touched = [st for st in states if cid in st.leases or cid in st.members
+                   or cid in (st.doc.get("ports") or {})]
+        if not touched:
             return
-        leases.save()
-        if published and leases.has_subnet():
+        published = [f for st in touched for f in st.forwards() if f.ip == st.leases.get(cid)]
+        for st in touched:
+            st.release(cid)
+            st.save()
+        from minidock.net import names
+
+        names.refresh(st for st in touched if st.bridge != ipam.BRIDGE)
+        if published:
             from minidock.net import firewall
 
-            subnet, _ = leases.subnet([], None)
-            firewall.apply(ipam.BRIDGE, str(subnet), leases.forwards())
+            firewall.apply(*firewall.of(states))
     if published:
         from minidock.net import conntrack
 
@@ -50,11 +62,9 @@ def release(cid: str) -> None:
 
 
 def restore_firewall() -> None:
-    """Apply minidock's nft table again, as the leases say it should be (after a firewall
-    reload took it away)."""
+    """Apply minidock's nft table again, as the bridges' files say it should be (after a
+    firewall reload took it away)."""
     from minidock.net import firewall
 
-    with ipam.Leases() as leases:
-        if leases.has_subnet():
-            subnet, _ = leases.subnet([], None)
-            firewall.apply(ipam.BRIDGE, str(subnet), leases.forwards())
+    with ipam.Leases() as default:
+        firewall.apply(*firewall.of([default, *default.others()]))

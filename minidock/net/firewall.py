@@ -7,12 +7,16 @@ transaction (add, delete, add: idempotent, nobody else's rules touched)::
         chain prerouting {    to a local address of the host? -> the ports chain
         chain output {        the same for the host's own connections (127.0.0.1 too)
         chain ports {         one DNAT per published port: [ip daddr H] tcp dport P dnat to C:p
-        chain postrouting {   masquerade what the bridge's subnet sends elsewhere; what reaches
-                              a container through a published port from 127.0.0.1 or from a
-                              container of the bridge itself (hairpin) is masqueraded too
-        chain forward {       accept what comes from the bridge, the replies to it, and what
-                              a published port sends to it
+        chain postrouting {   masquerade what each bridge's subnet sends elsewhere; what
+                              reaches a container through a published port from 127.0.0.1 or
+                              from a container of the bridge itself (hairpin) is masqueraded
+        chain forward {       drop between two bridges (networks are isolated) and across an
+                              --internal network's edge; accept what comes from a bridge, the
+                              replies to it, and what a published port sends to it
     }
+
+One table for every bridge (minidock0 and the user networks'), rebuilt from their files
+in /run/minidock-network under their one lock.
 
 The transaction goes through libnftables (the C library nft itself uses, loaded in-process:
 ~1 ms) and falls back to the ``nft`` program where the library is missing. IPv4 forwarding
@@ -35,6 +39,7 @@ when rules are missing.
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from minidock import linux
@@ -43,20 +48,40 @@ from minidock.linux import trace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
     from minidock.net.ports import Forward
 
 TABLE = "minidock"
 
 
-def ruleset(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> str:
-    """The whole table, as ``nft -f`` reads it."""
+def ruleset(bridges: Sequence[tuple[str, str, bool]],
+            forwards: Iterable[Forward] = ()) -> str:
+    """The whole table, as ``nft -f`` reads it, for these bridges (name, subnet, internal)."""
     dnat = []
     for f in sorted(forwards, key=lambda f: (f.host_port, f.proto, f.host_ip)):
         match = f"ip daddr {f.host_ip} " if f.host_ip not in ("", "0.0.0.0") else ""
         dnat.append(f"\t\t{match}{f.proto} dport {f.host_port} "
                     f"dnat to {f.ip}:{f.port}\n")
+    post, forward = [], []
+    names = [b[0] for b in bridges]
+    for name, subnet, internal in bridges:
+        others = [n for n in names if n != name]
+        if others:  # networks are isolated from each other (Docker's DOCKER-ISOLATION)
+            forward.append(f'\t\tiifname "{name}" oifname {_set(others)} drop\n')
+        if internal:  # an --internal network reaches nothing off its bridge, nor is reached
+            forward.append(f'\t\tiifname "{name}" oifname != "{name}" drop\n')
+            forward.append(f'\t\toifname "{name}" iifname != "{name}" drop\n')
+            continue
+        post.append(f'\t\tip saddr {subnet} oifname != "{name}" masquerade\n')
+        post.append(f'\t\tip saddr 127.0.0.0/8 oifname "{name}" masquerade\n')
+        post.append(f'\t\tip saddr {subnet} oifname "{name}" ct status dnat masquerade\n')
+    for name, _, internal in bridges:
+        if not internal:
+            forward.append(f'\t\tiifname "{name}" accept\n')
+            forward.append(f'\t\toifname "{name}" ct state established,related accept\n')
+            forward.append(f'\t\toifname "{name}" ct status dnat accept\n')
     return (
         f"table ip {TABLE}\n"
         f"delete table ip {TABLE}\n"
@@ -74,36 +99,46 @@ def ruleset(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> str:
         "\t}\n"
         "\tchain postrouting {\n"
         "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-        f'\t\tip saddr {subnet} oifname != "{bridge}" masquerade\n'
-        f'\t\tip saddr 127.0.0.0/8 oifname "{bridge}" masquerade\n'
-        f'\t\tip saddr {subnet} oifname "{bridge}" ct status dnat masquerade\n'
+        + "".join(post) +
         "\t}\n"
         "\tchain forward {\n"
         "\t\ttype filter hook forward priority filter; policy accept;\n"
-        f'\t\tiifname "{bridge}" accept\n'
-        f'\t\toifname "{bridge}" ct state established,related accept\n'
-        f'\t\toifname "{bridge}" ct status dnat accept\n'
+        + "".join(forward) +
         "\t}\n"
         "}\n"
     )
 
 
-def apply(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> None:
+def _set(names: Sequence[str]) -> str:
+    return f'"{names[0]}"' if len(names) == 1 else "{ " + ", ".join(f'"{n}"' for n in names) + " }"
+
+
+def of(states: Iterable[Any]) -> tuple[list[tuple[str, str, bool]], list[Forward]]:
+    """(bridges, forwards) of the bridges' files (ipam.Leases) that have a subnet."""
+    bridges, forwards = [], []
+    for st in sorted(states, key=lambda st: st.bridge):
+        if st.has_subnet():
+            bridges.append((st.bridge, str(st.doc["subnet"]), st.internal))
+            forwards += st.forwards()
+    return bridges, forwards
+
+
+def apply(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] = ()) -> None:
     """Make the table what it should be; a table that already is stays untouched (replacing
     rules costs the kernel an RCU grace period, ~15 ms, on every container start)."""
     forwards = list(forwards)
-    text = ruleset(bridge, subnet, forwards)
+    text = ruleset(bridges, forwards)
     why = "minidock's nft table, replaced whole in one transaction"
     try:
         listed = linux.nft_run(f"list table ip {TABLE}\n", why="is the table as it should be?")
     except OSError:
         listed = ""  # no such table yet
+    names = ", ".join(b[0] for b in bridges)
     if listed is not None and _canonical(listed) == _canonical(text):
-        trace.note(f"table ip {TABLE} already holds the {len(forwards)} published port(s) "
-                   "and the NAT rules: left as it is")
+        trace.note(f"table ip {TABLE} already holds the NAT rules of {names} and the "
+                   f"{len(forwards)} published port(s): left as it is")
     else:
-        trace.note(f"table ip {TABLE}: masquerade {subnet}, forward {bridge}, "
-                   f"{len(forwards)} published port(s)\n{text}")
+        trace.note(f"table ip {TABLE}: {names}, {len(forwards)} published port(s)\n{text}")
         try:
             done = linux.nft_run(text, why=why) is not None
         except OSError as e:
@@ -114,7 +149,9 @@ def apply(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> None:
         if f.read().strip() != "1":
             f.seek(0)
             f.write("1")
-    docker_user(bridge)
+    for name, _, internal in bridges:
+        if not internal:
+            docker_user(name)
 
 
 MARK = "minidock"
@@ -202,16 +239,20 @@ def _listing() -> str:
     return listed
 
 
-def present(bridge: str, subnet: str, forwards: Iterable[Forward] = ()) -> bool:
+def present(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] = ()
+            ) -> bool:
     """Whether the table holds what it should (a firewall reload or ``nft flush ruleset``
     removes it), and DOCKER-USER, if there is one, minidock's accepts."""
-    return (_canonical(_listing()) == _canonical(ruleset(bridge, subnet, forwards))
-            and docker_user_present(bridge))
+    return (_canonical(_listing()) == _canonical(ruleset(bridges, forwards))
+            and all(docker_user_present(b[0]) for b in bridges if not b[2]))
 
 
 def _canonical(text: str) -> list[str]:
-    """The table's lines as nft lists them, without the add/delete preamble and blanks."""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
+    """The table's lines as nft lists them, without the add/delete preamble and blanks; the
+    elements of an anonymous set sorted (nft lists them in an order of its own)."""
+    lines = [re.sub(r"\{ ([^{}]*) \}",
+                    lambda m: "{ " + ", ".join(sorted(m.group(1).split(", "))) + " }",
+                    " ".join(line.split())) for line in text.splitlines()]
     lines = [line for line in lines if line]
     while lines and not lines[0].endswith("{"):
         lines.pop(0)

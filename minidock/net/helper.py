@@ -41,7 +41,9 @@ _KINDS: dict[str, type[MinidockError]] = {"invalid": InvalidArgument, "conflict"
 class Setup:
     """The engine's side: a helper that is getting the bridge ready."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: dict[str, Any] | None = None) -> None:
+        """``network``: a user network's {"id", "bridge", "subnet", "gateway", "internal"};
+        None for the default bridge."""
         req_r, self._req_w = os.pipe2(os.O_CLOEXEC)
         self._reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
         self.pid = os.fork()
@@ -50,7 +52,7 @@ class Setup:
             try:
                 os.close(self._req_w)
                 os.close(self._reply_r)
-                _serve(req_r, reply_w)
+                _serve(req_r, reply_w, network)
                 code = 0
             except BaseException as e:  # forked: report anything, never unwind into the engine
                 kind = ("invalid" if isinstance(e, InvalidArgument)
@@ -61,9 +63,12 @@ class Setup:
         os.close(req_r)
         os.close(reply_w)
 
-    def attach(self, cid: str, pid: int, forwards: list[Forward]) -> dict[str, Any]:
-        """Send the request, wait for the helper; the container's NetworkSettings."""
-        request = {"cid": cid, "pid": pid,
+    def attach(self, cid: str, pid: int, forwards: list[Forward], ip: str | None = None,
+               names: list[str] | None = None, hosts: str = "") -> dict[str, Any]:
+        """Send the request, wait for the helper; the container's NetworkSettings. On a user
+        network ``ip`` is --ip, ``names`` what the others may call it (name, aliases) and
+        ``hosts`` its /etc/hosts on the host (names.refresh writes the others there)."""
+        request = {"cid": cid, "pid": pid, "ip": ip, "names": names or [], "hosts": hosts,
                    "forwards": [[f.proto, f.host_ip, f.host_port, f.port] for f in forwards]}
         try:
             os.write(self._req_w, json.dumps(request).encode())
@@ -122,7 +127,8 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def _serve(req_r: int, reply_w: int) -> None:  # pragma: no cover - forked
+def _serve(req_r: int, reply_w: int,
+           network: dict[str, Any] | None) -> None:  # pragma: no cover - forked
     import prctl
 
     engine = os.getppid()
@@ -138,32 +144,43 @@ def _serve(req_r: int, reply_w: int) -> None:  # pragma: no cover - forked
     os.closerange(low, 1 << 20)
     trace.set_role("net")
 
-    from minidock.net import firewall, ipam, links, netns
+    from minidock.net import firewall, ipam, links, names, netns
     from minidock.settings import load_engine_config
 
+    bridge_name = network["bridge"] if network else ipam.BRIDGE
     with links.Netlink() as nl:
-        with ipam.Leases() as leases:
-            # while no container holds an address, the subnet follows the settings' "bip" and
-            # the host's routes (not the bridge's own) as they are now
-            if not leases.leases and leases.choose(
+        with ipam.Leases(bridge_name) as leases:
+            if network is not None:  # a user network: as its definition says
+                changed = leases.define(network["subnet"], network["gateway"],
+                                        bool(network["internal"]))
+            else:
+                # while no container holds an address, the subnet follows the settings' "bip"
+                # and the host's routes (not the bridge's own) as they are now
+                changed = not leases.leases and leases.choose(
                     [ipam.Network(r, strict=False) for r in nl.routes(but=ipam.BRIDGE)],
-                    load_engine_config().bip or None):
+                    load_engine_config().bip or None)
+            if changed:
                 leases.save()
             subnet, gateway = leases.subnet([], None)
-            network_id = leases.network_id()
-        bridge = nl.ensure_bridge(ipam.BRIDGE, str(gateway), subnet.prefixlen)
+            network_id = network["id"] if network else leases.network_id()
+        bridge = nl.ensure_bridge(bridge_name, str(gateway), subnet.prefixlen)
         mtu = nl.default_mtu()
         data = _read_all(req_r)
         if not data:
             return  # abandoned
         req = json.loads(data)
         cid, pid = str(req["cid"]), int(req["pid"])
-        with ipam.Leases() as leases:
-            ip = leases.lease(cid, subnet, gateway)
+        with ipam.Leases(bridge_name) as leases:
+            ip = leases.lease(cid, subnet, gateway, req.get("ip") or None)
             leases.publish(cid, [ipam.Forward(p, h, int(hp), int(cp), str(ip))
                                  for p, h, hp, cp in req["forwards"]])
+            if network is not None:
+                leases.members[cid] = {"names": req.get("names") or [],
+                                       "hosts": req.get("hosts") or ""}
             leases.save()
-            firewall.apply(ipam.BRIDGE, str(subnet), leases.forwards())
+            firewall.apply(*firewall.of([leases, *leases.others()]))
+            if network is not None:
+                names.refresh([leases])
         mac = ipam.mac_of(ip)
         sandbox = netns.publish(cid, pid)
         nl.add_veth(bridge, veth_name(cid), pid, mac, mtu)
@@ -174,7 +191,7 @@ def _serve(req_r: int, reply_w: int) -> None:  # pragma: no cover - forked
     with links.Netlink() as inside:
         inside.configure_eth0(str(ip), subnet.prefixlen, str(gateway))
     _write(reply_w, {"endpoint": {
-        "Bridge": ipam.BRIDGE, "IPAddress": str(ip), "IPPrefixLen": subnet.prefixlen,
+        "Bridge": bridge_name, "IPAddress": str(ip), "IPPrefixLen": subnet.prefixlen,
         "Gateway": str(gateway), "MacAddress": mac, "SandboxKey": sandbox,
         "NetworkID": network_id}})
 

@@ -11,7 +11,11 @@ Pure choices, and the one file they are kept in::
     /run/minidock-network/bridge.json
                                   {"name", "id", "subnet", "gateway", "leases": {cid: ip},
                                   "ports": {cid: [[proto, host ip, host port, port], ...]}},
-                                  written atomically under bridge.lock beside it
+                                  written atomically under network.lock beside it
+    /run/minidock-network/<bridge>.json
+                                  the same for a user network's bridge, with "internal" and
+                                  "members" (the names each member answers to, for the
+                                  others' /etc/hosts)
 
 The bridge is the host's, whatever --root or --run-root a command was given, so its leases
 are too: two roots leasing from one subnet each would hand out the same address twice. They
@@ -82,28 +86,69 @@ STATE_DIR = "/run/minidock-network"
 
 
 def holder_reader() -> Callable[[str, int], str | None]:
-    """A lookup of which container publishes a host port, reading the leases file as it is
-    (no lock: it only chooses between two wordings of a refusal)."""
+    """A lookup of which container publishes a host port on any bridge, reading the files as
+    they are (no lock: it only chooses between two wordings of a refusal)."""
     def holder(proto: str, port: int) -> str | None:
-        leases = Leases()
-        try:
-            with open(leases.path, "rb") as f:
-                leases.doc = json.loads(f.read())
-        except (OSError, ValueError):
-            return None
-        return leases.holder_of(proto, port) if isinstance(leases.doc, dict) else None
+        for leases in Leases().others(include_self=True):
+            found = leases.holder_of(proto, port)
+            if found:
+                return found
+        return None
 
     return holder
 
 
-class Leases:
-    """bridge.json, read and written under its lock (``with Leases() as leases``)."""
+def state_file(bridge: str, state_dir: str = STATE_DIR) -> str:
+    return os.path.join(state_dir, "bridge.json" if bridge == BRIDGE else f"{bridge}.json")
 
-    def __init__(self, state_dir: str = STATE_DIR) -> None:
-        self.path = os.path.join(state_dir, "bridge.json")
-        self._lock_path = os.path.join(state_dir, "bridge.lock")
+
+class Leases:
+    """One bridge's file (bridge.json for minidock0, <bridge>.json for a user network's), read
+    and written under the one lock of every bridge (``with Leases(bridge) as leases``): the
+    nft table is built from all of them at once."""
+
+    def __init__(self, bridge: str = BRIDGE, state_dir: str = STATE_DIR) -> None:
+        self.bridge = bridge
+        self.state_dir = state_dir
+        self.path = state_file(bridge, state_dir)
+        self._lock_path = os.path.join(state_dir, "network.lock")
         self.doc: dict[str, Any] = {}
         self._lock: flock.HeldLock | None = None
+
+    def others(self, include_self: bool = False) -> list[Leases]:
+        """The other bridges' files as they are (the caller holds the lock, or needs no
+        certainty); with ``include_self``, this bridge's as on disk too."""
+        out = []
+        try:
+            names = sorted(os.listdir(self.state_dir))
+        except OSError:
+            return []
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(self.state_dir, name)
+            if path == self.path and not include_self:
+                continue
+            other = Leases(BRIDGE if name == "bridge.json" else name[:-5], self.state_dir)
+            try:
+                with open(path, "rb") as f:
+                    doc = json.loads(f.read())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict):
+                other.doc = doc
+                out.append(other)
+        return out
+
+    @property
+    def internal(self) -> bool:
+        return bool(self.doc.get("internal"))
+
+    def remove_file(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
     def __enter__(self) -> Leases:
         os.makedirs(os.path.dirname(self._lock_path), mode=0o700, exist_ok=True)
@@ -156,22 +201,48 @@ class Leases:
     def choose(self, routes: Iterable[Network], bip: str | None) -> bool:
         """Choose the subnet again (nobody holds an address in it); whether it changed."""
         net, gw = pick_subnet(routes, bip)
-        before = (self.doc.get("subnet"), self.doc.get("gateway"))
-        self.doc.update({"name": BRIDGE, "subnet": str(net), "gateway": str(gw)})
-        return before != (str(net), str(gw))
+        return self.define(str(net), str(gw))
 
-    def lease(self, cid: str, subnet: Network, gateway: Address) -> Address:
+    def define(self, subnet: str, gateway: str, internal: bool = False) -> bool:
+        """Record the bridge's subnet and gateway (a user network's, as its definition
+        says); whether anything changed."""
+        before = (self.doc.get("subnet"), self.doc.get("gateway"), self.internal)
+        self.doc.update({"name": self.bridge, "subnet": subnet, "gateway": gateway,
+                         "internal": internal})
+        return before != (subnet, gateway, internal)
+
+    def lease(self, cid: str, subnet: Network, gateway: Address,
+              wanted: str | None = None) -> Address:
+        """An address for ``cid``: the one it holds, ``wanted`` (--ip) if free, else the
+        lowest free one."""
         if cid in self.leases:
             return ipaddress.IPv4Address(self.leases[cid])
-        ip = next_free(subnet, gateway, self.leases.values())
+        if wanted:
+            ip = ipaddress.IPv4Address(wanted)
+            holder = next((c for c, a in self.leases.items() if a == wanted), None)
+            if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+                raise InvalidArgument(f"Invalid address {wanted}: It does not belong to any "
+                                      "of this network's subnets.")
+            if holder is not None or ip == gateway:
+                raise InvalidArgument("Address already in use")
+        else:
+            ip = next_free(subnet, gateway, self.leases.values())
         self.leases[cid] = str(ip)
         return ip
 
     def release(self, cid: str) -> bool:
-        """The container's address and published ports go back; whether it held any."""
+        """The container's address, published ports and names go back; whether it held
+        any."""
         ports = self.doc.get("ports") or {}
         had_ports = ports.pop(cid, None) is not None
+        (self.doc.get("members") or {}).pop(cid, None)
         return (self.leases.pop(cid, None) is not None) or had_ports
+
+    @property
+    def members(self) -> dict[str, dict[str, Any]]:
+        """cid -> {"names": [name, aliases...], "hosts": its /etc/hosts on the host}."""
+        out: dict[str, dict[str, Any]] = self.doc.setdefault("members", {})
+        return out
 
     def publish(self, cid: str, forwards: list[Forward]) -> None:
         ports = self.doc.setdefault("ports", {})

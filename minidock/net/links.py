@@ -183,6 +183,12 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
+def host_routes() -> list[str]:
+    """The IPv4 routes of this netns's main table, as CIDR strings."""
+    with Netlink() as nl:
+        return nl.routes()
+
+
 def container_links() -> list[str]:
     """The container veths (md<10 hex>) of this netns, from /proc/self/net/dev (sysfs would
     show the netns of whoever mounted it): no netlink needed."""

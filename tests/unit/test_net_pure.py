@@ -14,6 +14,7 @@ from minidock.net import firewall, ipam, ports
 from minidock.net.ports import Forward
 
 N = ipaddress.IPv4Network
+DEFAULT = ("minidock0", "172.17.0.0/16", False)
 
 
 def test_the_first_default_pool_no_route_overlaps():
@@ -48,7 +49,7 @@ def test_mac_from_the_address_as_docker_derives_it():
 
 
 def test_the_table_is_replaced_whole_and_names_only_the_bridge():
-    text = firewall.ruleset("minidock0", "172.17.0.0/16")
+    text = firewall.ruleset([DEFAULT])
     lines = text.splitlines()
     assert lines[:3] == ["table ip minidock", "delete table ip minidock", "table ip minidock {"]
     assert 'ip saddr 172.17.0.0/16 oifname != "minidock0" masquerade' in text
@@ -57,8 +58,22 @@ def test_the_table_is_replaced_whole_and_names_only_the_bridge():
     assert "chain ports {\n\t}" in text  # nothing published
 
 
+def test_networks_are_isolated_and_an_internal_one_reaches_nothing_off_its_bridge():
+    text = firewall.ruleset([DEFAULT, ("mdbr-1", "172.18.0.0/16", False),
+                             ("mdbr-2", "172.19.0.0/16", True)])
+    assert 'iifname "minidock0" oifname { "mdbr-1", "mdbr-2" } drop' in text
+    assert 'iifname "mdbr-1" oifname { "minidock0", "mdbr-2" } drop' in text
+    assert 'iifname "mdbr-2" oifname != "mdbr-2" drop' in text
+    assert 'oifname "mdbr-2" iifname != "mdbr-2" drop' in text
+    assert "ip saddr 172.18.0.0/16" in text and "172.19.0.0/16" not in text  # no NAT out
+    assert 'iifname "mdbr-2" accept' not in text
+    # the drops come before any accept of the forward chain
+    rules = text.split("chain forward")[1].split("policy accept;\n")[1]
+    assert rules.index(" drop") < rules.index(" accept")
+
+
 def test_published_ports_become_dnat_rules_bound_to_their_host_address():
-    text = firewall.ruleset("minidock0", "172.17.0.0/16", [
+    text = firewall.ruleset([DEFAULT], [
         Forward("tcp", "", 8080, 80, "172.17.0.2"),
         Forward("udp", "127.0.0.1", 5353, 53, "172.17.0.3")])
     assert "\t\ttcp dport 8080 dnat to 172.17.0.2:80\n" in text
@@ -68,11 +83,11 @@ def test_published_ports_become_dnat_rules_bound_to_their_host_address():
 
 
 def test_the_listing_nft_prints_compares_equal_to_the_table_it_was_made_from():
-    made = firewall.ruleset("minidock0", "172.17.0.0/16", [Forward("tcp", "", 1, 2, "x")])
+    made = firewall.ruleset([DEFAULT], [Forward("tcp", "", 1, 2, "x")])
     listed = made.split("delete table ip minidock\n", 1)[1].replace("\t", "  ")
     assert firewall._canonical(listed) == firewall._canonical(made)
     assert firewall._canonical(listed) != firewall._canonical(
-        firewall.ruleset("minidock0", "172.17.0.0/16"))
+        firewall.ruleset([DEFAULT]))
 
 
 @pytest.mark.parametrize("spec, want", [
@@ -151,3 +166,11 @@ def test_port_lines_for_all_ports_one_port_and_an_unpublished_one():
     assert ports.port_lines(settings, "80/tcp") == ["0.0.0.0:8080"]
     assert ports.port_lines(settings, "90/tcp") is None
     assert ports.port_lines(settings, "80/udp") is None
+
+
+def test_set_elements_compare_in_any_order():
+    made = firewall.ruleset([DEFAULT, ("mdbr-1", "172.18.0.0/16", False),
+                             ("mdbr-2", "172.19.0.0/16", False)])
+    listed = made.replace('{ "mdbr-1", "mdbr-2" }', '{ "mdbr-2", "mdbr-1" }')
+    assert listed != made
+    assert firewall._canonical(listed) == firewall._canonical(made)

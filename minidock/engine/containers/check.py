@@ -411,16 +411,16 @@ def _check_network(paths: Paths, records: dict[str, ct.Container | None]) -> lis
         return None
 
     found = []
-    with ipam.Leases() as held:
-        leases = dict(held.leases)
-        forwards = held.forwards()
-        subnet = held.subnet([], None)[0] if held.has_subnet() else None
-    for cid, ip in sorted(leases.items()):
+    with ipam.Leases() as default:
+        states = [default, *default.others()]
+        bridges, forwards = firewall.of(states)
+    leases = {cid: (st.path, ip) for st in states for cid, ip in st.leases.items()}
+    for cid, (path, ip) in sorted(leases.items()):
         mine = running(cid)
         if mine == "":
             continue
         found.append(Finding(
-            "LEASE", f"{held.path}: {ip}",
+            "LEASE", f"{path}: {ip}",
             f"address lease of container {cid[:12]}, which does not run"
             + ("" if mine else " (not a container of this root: left alone)"),
             partial(net.release, cid) if mine else None, cid if mine else ""))
@@ -443,7 +443,7 @@ def _check_network(paths: Paths, records: dict[str, ct.Container | None]) -> lis
             + ("" if mine else " (not a container of this root: left alone)"),
             partial(links.remove_link, name) if mine else None, mine or ""))
     live = [cid for cid in leases if running(cid) == ""]
-    if live and subnet is not None and not firewall.present(ipam.BRIDGE, str(subnet), forwards):
+    if live and bridges and not firewall.present(bridges, forwards):
         found.append(Finding(
             "FIREWALL", f"nft table ip {firewall.TABLE}",
             f"missing or changed (a firewall reload, `nft flush ruleset`?) while {len(live)} "

@@ -22,7 +22,7 @@ from minidock.engine.containers.record import (
     now_rfc3339,
 )
 from minidock.engine.spec import hostfiles
-from minidock.errors import InvalidArgument
+from minidock.errors import InvalidArgument, MinidockError
 from minidock.linux import flock
 from minidock.paths import Paths
 from minidock.records import field, record
@@ -36,6 +36,8 @@ class CreateOptions:
     name: str | None = None
     hostname: str | None = None
     network: str = "default"
+    ip: str | None = None  # --ip (user networks)
+    aliases: list[str] = field(default_factory=list)  # --network-alias (user networks)
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)  # -p
     publish_all: bool = False  # -P
@@ -53,9 +55,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
     cmd = p.cmd if p.cmd else (None if p.entrypoint is not None else icfg.get("Cmd"))
     args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
-    if opts.network not in NETWORK_MODES:
-        raise InvalidArgument(f"network {opts.network} not found (supported: default, "
-                              "bridge, host, none)")
+    networking = _networking(paths, opts)
     exposed: dict[str, dict[str, object]] = dict(icfg.get("ExposedPorts") or {})
     bindings: dict[str, list[dict[str, str]]] = {}
     if opts.publish or opts.expose:
@@ -118,10 +118,54 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         atomic_write(os.path.join(d, "resolv.conf"), resolv.encode(), 0o644, durable=False)
         c = Container(id=cid, name=name, created=now_rfc3339(), image_id=image_id,
                       image_ref=opts.image, path=args[0], args=args[1:], config=config,
-                      host_config=host_config, dir=d)
+                      host_config=host_config, dir=d, networking=networking)
+        aliases = networking.get("Aliases")
+        if isinstance(aliases, list):
+            networking["Aliases"] = [*aliases, cid[:12]]
         store.save(paths, c, host_config=True)
         undo.pop_all()
     return c
+
+
+def _networking(paths: Paths, opts: CreateOptions) -> dict[str, object]:
+    """Check --network, --ip and --network-alias as Docker does; a user network's
+    EndpointSettings (IPAMConfig, Aliases)."""
+    if opts.network in NETWORK_MODES:
+        if opts.network == "default":
+            return {}  # (Docker ignores --ip and --network-alias without --network)
+        if opts.ip:
+            raise InvalidArgument("user specified IP address is supported on user defined "
+                                  "networks only")
+        if opts.aliases:
+            raise InvalidArgument("network-scoped aliases are only supported for "
+                                  "user-defined networks")
+        return {}
+    from minidock.net import networks
+
+    try:
+        net = networks.find(paths, opts.network)
+    except MinidockError as e:
+        raise InvalidArgument(e.message) from None
+    opts.network = net.name
+    if not net.user_defined:
+        return _networking(paths, opts)
+    out: dict[str, object] = {}
+    if opts.ip:
+        import ipaddress
+
+        try:
+            ip = ipaddress.IPv4Address(opts.ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {opts.ip}") from None
+        subnet = ipaddress.IPv4Network(net.subnet)
+        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+            raise InvalidArgument(f"Invalid address {opts.ip}: It does not belong to any of "
+                                  "this network's subnets.")
+        if str(ip) == net.gateway:
+            raise InvalidArgument("Address already in use")
+        out["IPAMConfig"] = {"IPv4Address": str(ip)}
+    out["Aliases"] = [*opts.aliases]  # the short id joins them at create, as Docker's
+    return out
 
 
 def _read(path: str) -> str | None:

@@ -29,6 +29,7 @@ from minidock.engine.containers.record import (
     Status,
     log_path,
     now_rfc3339,
+    on_a_bridge,
 )
 from minidock.engine.runtime import Stdio
 from minidock.engine.spec import hostfiles
@@ -69,7 +70,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     undone by ``undo`` if the caller fails before it owns the container's end.
     """
     setup, reservation, endpoint_id = None, None, ""
-    if c.host_config.get("NetworkMode") in BRIDGE_MODES:
+    if on_a_bridge(str(c.host_config.get("NetworkMode") or "default")):
         setup, reservation, endpoint_id = _begin_network(paths, c, undo, network)
     layers = store.image_store(paths)
     # The bundle dir comes first: while it exists, the container holds things on the host,
@@ -114,8 +115,11 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         trace.note("put the container on the default bridge, before its command starts")
         undo.callback(net.release, c.id)
         forwards = reservation.forwards if reservation is not None else []
+        asked = c.networking.get("IPAMConfig") or {}
         try:
-            c.endpoint = setup.attach(c.id, st.pid, forwards)
+            c.endpoint = setup.attach(c.id, st.pid, forwards, ip=asked.get("IPv4Address"),
+                                      names=_names(c),
+                                      hosts=os.path.join(c.dir, "hosts"))
         except MinidockError as e:
             _record_failed_start(paths, c, e, code=128)
             raise
@@ -210,10 +214,13 @@ def start(paths: Paths, ref: str, interactive: bool = False, *, stdout: int = 1,
 
 def run(paths: Paths, opts: CreateOptions) -> int:
     setup = None
-    if opts.network in BRIDGE_MODES:
+    if on_a_bridge(opts.network):
         from minidock import net
 
-        setup = net.begin()  # the bridge gets ready while the container is created
+        try:  # the bridge gets ready while the container is created
+            setup = net.begin(network_spec(paths, opts.network))
+        except MinidockError:
+            setup = None  # no such network: create says so, in its words
     try:
         c = creation.create(paths, opts)
     except BaseException:
@@ -362,6 +369,27 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
     return specgen.build(doc, *options)
 
 
+def _names(c: Container) -> list[str]:
+    """What the other members of a user network call the container (as Docker's DNS
+    answers): its name, its aliases (the short id among them), name.network."""
+    aliases = [a for a in c.networking.get("Aliases") or [] if a != c.name]
+    mode = str(c.host_config.get("NetworkMode") or "")
+    return [c.name, *aliases, f"{c.name}.{mode}"]
+
+
+def network_spec(paths: Paths, mode: str) -> dict[str, Any] | None:
+    """What the network helper needs of a user network (None: the default bridge)."""
+    if mode in BRIDGE_MODES or not mode:
+        return None
+    from minidock.net import networks
+
+    net = networks.find(paths, mode)
+    if not net.user_defined:
+        return None
+    return {"id": net.id, "bridge": net.bridge, "subnet": net.subnet, "gateway": net.gateway,
+            "internal": net.internal}
+
+
 def _begin_network(paths: Paths, c: Container, undo: ExitStack, setup: Any
                    ) -> tuple[Any, Any, str]:
     """The bridge helper (started here unless the caller started it earlier) and the
@@ -370,7 +398,7 @@ def _begin_network(paths: Paths, c: Container, undo: ExitStack, setup: Any
     from minidock import net
 
     if setup is None:
-        setup = net.begin()
+        setup = net.begin(network_spec(paths, str(c.host_config.get("NetworkMode") or "")))
     undo.callback(setup.abandon)
     endpoint_id = os.urandom(32).hex()
     reservation = None

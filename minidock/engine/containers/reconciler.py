@@ -21,11 +21,11 @@ import time
 
 from minidock.engine.containers import signals, store
 from minidock.engine.containers.record import (
-    BRIDGE_MODES,
     EXIT_UNKNOWN,
     Container,
     Status,
     now_rfc3339,
+    on_a_bridge,
 )
 from minidock.errors import Conflict, ContainerNotFound, CorruptRecord, MinidockError
 from minidock.linux import flock
@@ -183,7 +183,7 @@ def _on_bridge(paths: Paths, cid: str) -> bool:
 
     try:
         with open(os.path.join(paths.containers, cid, "hostconfig.json"), "rb") as f:
-            return json.loads(f.read()).get("NetworkMode") in BRIDGE_MODES
+            return on_a_bridge(str(json.loads(f.read()).get("NetworkMode") or "default"))
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -118,6 +118,9 @@ class Container:
     dir: str = ""
     #: what the network setup of the current run gave (net.attach): IPAddress, Gateway, ...
     endpoint: dict[str, Any] = field(default_factory=dict)
+    #: what was asked of a user network at create: {"IPAMConfig": {"IPv4Address": ...} or
+    #: None, "Aliases": [...] or None} (Docker's EndpointSettings, kept when stopped)
+    networking: dict[str, Any] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -173,6 +176,7 @@ class Container:
             state=State.from_docker(doc["State"]),
             dir=directory,
             endpoint=_endpoint_of(doc.get("NetworkSettings") or {}),
+            networking=_networking_of(doc.get("NetworkSettings") or {}),
         )
 
     def to_inspect(self, paths: Paths, graph_driver_data: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +231,17 @@ def network_name(mode: str) -> str:
     return "bridge" if mode in ("default", "") else mode
 
 
+def on_a_bridge(mode: str) -> bool:
+    """Whether a container of this NetworkMode gets a veth on a bridge (the default one or
+    a user network's)."""
+    return mode not in ("host", "none") and not mode.startswith("container:")
+
+
+def _networking_of(settings: dict[str, Any]) -> dict[str, Any]:
+    net = next(iter((settings.get("Networks") or {}).values()), None) or {}
+    return {k: net[k] for k in ("IPAMConfig", "Aliases") if net.get(k)}
+
+
 def network_settings(c: Container) -> dict[str, Any]:
     """Docker's NetworkSettings; the addresses and ports only while a run holds them."""
     mode = c.host_config.get("NetworkMode") or "default"
@@ -241,7 +256,8 @@ def network_settings(c: Container) -> dict[str, Any]:
         "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0),
         "IPv6Gateway": "", "MacAddress": ep.get("MacAddress", ""),
         "Networks": {network_name(mode): {
-            "IPAMConfig": None, "Links": None, "Aliases": None,
+            "IPAMConfig": c.networking.get("IPAMConfig"), "Links": None,
+            "Aliases": c.networking.get("Aliases"),
             "NetworkID": ep.get("NetworkID", ""), "EndpointID": ep.get("EndpointID", ""),
             "Gateway": ep.get("Gateway", ""), "IPAddress": ep.get("IPAddress", ""),
             "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",

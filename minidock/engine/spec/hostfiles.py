@@ -33,9 +33,15 @@ def hosts_file(ip: str | None = None, hostname: str | None = None) -> str:
 
 def rewrite_hosts(path: str, ip: str, hostname: str) -> None:
     """The container's /etc/hosts with its address, written in place: the file is
-    bind-mounted into the container, and a rename would leave the mount on the old one."""
+    bind-mounted into the container, and a rename would leave the mount on the old one. The
+    other members of its user network, below minidock.net.names's mark, stay."""
+    from minidock.net.names import MARK
+
     with open(path, "r+", encoding="utf-8") as f:
-        f.write(hosts_file(ip, hostname))
+        text = f.read()
+        others = text[text.index(MARK):] if MARK in text else ""
+        f.seek(0)
+        f.write(hosts_file(ip, hostname) + others)
         f.truncate()
 
 

@@ -1,0 +1,53 @@
+"""Names on a user network, without a daemon: every member's /etc/hosts lists the others.
+
+Docker answers names on a user network from a DNS server inside dockerd (127.0.0.11). minidock
+has no process that outlives a command, so it keeps the answer where the C library looks first:
+the /etc/hosts of each member (containers/<id>/hosts, bind-mounted, so it is rewritten in
+place) gets, below its own lines, one line per member of its networks::
+
+    # minidock: the other containers on user-defined networks
+    172.18.0.3	c2 web www
+
+(name, then its --network-alias values, short id, name.network; a member's own entry is
+there too, for its aliases). It is rewritten for every member whenever one joins
+or leaves, under the lock of the network files, so a container started later is reachable
+from those started earlier. What reads /etc/hosts (getent, ping, wget, curl, most language
+runtimes) finds the names; what asks a DNS server directly (nslookup, dig) does not.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+MARK = "# minidock: the other containers on user-defined networks\n"
+
+
+def refresh(states: Iterable[Any]) -> None:
+    """Rewrite the members' lines in the hosts file of every member of these networks
+    (ipam.Leases of user networks; the default bridge has no names, as Docker's)."""
+    for st in states:
+        members: dict[str, dict[str, Any]] = st.members
+        lines = []  # the same for every member: each one's own entry is there too
+        for cid, them in sorted(members.items()):
+            ip = st.leases.get(cid)
+            if ip and them.get("names"):
+                lines.append(f"{ip}\t{' '.join(them['names'])}\n")
+        for me in members.values():
+            _rewrite(str(me.get("hosts") or ""), lines)
+
+
+def _rewrite(path: str, lines: list[str]) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "r+", encoding="utf-8") as f:
+            text = f.read()
+            own = text.split(MARK, 1)[0]
+            f.seek(0)
+            f.write(own + (MARK + "".join(lines) if lines else ""))
+            f.truncate()
+    except FileNotFoundError:
+        pass  # the container is being removed

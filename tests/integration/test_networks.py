@@ -1,0 +1,185 @@
+"""User-defined networks on the real kernel: `network create/ls/inspect/rm/prune` with Docker's
+output and refusals (recorded from docker 20.10 here), containers reaching each other by
+name and alias (getent and wget read the /etc/hosts minidock keeps current), a container
+started later reachable from one started earlier, --ip, isolation between networks and an
+--internal one, and every bridge, rule and name gone with its network."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images,
+              pytest.mark.network]
+
+
+def links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+def table() -> str:
+    return subprocess.run(["nft", "list", "table", "ip", "minidock"], capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def networks(md):
+    """network create helper; every network it made is removed at the end (containers
+    first: the test's own run -d ones are removed by the test)."""
+    made: list[str] = []
+
+    def create(name: str, *flags: str) -> dict:
+        r = md.run("network", "create", *flags, name, check=True)
+        assert re.fullmatch(r"[0-9a-f]{64}\n", r.stdout), r.stdout
+        made.append(name)
+        return json.loads(md.run("network", "inspect", name, check=True).stdout)[0]
+
+    yield create
+    for name in made:
+        md.run("network", "rm", name)
+
+
+def test_create_ls_inspect_rm_as_docker(md, images, networks):
+    net = networks("mdt-one")
+    assert net["Name"] == "mdt-one" and net["Driver"] == "bridge" and not net["Internal"]
+    subnet = net["IPAM"]["Config"][0]["Subnet"]
+    assert subnet.startswith("172.") and not subnet.startswith("172.17.")  # 172.17: the default
+    assert net["IPAM"]["Config"][0]["Gateway"].endswith(".0.1")
+    bridge = f"mdbr-{net['Id'][:10]}"
+    assert f" {bridge}:" in links() and f'"{bridge}"' in table()
+    ls = md.run("network", "ls", check=True).stdout.splitlines()
+    assert re.split(r"\s{2,}", ls[0]) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+    assert [re.split(r"\s+", line)[1] for line in ls[1:]] == ["bridge", "host", "mdt-one",
+                                                              "none"]
+    assert f"{net['Id'][:12]}   mdt-one   bridge    local" in ls
+    r = md.run("network", "create", "mdt-one")
+    assert (r.returncode, r.stderr.strip()) == (
+        1, "Error response from daemon: network with name mdt-one already exists")
+    r = md.run("network", "create", "--subnet", subnet, "mdt-overlap")
+    assert (r.returncode, r.stderr.strip()) == (
+        1, "Error response from daemon: Pool overlaps with other one on this address space")
+    r = md.run("network", "create", "--subnet", "10.2.0.0/24", "--gateway", "10.3.0.1", "mdt-gw")
+    assert (r.returncode, r.stderr.strip()) == (1, "no matching subnet for gateway 10.3.0.1")
+    r = md.run("network", "inspect", "mdt-nosuch")
+    assert (r.returncode, r.stdout.strip(), r.stderr.strip()) == (
+        1, "[]", "Error: No such network: mdt-nosuch")
+    r = md.run("network", "rm", "bridge")
+    assert (r.returncode, r.stderr.strip()) == (
+        1, "Error response from daemon: bridge is a pre-defined network and cannot be removed")
+    assert md.run("network", "rm", "mdt-one", check=True).stdout == "mdt-one\n"
+    assert f" {bridge}:" not in links() and bridge not in table()
+    r = md.run("network", "rm", "mdt-one")
+    assert (r.returncode, r.stderr.strip()) == (1, "Error: No such network: mdt-one")
+
+
+def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
+    net = networks("mdt-names", "--subnet", "10.77.0.0/24")
+    ids = []
+    try:
+        first = md.run("run", "-d", "--name", "mdt-first", "--network", "mdt-names",
+                       "debian:bookworm", "sleep", "300", check=True).stdout.strip()
+        ids.append(first)
+        # started later, reachable from the one started earlier (whose hosts file is kept)
+        second = md.run("run", "-d", "--name", "mdt-second", "--network", "mdt-names",
+                        "--network-alias", "web", "--ip", "10.77.0.50", "busybox", "sh", "-c",
+                        "mkdir /www && echo served > /www/index.html && "
+                        "exec httpd -f -p 80 -h /www", check=True).stdout.strip()
+        ids.append(second)
+        r = md.run("exec", first, "getent", "hosts", "mdt-second", check=True)
+        assert r.stdout.split()[0] == "10.77.0.50"
+        for name in ("web", second[:12], "mdt-second.mdt-names"):
+            assert md.run("exec", first, "getent", "hosts", name,
+                          check=True).stdout.split()[0] == "10.77.0.50"
+        r = md.run("exec", second, "wget", "-qO-", "http://web/")
+        assert r.stdout.strip() == "served", r.stderr
+        assert md.run("exec", second, "ping", "-c", "1", "-W", "5", "mdt-first").returncode == 0
+        settings = json.loads(md.run("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                     second, check=True).stdout)
+        assert list(settings) == ["mdt-names"]
+        assert settings["mdt-names"]["Aliases"] == ["web", second[:12]]
+        assert settings["mdt-names"]["IPAMConfig"] == {"IPv4Address": "10.77.0.50"}
+        assert settings["mdt-names"]["IPAddress"] == "10.77.0.50"
+        assert settings["mdt-names"]["NetworkID"] == net["Id"]
+        members = json.loads(md.run("network", "inspect", "mdt-names",
+                                    check=True).stdout)[0]["Containers"]
+        assert {m["Name"] for m in members.values()} == {"mdt-first", "mdt-second"}
+        assert members[second]["IPv4Address"] == "10.77.0.50/24"
+        assert md.run("ps", "--filter", f"id={second}", "--format", "{{.Networks}}",
+                      check=True).stdout.strip() == "mdt-names"
+        r = md.run("network", "rm", "mdt-names")
+        assert r.returncode == 1 and r.stderr.strip() == (
+            "Error response from daemon: error while removing network: network mdt-names id "
+            f"{net['Id']} has active endpoints")
+        md.run("rm", "-f", second, check=True)
+        ids.remove(second)
+        assert md.run("exec", first, "getent", "hosts", "mdt-second").returncode == 2
+        hosts = Path(md.root, "containers", first, "hosts").read_text()
+        assert "10.77.0.50" not in hosts
+    finally:
+        for cid in ids:
+            md.run("rm", "-f", cid)
+
+
+def test_networks_are_isolated_and_internal_ones_stay_inside(md, images, networks):
+    networks("mdt-a")
+    networks("mdt-b")
+    networks("mdt-in", "--internal")
+    ids = {}
+    try:
+        for key, net in (("a", "mdt-a"), ("a2", "mdt-a"), ("b", "mdt-b"), ("default", "bridge"),
+                         ("in", "mdt-in"), ("in2", "mdt-in")):
+            ids[key] = md.run("run", "-d", "--network", net, "busybox", "sleep", "300",
+                              check=True).stdout.strip()
+        ip = {k: md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", c,
+                        check=True).stdout.strip() for k, c in ids.items()}
+
+        def reaches(who: str, whom: str) -> bool:
+            return md.run("exec", ids[who], "ping", "-c", "1", "-W", "1",
+                          ip[whom]).returncode == 0
+
+        assert reaches("a", "a2") and reaches("in", "in2")
+        assert not reaches("a", "b") and not reaches("b", "a")
+        assert not reaches("default", "a") and not reaches("a", "default")
+        assert not reaches("in", "a") and not reaches("a", "in")
+        assert not reaches("in", "default")
+    finally:
+        for c in ids.values():
+            md.run("rm", "-f", c)
+
+
+def test_ip_and_alias_rules_and_an_unknown_network(md, images, networks):
+    networks("mdt-ip", "--subnet", "10.78.0.0/24")
+    r = md.run("run", "--rm", "--network", "mdt-ip", "--ip", "10.78.0.9", "busybox", "ip",
+               "-4", "-o", "addr", "show", "eth0", check=True)
+    assert "inet 10.78.0.9/24" in r.stdout
+    for flags, message in (
+            (["--network", "mdt-ip", "--ip", "10.99.0.9"],
+             "Error: Invalid address 10.99.0.9: It does not belong to any of this network's "
+             "subnets."),
+            (["--network", "mdt-ip", "--ip", "10.78.0.1"], "Error: Address already in use"),
+            (["--network", "bridge", "--ip", "172.17.0.9"],
+             "Error: user specified IP address is supported on user defined networks only"),
+            (["--network", "bridge", "--network-alias", "x"],
+             "Error: network-scoped aliases are only supported for user-defined networks"),
+            (["--network", "mdt-nosuch"], "Error: network mdt-nosuch not found")):
+        r = md.run("run", "--rm", *flags, "busybox", "true")
+        assert (r.returncode, r.stderr.strip()) == (125, message), flags
+    assert md.run("ps", "-aq").stdout.strip() == ""
+
+
+def test_prune_removes_the_networks_no_running_container_is_on(md, images, networks):
+    networks("mdt-used")
+    networks("mdt-unused")
+    c = md.run("run", "-d", "--network", "mdt-used", "busybox", "sleep", "300",
+               check=True).stdout.strip()
+    try:
+        r = md.run("network", "prune", "-f", check=True)
+        assert r.stdout == "Deleted Networks:\nmdt-unused\n\n"
+        names = md.run("network", "ls", "--format", "{{.Name}}", check=True).stdout.split()
+        assert "mdt-used" in names and "mdt-unused" not in names
+    finally:
+        md.run("rm", "-f", c)
