@@ -415,33 +415,22 @@ def _check_network(paths: Paths, records: dict[str, ct.Container | None]) -> lis
         states = [default, *default.others()]
         bridges, forwards = firewall.of(states)
     leases = {cid: (st.path, ip) for st in states for cid, ip in st.leases.items()}
-    for cid, (path, ip) in sorted(leases.items()):
-        mine = running(cid)
+    # (kind, the container's id or prefix, path, what it is, the fix)
+    held: list[tuple[str, str, str, str, Callable[[], object]]] = [
+        ("LEASE", cid, f"{path}: {ip}", "address lease", partial(net.release, cid))
+        for cid, (path, ip) in sorted(leases.items())]
+    held += [("NETNS", short, netns.path_of(short), "network namespace entry",
+              partial(netns.unpublish, short)) for short in netns.entries()]
+    held += [("LINK", name[2:], f"/sys/class/net/{name}", "veth",
+              partial(links.remove_link, name)) for name in links.container_links()]
+    for kind, ref, path, what, fix in held:
+        mine = running(ref)
         if mine == "":
             continue
         found.append(Finding(
-            "LEASE", f"{path}: {ip}",
-            f"address lease of container {cid[:12]}, which does not run"
+            kind, path, f"{what} of container {ref[:12]}, which does not run"
             + ("" if mine else " (not a container of this root: left alone)"),
-            partial(net.release, cid) if mine else None, cid if mine else ""))
-    for short in netns.entries():
-        mine = running(short)
-        if mine == "":
-            continue
-        found.append(Finding(
-            "NETNS", netns.path_of(short),
-            f"network namespace entry of container {short}, which does not run"
-            + ("" if mine else " (not a container of this root: left alone)"),
-            partial(netns.unpublish, short) if mine else None, mine or ""))
-    for name in links.container_links():
-        mine = running(name[2:])
-        if mine == "":
-            continue
-        found.append(Finding(
-            "LINK", f"/sys/class/net/{name}",
-            f"veth of container {name[2:]}, which does not run"
-            + ("" if mine else " (not a container of this root: left alone)"),
-            partial(links.remove_link, name) if mine else None, mine or ""))
+            fix if mine else None, mine or ""))
     live = [cid for cid in leases if running(cid) == ""]
     if live and bridges and not firewall.present(bridges, forwards):
         found.append(Finding(
