@@ -37,10 +37,16 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("-h", "--hostname", help="Container host name."),
         click.option("--network", "--net", default="default", show_default=True,
                      help="Connect a container to a network: default (= bridge: minidock0, "
-                          "NAT to the outside), bridge, host, none or a user network."),
+                          "NAT to the outside), bridge, host, none, container:NAME|ID or a "
+                          "user network."),
         click.option("--rm", is_flag=True,
                      help="Automatically remove the container when it exits."),
         click.option("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user network."),
+        click.option("--add-host", multiple=True,
+                     help="Add a custom host-to-IP mapping (host:ip; ip may be host-gateway)."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        click.option("--dns-option", multiple=True, help="Set DNS options."),
         click.option("--network-alias", multiple=True,
                      help="Add network-scoped alias for the container (user networks)."),
         click.option("-p", "--publish", multiple=True,

@@ -41,6 +41,10 @@ _RUN_FLAGS = flag_table((
     (("--network", "--net"), "network", True, False),
     (("--ip",), "ip", True, False),
     (("--network-alias",), "network_alias", True, True),
+    (("--add-host",), "add_host", True, True),
+    (("--dns",), "dns", True, True),
+    (("--dns-search",), "dns_search", True, True),
+    (("--dns-option",), "dns_option", True, True),
     (("--rm",), "rm", False, False),
     (("-p", "--publish"), "publish", True, True),
     (("-P", "--publish-all"), "publish_all", False, False),
@@ -56,7 +60,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "interactive": False, "tty": False, "name": None, "env": (), "env_file": (),
     "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "default",
     "rm": False, "publish": (), "publish_all": False, "expose": (), "security_opt": (),
-    "ip": None, "network_alias": (),
+    "ip": None, "network_alias": (), "add_host": (), "dns": (), "dns_search": (),
+    "dns_option": (),
     "label": (), "runtime": None, "detach": False, "trace_": False,
 }
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
@@ -183,7 +188,9 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    security_opt: tuple[str, ...], label: tuple[str, ...] = (),
                    runtime: str | None = None, publish: tuple[str, ...] = (),
                    publish_all: bool = False, expose: tuple[str, ...] = (),
-                   ip: str | None = None, network_alias: tuple[str, ...] = ()) -> Any:
+                   ip: str | None = None, network_alias: tuple[str, ...] = (),
+                   add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
+                   dns_search: tuple[str, ...] = (), dns_option: tuple[str, ...] = ()) -> Any:
     """The engine's CreateOptions from run/create flags."""
     from minidock.engine import containers as engine
     from minidock.engine.spec import ProcessOptions, seccomp
@@ -201,7 +208,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         name=name, hostname=hostname, network=network, auto_remove=rm,
         labels=dict(item.partition("=")[::2] for item in label), runtime=runtime,
         publish=list(publish), publish_all=publish_all, expose=list(expose), ip=ip,
-        aliases=list(network_alias))
+        aliases=list(network_alias), add_hosts=list(add_host), dns=list(dns),
+        dns_search=list(dns_search), dns_options=list(dns_option))
 
 
 def check_tty(attach_stdin: bool, tty: bool) -> None:

@@ -181,6 +181,10 @@ def _serve(req_r: int, reply_w: int,
             firewall.apply(*firewall.of([leases, *leases.others()]))
             if network is not None:
                 names.refresh([leases])
+        if network is not None:
+            from minidock.net import dns
+
+            dns.start(bridge_name)  # (unless it runs: then it reads the new names itself)
         mac = ipam.mac_of(ip)
         sandbox = netns.publish(cid, pid)
         nl.add_veth(bridge, veth_name(cid), pid, mac, mtu)

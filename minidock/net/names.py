@@ -12,7 +12,8 @@ place) gets, below its own lines, one line per member of its networks::
 there too, for its aliases). It is rewritten for every member whenever one joins
 or leaves, under the lock of the network files, so a container started later is reachable
 from those started earlier. What reads /etc/hosts (getent, ping, wget, curl, most language
-runtimes) finds the names; what asks a DNS server directly (nslookup, dig) does not.
+runtimes) finds the names here; what asks a DNS server directly (nslookup, dig) asks the
+network's on-demand resolver (net.dns), which answers from the same list.
 """
 
 from __future__ import annotations

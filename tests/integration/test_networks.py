@@ -7,10 +7,12 @@ started later reachable from one started earlier, --ip, isolation between networ
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
+import helpers
 import pytest
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images,
@@ -96,6 +98,15 @@ def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
                           check=True).stdout.split()[0] == "10.77.0.50"
         r = md.run("exec", second, "wget", "-qO-", "http://web/")
         assert r.stdout.strip() == "served", r.stderr
+        # what asks a name server (not /etc/hosts) asks the network's resolver, on the gateway
+        resolv = md.run("exec", second, "cat", "/etc/resolv.conf", check=True).stdout
+        assert f"nameserver {net['IPAM']['Config'][0]['Gateway']}" in resolv.splitlines()
+
+        def nslookup(name: str) -> str:
+            return md.run("exec", second, "nslookup", name).stdout
+
+        assert helpers.wait_for(lambda: "10.77.0.50" in nslookup("web"), 10)
+        assert "Address: 10.77.0.50" in nslookup("mdt-second")
         assert md.run("exec", second, "ping", "-c", "1", "-W", "5", "mdt-first").returncode == 0
         settings = json.loads(md.run("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                      second, check=True).stdout)
@@ -122,6 +133,20 @@ def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
     finally:
         for cid in ids:
             md.run("rm", "-f", cid)
+    # the resolver goes with the network's last member
+    assert helpers.wait_for(lambda: not _resolver_running(net["Id"]), 15)
+
+
+def _resolver_running(network_id: str) -> bool:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"minidock.net.dns" in cmd and f"mdbr-{network_id[:10]}".encode() in cmd:
+                return True
+    return False
 
 
 def test_networks_are_isolated_and_internal_ones_stay_inside(md, images, networks):
@@ -183,3 +208,75 @@ def test_prune_removes_the_networks_no_running_container_is_on(md, images, netwo
         assert "mdt-used" in names and "mdt-unused" not in names
     finally:
         md.run("rm", "-f", c)
+
+
+def test_network_container_mode_joins_the_other_s_netns(md, images):
+    a = md.run("run", "-d", "--name", "mdt-host-of-net", "busybox", "sleep", "300",
+               check=True).stdout.strip()
+    stopped = md.run("create", "--name", "mdt-stopped", "busybox", "true",
+                     check=True).stdout.strip()
+    try:
+        ip = md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", a,
+                    check=True).stdout.strip()
+        r = md.run("run", "--rm", "--network", "container:mdt-host-of-net", "busybox", "sh",
+                   "-c", "ip -4 -o addr show eth0; cat /etc/hostname; readlink /proc/self/ns/net",
+                   check=True)
+        lines = r.stdout.splitlines()
+        assert f"inet {ip}/" in lines[0] and lines[1] == a[:12]
+        assert lines[2] == os.readlink(f"/proc/{_pid(md, a)}/ns/net")
+        c = md.run("create", "--network", f"container:{a[:12]}", "busybox", "true",
+                   check=True).stdout.strip()
+        doc = json.loads(md.run("inspect", c, check=True).stdout)[0]
+        assert doc["HostConfig"]["NetworkMode"] == f"container:{a[:12]}"
+        assert doc["NetworkSettings"]["Networks"] == {}
+        md.run("rm", c, check=True)
+        for flags, message in (
+                (["-p", "80:80"], "conflicting options: port publishing and the container type "
+                                  "network mode"),
+                (["--hostname", "h"], "conflicting options: hostname and the network mode"),
+                (["--dns", "1.1.1.1"], "conflicting options: dns and the network mode")):
+            r = md.run("run", "--rm", "--network", "container:mdt-host-of-net", *flags,
+                       "busybox", "true")
+            assert (r.returncode, r.stderr.strip()) == (125, f"Error: {message}"), flags
+        r = md.run("run", "--rm", "--network", "container:mdt-nosuch", "busybox", "true")
+        assert (r.returncode, r.stderr.strip()) == (125, "Error: No such container: mdt-nosuch")
+        r = md.run("run", "--rm", "--network", "container:mdt-stopped", "busybox", "true")
+        assert r.returncode == 125
+        assert r.stderr.strip() == ("Error: cannot join network of a non running container: "
+                                    f"{stopped}")
+    finally:
+        md.run("rm", "-f", a, stopped)
+    assert md.run("ps", "-aq").stdout.strip() == ""
+
+
+def _pid(md, cid: str) -> int:
+    return int(md.run("inspect", "-f", "{{.State.Pid}}", cid, check=True).stdout)
+
+
+def test_add_host_and_dns_flags(md, images):
+    r = md.run("run", "--rm", "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway",
+               "--dns", "9.9.9.9", "--dns-search", "example.org", "--dns-option", "ndots:2",
+               "busybox", "sh", "-c", "cat /etc/hosts; echo ---; cat /etc/resolv.conf",
+               check=True)
+    hosts, resolv = r.stdout.split("---\n")
+    gateway = json.loads(Path("/run/minidock-network/bridge.json").read_text())["gateway"]
+    lines = hosts.splitlines()
+    assert lines[-3:-1] == ["10.1.2.3\tdb", f"{gateway}\tgw"]  # then the container's own
+    assert resolv.splitlines() == ["nameserver 9.9.9.9", "search example.org",
+                                   "options ndots:2"]
+    c = md.run("create", "--add-host", "db:10.1.2.3", "--dns", "9.9.9.9", "busybox",
+               check=True).stdout.strip()
+    try:
+        hc = json.loads(md.run("inspect", "-f", "{{json .HostConfig}}", c, check=True).stdout)
+        assert (hc["ExtraHosts"], hc["Dns"], hc["DnsSearch"]) == (["db:10.1.2.3"],
+                                                                   ["9.9.9.9"], [])
+    finally:
+        md.run("rm", c)
+    r = md.run("run", "--rm", "--add-host", "nocolon", "busybox", "true")
+    assert (r.returncode, r.stderr.strip()) == (
+        125, 'Error: invalid argument "nocolon" for "--add-host" flag: bad format for '
+        'add-host: "nocolon"')
+    r = md.run("run", "--rm", "--dns", "not-an-ip", "busybox", "true")
+    assert (r.returncode, r.stderr.strip()) == (
+        125, 'Error: invalid argument "not-an-ip" for "--dns" flag: not-an-ip is not an ip '
+        "address")

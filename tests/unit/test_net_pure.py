@@ -174,3 +174,31 @@ def test_set_elements_compare_in_any_order():
     listed = made.replace('{ "mdbr-1", "mdbr-2" }', '{ "mdbr-2", "mdbr-1" }')
     assert listed != made
     assert firewall._canonical(listed) == firewall._canonical(made)
+
+
+def _query(name: str, qtype: int = 1) -> bytes:
+    import struct
+
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return (struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\0"
+            + struct.pack("!HH", qtype, 1))
+
+
+def test_the_network_resolver_answers_a_member_s_name_with_one_a_record():
+    import socket
+    import struct
+
+    from minidock.net import dns
+
+    q = _query("Web.mynet")
+    name, qtype, end = dns.parse_question(q)
+    assert (name, qtype, end) == ("web.mynet", 1, len(q))
+    reply = dns.answer(q, end, "172.18.0.3")
+    qid, flags, qd, an = struct.unpack("!HHHH", reply[:8])
+    assert (qid, qd, an) == (0x1234, 1, 1) and flags & 0x8000 and flags & 0x0100
+    assert reply[12:end] == q[12:end]  # the question, as asked
+    assert reply[-4:] == socket.inet_aton("172.18.0.3")
+    assert struct.unpack("!I", reply[-10:-6])[0] == 600
+    empty = dns.answer(_query("web", 28), len(_query("web", 28)), None)  # AAAA: no record
+    assert struct.unpack("!HH", empty[6:10]) == (0, 0) and empty[3] & 0x0F == 0
+    assert dns.parse_question(b"\0" * 5) is None

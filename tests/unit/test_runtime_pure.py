@@ -69,3 +69,23 @@ def test_resolv_conf_drops_loopback():
 def test_hosts_file():
     assert hostfiles.hosts_file().startswith("127.0.0.1\tlocalhost\n")
     assert hostfiles.hosts_file("172.17.0.2", "abc").endswith("172.17.0.2\tabc\n")
+
+
+def test_add_host_lines_sit_between_the_defaults_and_the_container_s_own():
+    text = hostfiles.hosts_file("172.17.0.2", "abc", [("db", "10.0.0.5"), ("v6", "::1")])
+    lines = text.splitlines()
+    assert lines[-3:] == ["10.0.0.5\tdb", "::1\tv6", "172.17.0.2\tabc"]
+    assert hostfiles.parse_add_host("db:10.0.0.5") == ("db", "10.0.0.5")
+    assert hostfiles.parse_add_host("gw:host-gateway") == ("gw", "host-gateway")
+    for bad in ("db", "db:", ":1.2.3.4", "db:not-an-ip"):
+        with pytest.raises(ValueError):
+            hostfiles.parse_add_host(bad)
+
+
+def test_dns_flags_replace_each_their_part_of_the_host_s_resolv_conf():
+    host = "nameserver 10.0.0.1\nsearch corp.example\noptions ndots:1\n"
+    assert hostfiles.resolv_conf(host, [], [], []) == host
+    assert hostfiles.resolv_conf(host, ["1.1.1.1", "8.8.8.8"], [], []) == (
+        "nameserver 1.1.1.1\nnameserver 8.8.8.8\nsearch corp.example\noptions ndots:1\n")
+    assert hostfiles.resolv_conf(host, [], ["a.org", "b.org"], ["ndots:3"]) == (
+        "nameserver 10.0.0.1\nsearch a.org b.org\noptions ndots:3\n")

@@ -38,6 +38,10 @@ class CreateOptions:
     network: str = "default"
     ip: str | None = None  # --ip (user networks)
     aliases: list[str] = field(default_factory=list)  # --network-alias (user networks)
+    add_hosts: list[str] = field(default_factory=list)  # --add-host NAME:IP
+    dns: list[str] = field(default_factory=list)  # --dns
+    dns_search: list[str] = field(default_factory=list)  # --dns-search
+    dns_options: list[str] = field(default_factory=list)  # --dns-option
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)  # -p
     publish_all: bool = False  # -P
@@ -55,7 +59,13 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
     cmd = p.cmd if p.cmd else (None if p.entrypoint is not None else icfg.get("Cmd"))
     args = specgen.command_line(icfg.get("Entrypoint"), icfg.get("Cmd"), p)
-    networking = _networking(paths, opts)
+    joined = _joined(paths, opts)  # --network container:X: the container whose netns it is
+    networking = _networking(paths, opts) if joined is None else {}
+    extra_hosts = _extra_hosts(opts.add_hosts)
+    for server in opts.dns:
+        if not _is_ip(server):
+            raise InvalidArgument(f'invalid argument "{server}" for "--dns" flag: {server} is '
+                                  "not an ip address")
     exposed: dict[str, dict[str, object]] = dict(icfg.get("ExposedPorts") or {})
     bindings: dict[str, list[dict[str, str]]] = {}
     if opts.publish or opts.expose:
@@ -72,6 +82,8 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     runtime = choose(opts.runtime).name  # an unknown name fails now, as Docker's create
     cid = os.urandom(32).hex()
     hostname = opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12])
+    if joined is not None:  # it shares the other's hostname, hosts and resolv.conf
+        hostname = str(joined.config.get("Hostname") or joined.short_id)
     env = [e for e in icfg.get("Env") or []] + list(p.env)
     config = {
         "Hostname": hostname, "Domainname": "", "User": p.user or icfg.get("User", ""),
@@ -97,6 +109,8 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
         "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
         "SecurityOpt": list(p.security_opt) or None, "Init": None,
+        "Dns": list(opts.dns), "DnsOptions": list(opts.dns_options),
+        "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_hosts) or None,
         "PublishAllPorts": opts.publish_all,
     }
     layers = store.image_store(paths)
@@ -109,8 +123,14 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         layers.create_rw_layer(cid, image_id)
         undo.callback(layers.remove_rw_layer, cid)
         atomic_write(os.path.join(d, "hostname"), f"{hostname}\n".encode(), 0o644, durable=False)
-        hosts = hostfiles.hosts_file()
-        resolv = hostfiles.container_resolv_conf(hostfiles.read_host_resolv_conf())
+        hosts = hostfiles.hosts_file(extra=extra_hosts)
+        dns = opts.dns
+        if not dns and opts.network not in NETWORK_MODES and joined is None:
+            from minidock.net import networks  # its resolver listens on the gateway
+
+            dns = [networks.find(paths, opts.network).gateway]
+        resolv = hostfiles.resolv_conf(hostfiles.read_host_resolv_conf(), dns,
+                                       opts.dns_search, opts.dns_options)
         if opts.network == "host":
             hosts = _read("/etc/hosts") or hosts
             resolv = hostfiles.read_host_resolv_conf() or resolv
@@ -125,6 +145,54 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         store.save(paths, c, host_config=True)
         undo.pop_all()
     return c
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _extra_hosts(values: list[str]) -> list[tuple[str, str]]:
+    """--add-host values -> (name, address); host-gateway is the default bridge's gateway
+    (the host as the containers reach it), as Docker's daemon resolves it."""
+    out = []
+    for value in values:
+        try:
+            name, addr = hostfiles.parse_add_host(value)
+        except ValueError as e:
+            raise InvalidArgument(f'invalid argument "{value}" for "--add-host" flag: {e}') \
+                from None
+        if addr == "host-gateway":
+            from minidock.net import ipam
+
+            with ipam.Leases() as leases:
+                addr = str(leases.doc.get("gateway") or "172.17.0.1")
+        out.append((name, addr))
+    return out
+
+
+def _joined(paths: Paths, opts: CreateOptions) -> Container | None:
+    """--network container:X: X, after Docker's refusals of what cannot go with it."""
+    if not opts.network.startswith("container:"):
+        return None
+    ref = opts.network[len("container:"):]
+    for given, what in ((opts.publish or opts.publish_all, "port publishing"),
+                        (opts.hostname, "hostname"), (opts.dns, "dns"),
+                        (opts.add_hosts, "custom host-to-IP mapping"),
+                        (opts.expose, "port exposing")):
+        if given:
+            raise InvalidArgument(f"conflicting options: {what} and the "
+                                  + ("container type network mode" if what.startswith("port")
+                                     else "network mode"))
+    try:
+        return reconciler.get(paths, ref)
+    except MinidockError as e:
+        raise InvalidArgument(e.message) from None
 
 
 def _networking(paths: Paths, opts: CreateOptions) -> dict[str, object]:

@@ -129,7 +129,8 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
 
             c.endpoint["Ports"] = ports.settings_ports(c.config, forwards)
         hostfiles.rewrite_hosts(os.path.join(c.dir, "hosts"), c.endpoint["IPAddress"],
-                                str(c.config.get("Hostname") or c.short_id))
+                                str(c.config.get("Hostname") or c.short_id),
+                                _extra_hosts(c))
     launched = Launched(pid=st.pid, pipes=pipes, master=st.master, ports=reservation)
     if st.master >= 0:
         undo.callback(os.close, st.master)
@@ -352,21 +353,55 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
                             user.home)
     doc = specgen.base_spec(rootfs, [c.path, *c.args], env, workdir, user, cfg["Hostname"],
                             bool(cfg.get("Tty")))
+    mode = str(c.host_config.get("NetworkMode") or "")
+    files = c.dir
+    joined = _joined(paths, mode)
+    if joined is not None:  # the other's netns, and its hostname, hosts and resolv.conf
+        files = joined.dir
     options = [
         specgen.with_cgroups_path(store.cgroups_path(c.id)),
-        specgen.with_bind(os.path.join(c.dir, "resolv.conf"), "/etc/resolv.conf"),
-        specgen.with_bind(os.path.join(c.dir, "hostname"), "/etc/hostname"),
-        specgen.with_bind(os.path.join(c.dir, "hosts"), "/etc/hosts"),
+        specgen.with_bind(os.path.join(files, "resolv.conf"), "/etc/resolv.conf"),
+        specgen.with_bind(os.path.join(files, "hostname"), "/etc/hostname"),
+        specgen.with_bind(os.path.join(files, "hosts"), "/etc/hosts"),
         specgen.with_annotations({"org.minidock.container.name": c.name}),
     ]
-    if c.host_config.get("NetworkMode") == "host":
+    if mode == "host":
         options.append(specgen.with_host_network())
+    if joined is not None:
+        options.append(specgen.with_network_namespace(f"/proc/{joined.state.pid}/ns/net"))
     if c.host_config.get("CgroupnsMode") == "private":
         options.append(specgen.with_cgroup_namespace())
     if console:
         options.append(specgen.with_console_size(*console))
     options.append(specgen.with_security_opts(c.host_config.get("SecurityOpt")))  # last: caps
     return specgen.build(doc, *options)
+
+
+def _extra_hosts(c: Container) -> list[tuple[str, str]]:
+    """The --add-host entries as the hosts file written at create holds them (host-gateway
+    resolved then)."""
+    wanted = {v.partition(":")[0] for v in c.host_config.get("ExtraHosts") or []}
+    out = []
+    try:
+        with open(os.path.join(c.dir, "hosts"), encoding="utf-8") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 2 and fields[1] in wanted:
+                    out.append((fields[1], fields[0]))
+                    wanted.discard(fields[1])
+    except OSError:
+        pass
+    return out
+
+
+def _joined(paths: Paths, mode: str) -> Container | None:
+    """--network container:X: X, which must run (its init's netns is the one joined)."""
+    if not mode.startswith("container:"):
+        return None
+    target = reconciler.get(paths, mode[len("container:"):])
+    if not target.state.running:
+        raise Conflict(f"cannot join network of a non running container: {target.id}")
+    return target
 
 
 def _names(c: Container) -> list[str]:

@@ -255,7 +255,7 @@ def network_settings(c: Container) -> dict[str, Any]:
         "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0),
         "IPv6Gateway": "", "MacAddress": ep.get("MacAddress", ""),
-        "Networks": {network_name(mode): {
+        "Networks": {} if mode.startswith("container:") else {network_name(mode): {
             "IPAMConfig": c.networking.get("IPAMConfig"), "Links": None,
             "Aliases": c.networking.get("Aliases"),
             "NetworkID": ep.get("NetworkID", ""), "EndpointID": ep.get("EndpointID", ""),

@@ -158,6 +158,15 @@ def with_host_network() -> SpecOption:
     return apply
 
 
+def with_network_namespace(path: str) -> SpecOption:
+    """Join an existing network namespace (--network container:X) instead of a new one."""
+    def apply(spec: dict[str, Any]) -> None:
+        for ns in spec["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = path
+    return apply
+
+
 def with_cgroup_namespace() -> SpecOption:
     def apply(spec: dict[str, Any]) -> None:
         spec["linux"]["namespaces"].append({"type": "cgroup"})

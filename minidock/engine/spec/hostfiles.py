@@ -24,14 +24,52 @@ SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 _LOOPBACK = re.compile(r"^\s*nameserver\s+(127\.\d+\.\d+\.\d+|::1)\s*$")
 
 
-def hosts_file(ip: str | None = None, hostname: str | None = None) -> str:
-    text = DEFAULT_HOSTS
+def hosts_file(ip: str | None = None, hostname: str | None = None,
+               extra: list[tuple[str, str]] | None = None) -> str:
+    """Docker's order: the defaults, the --add-host entries, then the container's own."""
+    text = DEFAULT_HOSTS + "".join(f"{addr}\t{name}\n" for name, addr in extra or [])
     if ip and hostname:
         text += f"{ip}\t{hostname}\n"
     return text
 
 
-def rewrite_hosts(path: str, ip: str, hostname: str) -> None:
+def parse_add_host(value: str) -> tuple[str, str]:
+    """--add-host NAME:IP (IP may be IPv6, or host-gateway) -> (name, ip)."""
+    import ipaddress
+
+    name, sep, addr = value.partition(":")
+    if not sep or not name or not addr:
+        raise ValueError(f'bad format for add-host: "{value}"')
+    if addr != "host-gateway":
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise ValueError(f'invalid IP address in add-host: "{addr}"') from None
+    return name, addr
+
+
+def resolv_conf(host_text: str, dns: list[str], search: list[str], options: list[str]) -> str:
+    """A container's resolv.conf: the host's (loopback servers dropped), with --dns,
+    --dns-search and --dns-option each replacing its part, as Docker builds it."""
+    base = container_resolv_conf(host_text)
+    if not (dns or search or options):
+        return base
+    keep = [ln for ln in base.splitlines()
+            if not (dns and re.match(r"^\s*nameserver\s", ln))
+            and not (search and re.match(r"^\s*(search|domain)\s", ln))
+            and not (options and re.match(r"^\s*options\s", ln))]
+    lines = [ln for ln in keep if not re.match(r"^\s*(nameserver|search|domain|options)\s", ln)]
+    lines += [f"nameserver {ns}" for ns in dns] or [
+        ln for ln in keep if re.match(r"^\s*nameserver\s", ln)]
+    lines += [f"search {' '.join(search)}"] if search else [
+        ln for ln in keep if re.match(r"^\s*(search|domain)\s", ln)]
+    lines += [f"options {' '.join(options)}"] if options else [
+        ln for ln in keep if re.match(r"^\s*options\s", ln)]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def rewrite_hosts(path: str, ip: str, hostname: str,
+                  extra: list[tuple[str, str]] | None = None) -> None:
     """The container's /etc/hosts with its address, written in place: the file is
     bind-mounted into the container, and a rename would leave the mount on the old one. The
     other members of its user network, below minidock.net.names's mark, stay."""
@@ -41,7 +79,7 @@ def rewrite_hosts(path: str, ip: str, hostname: str) -> None:
         text = f.read()
         others = text[text.index(MARK):] if MARK in text else ""
         f.seek(0)
-        f.write(hosts_file(ip, hostname) + others)
+        f.write(hosts_file(ip, hostname, extra) + others)
         f.truncate()
 
 
