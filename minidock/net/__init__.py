@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Setup", "begin", "release", "restore_firewall", "veth_name"]
+__all__ = ["Setup", "begin", "release", "rename", "restore_firewall", "veth_name"]
 
 
 def begin(network: dict[str, Any] | None = None) -> Setup:
@@ -59,6 +59,19 @@ def release(cid: str) -> None:
         from minidock.net import conntrack
 
         conntrack.forget(published)
+
+
+def rename(cid: str, names: list[str]) -> None:
+    """A member of a user network has new names: every member's /etc/hosts (and the
+    network's resolver, which reads the same list) says so."""
+    from minidock.net import names as hostsfiles
+
+    with ipam.Leases() as default:
+        for st in [default, *default.others()]:
+            if cid in st.members:
+                st.members[cid]["names"] = names
+                st.save()
+                hostsfiles.refresh([st])
 
 
 def restore_firewall() -> None:

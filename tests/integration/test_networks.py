@@ -107,7 +107,15 @@ def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
 
         assert helpers.wait_for(lambda: "10.77.0.50" in nslookup("web"), 10)
         assert "Address: 10.77.0.50" in nslookup("mdt-second")
-        assert md.run("exec", second, "ping", "-c", "1", "-W", "5", "mdt-first").returncode == 0
+        # a rename reaches every member's hosts file and the resolver
+        md.run("rename", "mdt-first", "mdt-renamed", check=True)
+        first_ip = md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", first,
+                          check=True).stdout.strip()
+        hosts_of_second = Path(md.root, "containers", second, "hosts").read_text()
+        assert f"{first_ip}\tmdt-renamed " in hosts_of_second
+        assert "mdt-first" not in hosts_of_second
+        assert f"Address: {first_ip}" in nslookup("mdt-renamed")
+        assert md.run("exec", second, "ping", "-c", "1", "-W", "5", "mdt-renamed").returncode == 0
         settings = json.loads(md.run("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                      second, check=True).stdout)
         assert list(settings) == ["mdt-names"]
@@ -117,7 +125,7 @@ def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
         assert settings["mdt-names"]["NetworkID"] == net["Id"]
         members = json.loads(md.run("network", "inspect", "mdt-names",
                                     check=True).stdout)[0]["Containers"]
-        assert {m["Name"] for m in members.values()} == {"mdt-first", "mdt-second"}
+        assert {m["Name"] for m in members.values()} == {"mdt-renamed", "mdt-second"}
         assert members[second]["IPv4Address"] == "10.77.0.50/24"
         assert md.run("ps", "--filter", f"id={second}", "--format", "{{.Networks}}",
                       check=True).stdout.strip() == "mdt-names"

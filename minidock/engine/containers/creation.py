@@ -19,6 +19,7 @@ from minidock.engine.containers import reconciler, store
 from minidock.engine.containers.record import (
     NETWORK_MODES,
     Container,
+    network_names,
     now_rfc3339,
 )
 from minidock.engine.spec import hostfiles
@@ -264,4 +265,8 @@ def rename(paths: Paths, ref: str, new_name: str) -> Container:
             c = store.load_record(paths, c.id)
             c.name = name
             store.save(paths, c)
+            if c.state.running and c.networking.get("Aliases") is not None:
+                from minidock import net  # its network's members know it by the new name
+
+                net.rename(c.id, network_names(c))
     return c

@@ -28,6 +28,7 @@ from minidock.engine.containers.record import (
     Container,
     Status,
     log_path,
+    network_names,
     now_rfc3339,
     on_a_bridge,
 )
@@ -118,7 +119,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         asked = c.networking.get("IPAMConfig") or {}
         try:
             c.endpoint = setup.attach(c.id, st.pid, forwards, ip=asked.get("IPv4Address"),
-                                      names=_names(c),
+                                      names=network_names(c),
                                       hosts=os.path.join(c.dir, "hosts"))
         except MinidockError as e:
             _record_failed_start(paths, c, e, code=128)
@@ -402,14 +403,6 @@ def _joined(paths: Paths, mode: str) -> Container | None:
     if not target.state.running:
         raise Conflict(f"cannot join network of a non running container: {target.id}")
     return target
-
-
-def _names(c: Container) -> list[str]:
-    """What the other members of a user network call the container (as Docker's DNS
-    answers): its name, its aliases (the short id among them), name.network."""
-    aliases = [a for a in c.networking.get("Aliases") or [] if a != c.name]
-    mode = str(c.host_config.get("NetworkMode") or "")
-    return [c.name, *aliases, f"{c.name}.{mode}"]
 
 
 def network_spec(paths: Paths, mode: str) -> dict[str, Any] | None:

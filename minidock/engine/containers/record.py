@@ -231,6 +231,14 @@ def network_name(mode: str) -> str:
     return "bridge" if mode in ("default", "") else mode
 
 
+def network_names(c: Container) -> list[str]:
+    """What the other members of a user network call the container (as Docker's DNS
+    answers): its name, its aliases (the short id among them), name.network."""
+    aliases = [a for a in c.networking.get("Aliases") or [] if a != c.name]
+    mode = str(c.host_config.get("NetworkMode") or "")
+    return [c.name, *aliases, f"{c.name}.{mode}"]
+
+
 def on_a_bridge(mode: str) -> bool:
     """Whether a container of this NetworkMode gets a veth on a bridge (the default one or
     a user network's)."""
