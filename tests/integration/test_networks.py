@@ -19,6 +19,9 @@ pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.
               pytest.mark.network]
 
 
+IP_OF = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"  # (one network each)
+
+
 def links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
@@ -109,7 +112,7 @@ def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
         assert "Address: 10.77.0.50" in nslookup("mdt-second")
         # a rename reaches every member's hosts file and the resolver
         md.run("rename", "mdt-first", "mdt-renamed", check=True)
-        first_ip = md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", first,
+        first_ip = md.run("inspect", "-f", IP_OF, first,
                           check=True).stdout.strip()
         hosts_of_second = Path(md.root, "containers", second, "hosts").read_text()
         assert f"{first_ip}\tmdt-renamed " in hosts_of_second
@@ -123,6 +126,9 @@ def test_containers_reach_each_other_by_name_and_alias(md, images, networks):
         assert settings["mdt-names"]["IPAMConfig"] == {"IPv4Address": "10.77.0.50"}
         assert settings["mdt-names"]["IPAddress"] == "10.77.0.50"
         assert settings["mdt-names"]["NetworkID"] == net["Id"]
+        top = json.loads(md.run("inspect", "-f", "{{json .NetworkSettings}}", second,
+                                check=True).stdout)
+        assert (top["IPAddress"], top["Gateway"], top["MacAddress"]) == ("", "", "")
         members = json.loads(md.run("network", "inspect", "mdt-names",
                                     check=True).stdout)[0]["Containers"]
         assert {m["Name"] for m in members.values()} == {"mdt-renamed", "mdt-second"}
@@ -167,7 +173,7 @@ def test_networks_are_isolated_and_internal_ones_stay_inside(md, images, network
                          ("in", "mdt-in"), ("in2", "mdt-in")):
             ids[key] = md.run("run", "-d", "--network", net, "busybox", "sleep", "300",
                               check=True).stdout.strip()
-        ip = {k: md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", c,
+        ip = {k: md.run("inspect", "-f", IP_OF, c,
                         check=True).stdout.strip() for k, c in ids.items()}
 
         def reaches(who: str, whom: str) -> bool:

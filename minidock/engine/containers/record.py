@@ -214,10 +214,13 @@ _ENDPOINT_KEYS = ("Bridge", "SandboxKey", "Gateway", "IPAddress", "IPPrefixLen",
 
 
 def _endpoint_of(settings: dict[str, Any]) -> dict[str, Any]:
+    """The run's endpoint back from a saved NetworkSettings (the network's entry holds the
+    address on a user network: the top-level fields are the default bridge's only)."""
     out = {k: settings[k] for k in _ENDPOINT_KEYS if settings.get(k)}
     net = next(iter((settings.get("Networks") or {}).values()), None) or {}
-    if net.get("NetworkID"):
-        out["NetworkID"] = net["NetworkID"]
+    for k in ("NetworkID", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
+        if net.get(k):
+            out[k] = net[k]
     return out
 
 
@@ -254,15 +257,16 @@ def network_settings(c: Container) -> dict[str, Any]:
     """Docker's NetworkSettings; the addresses and ports only while a run holds them."""
     mode = c.host_config.get("NetworkMode") or "default"
     ep = c.endpoint if c.state.running else {}
+    top = ep if mode in BRIDGE_MODES else {}  # (Docker: the default bridge's only)
     return {
         "Bridge": "", "SandboxID": "", "SandboxKey": ep.get("SandboxKey", ""),
-        "HairpinMode": bool(ep.get("IPAddress")),  # minidock's bridge ports hairpin
+        "HairpinMode": bool(top.get("IPAddress")),  # minidock's bridge ports hairpin
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ep.get("Ports", {}),
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-        "EndpointID": ep.get("EndpointID", ""),
-        "Gateway": ep.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0),
-        "IPv6Gateway": "", "MacAddress": ep.get("MacAddress", ""),
+        "EndpointID": top.get("EndpointID", ""),
+        "Gateway": top.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": top.get("IPAddress", ""), "IPPrefixLen": top.get("IPPrefixLen", 0),
+        "IPv6Gateway": "", "MacAddress": top.get("MacAddress", ""),
         "Networks": {} if mode.startswith("container:") else {network_name(mode): {
             "IPAMConfig": c.networking.get("IPAMConfig"), "Links": None,
             "Aliases": c.networking.get("Aliases"),
