@@ -1,4 +1,5 @@
-"""``network create/ls/inspect/rm/prune``: Docker's network commands and output shapes."""
+"""``network create/ls/inspect/rm/prune/connect/disconnect``: Docker's network commands and
+output shapes."""
 
 from __future__ import annotations
 
@@ -125,6 +126,35 @@ def prune(ctx: click.Context, force: bool) -> None:
         for name in gone:
             click.echo(name)
         click.echo()
+
+
+@network.command()
+@click.option("--ip", help="IPv4 address (e.g., 172.30.100.104).")
+@click.option("--alias", "aliases", multiple=True, help="Add network-scoped alias for the "
+              "container.")
+@click.argument("ref", metavar="NETWORK")
+@click.argument("container")
+@click.pass_context
+def connect(ctx: click.Context, ip: str | None, aliases: tuple[str, ...], ref: str,
+            container: str) -> None:
+    """Connect a container to a network."""
+    try:
+        engine.connect(paths(ctx), ref, container, ip, aliases)
+    except MinidockError as e:
+        _fail(ctx, f"Error response from daemon: {e.message}")
+
+
+@network.command()
+@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect.")
+@click.argument("ref", metavar="NETWORK")
+@click.argument("container")
+@click.pass_context
+def disconnect(ctx: click.Context, force: bool, ref: str, container: str) -> None:
+    """Disconnect a container from a network."""
+    try:
+        engine.disconnect(paths(ctx), ref, container)
+    except MinidockError as e:
+        _fail(ctx, f"Error response from daemon: {e.message}")
 
 
 network.add_command(ls, "list")

@@ -19,13 +19,14 @@ imports it, and ``release`` only for a container that published ports (conntrack
 from __future__ import annotations
 
 from minidock.net import ipam, netns
-from minidock.net.helper import Setup, veth_name
+from minidock.net.helper import Setup, extra_veth_name, veth_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Setup", "begin", "release", "rename", "restore_firewall", "veth_name"]
+__all__ = ["Setup", "begin", "extra_veth_name", "leave", "release", "rename",
+           "restore_firewall", "veth_name"]
 
 
 def begin(network: dict[str, Any] | None = None) -> Setup:
@@ -59,6 +60,20 @@ def release(cid: str) -> None:
         from minidock.net import conntrack
 
         conntrack.forget(published)
+
+
+def leave(cid: str, bridge: str, veth: str) -> None:
+    """A running container leaves one network (``network disconnect``): its interface there
+    goes (deleting the host end of a veth takes the pair), its address and names go back."""
+    from minidock.net import links
+    from minidock.net import names as hostsfiles
+
+    links.remove_link(veth)
+    with ipam.Leases(bridge) as leases:
+        hosts = str((leases.members.get(cid) or {}).get("hosts") or "")
+        if leases.release(cid):
+            leases.save()
+            hostsfiles.refresh([leases], gone={cid: hosts} if hosts else None)
 
 
 def rename(cid: str, names: list[str]) -> None:

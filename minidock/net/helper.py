@@ -64,11 +64,15 @@ class Setup:
         os.close(reply_w)
 
     def attach(self, cid: str, pid: int, forwards: list[Forward], ip: str | None = None,
-               names: list[str] | None = None, hosts: str = "") -> dict[str, Any]:
+               names: list[str] | None = None, hosts: str = "",
+               connect: bool = False) -> dict[str, Any]:
         """Send the request, wait for the helper; the container's NetworkSettings. On a user
         network ``ip`` is --ip, ``names`` what the others may call it (name, aliases) and
-        ``hosts`` its /etc/hosts on the host (names.refresh writes the others there)."""
+        ``hosts`` its /etc/hosts on the host (names.refresh writes the others there).
+        ``connect``: a network beside the first (``network connect``): ethN, no default
+        route, no second netns entry."""
         request = {"cid": cid, "pid": pid, "ip": ip, "names": names or [], "hosts": hosts,
+                   "connect": connect,
                    "forwards": [[f.proto, f.host_ip, f.host_port, f.port] for f in forwards]}
         try:
             os.write(self._req_w, json.dumps(request).encode())
@@ -186,19 +190,30 @@ def _serve(req_r: int, reply_w: int,
 
             dns.start(bridge_name)  # (unless it runs: then it reads the new names itself)
         mac = ipam.mac_of(ip)
-        sandbox = netns.publish(cid, pid)
-        nl.add_veth(bridge, veth_name(cid), pid, mac, mtu)
+        connect = bool(req.get("connect"))
+        if connect:
+            sandbox = netns.path_of(cid)
+            host_veth, peer = extra_veth_name(cid, network_id), "mdtmp" + os.urandom(4).hex()
+        else:
+            sandbox = netns.publish(cid, pid)
+            host_veth, peer = veth_name(cid), "eth0"
+        nl.add_veth(bridge, host_veth, pid, mac, mtu, peer)
     ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     from minidock import linux
 
     linux.setns(ns, linux.CLONE_NEWNET, why="configure eth0 from inside the container's netns")
     with links.Netlink() as inside:
-        inside.configure_eth0(str(ip), subnet.prefixlen, str(gateway))
+        interface = inside.configure(str(ip), subnet.prefixlen, str(gateway), peer)
     _write(reply_w, {"endpoint": {
         "Bridge": bridge_name, "IPAddress": str(ip), "IPPrefixLen": subnet.prefixlen,
         "Gateway": str(gateway), "MacAddress": mac, "SandboxKey": sandbox,
-        "NetworkID": network_id}})
+        "NetworkID": network_id, "Interface": interface}})
 
 
 def veth_name(cid: str) -> str:
     return "md" + cid[:10]
+
+
+def extra_veth_name(cid: str, network_id: str) -> str:
+    """The host end of a veth ``network connect`` adds (one per container and network)."""
+    return f"mdx{cid[:6]}{network_id[:6]}"

@@ -132,16 +132,18 @@ class Netlink:
         self.call(f"RTM_NEWLINK {name} up", "link", "set", index=idx, state="up")
         return idx
 
-    def add_veth(self, bridge_idx: int, host_name: str, pid: int, mac: str, mtu: int) -> None:
-        """``host_name`` on the bridge, its peer eth0 in the netns of ``pid``."""
+    def add_veth(self, bridge_idx: int, host_name: str, pid: int, mac: str, mtu: int,
+                 peer: str = "eth0") -> None:
+        """``host_name`` on the bridge, its peer (eth0; another network's: a temporary name,
+        see ``configure``) in the netns of ``pid``."""
         stale = self.index(host_name)
         if stale is not None:  # a previous run's, its netns still being torn down
             self.call(f"RTM_DELLINK {host_name}", "link", "del", index=stale,
                       why="left by this container's previous run")
-        self.call(f"RTM_NEWLINK {host_name} type veth peer eth0 (netns of pid {pid}, "
+        self.call(f"RTM_NEWLINK {host_name} type veth peer {peer} (netns of pid {pid}, "
                   f"{mac}, mtu {mtu}) master bridge up", "link", "add", ifname=host_name,
                   kind="veth", master=bridge_idx, mtu=mtu, state="up",
-                  peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac, "mtu": mtu},
+                  peer={"ifname": peer, "net_ns_pid": pid, "address": mac, "mtu": mtu},
                   why="a virtual cable: one end on the bridge, the other the container's eth0")
         # a container reaching its own published port (host address -> DNAT -> itself):
         # the bridge must send the frame back out of the port it came in through
@@ -150,20 +152,31 @@ class Netlink:
                   index=host_idx, mode=1,
                   why="hairpin: a container may reach itself through its published port")
 
-    def configure_eth0(self, ip: str, prefix: int, gateway: str) -> None:
-        """From inside the container's netns: eth0's address, up, the default route."""
-        idx = self.index("eth0")
+    def configure(self, ip: str, prefix: int, gateway: str, peer: str = "eth0") -> str:
+        """From inside the container's netns: the interface's address, up; eth0 gets the
+        default route. Another network's interface (``network connect``), made under a
+        temporary name, becomes the lowest free ethN first. Its name."""
+        idx = self.index(peer)
         assert idx is not None
-        # the bridge is IPv4 only: no link-local address or router solicitations on eth0,
+        name = peer
+        if peer != "eth0":
+            taken = {link.get_attr("IFLA_IFNAME") for link in self.ipr.get_links()}
+            name = next(f"eth{n}" for n in range(1, 100) if f"eth{n}" not in taken)
+            self.call(f"RTM_NEWLINK {peer} name {name}", "link", "set", index=idx,
+                      ifname=name, why="the container's next interface")
+        # the bridge is IPv4 only: no link-local address or router solicitations on it,
         # as Docker on a network without IPv6 (this /proc/sys/net is the netns we are in)
-        trace.step("write /proc/sys/net/ipv6/conf/eth0/disable_ipv6 = 1",
-                   lambda: _write("/proc/sys/net/ipv6/conf/eth0/disable_ipv6", "1"),
+        trace.step(f"write /proc/sys/net/ipv6/conf/{name}/disable_ipv6 = 1",
+                   lambda: _write(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1"),
                    "the bridge network has no IPv6")
-        self.call(f"RTM_NEWADDR {ip}/{prefix} dev eth0", "addr", "add", index=idx,
+        self.call(f"RTM_NEWADDR {ip}/{prefix} dev {name}", "addr", "add", index=idx,
                   address=ip, prefixlen=prefix, why="the container's address on the bridge")
-        self.call("RTM_NEWLINK eth0 up", "link", "set", index=idx, state="up")
-        self.call(f"RTM_NEWROUTE default via {gateway}", "route", "add", dst="0.0.0.0/0",
-                  gateway=gateway, why="everything off the bridge goes through the host")
+        self.call(f"RTM_NEWLINK {name} up", "link", "set", index=idx, state="up")
+        if name == "eth0":
+            self.call(f"RTM_NEWROUTE default via {gateway}", "route", "add",
+                      dst="0.0.0.0/0", gateway=gateway,
+                      why="everything off the bridge goes through the host")
+        return name
 
     def remove(self, name: str) -> bool:
         idx = self.index(name)

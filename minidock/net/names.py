@@ -26,18 +26,29 @@ if TYPE_CHECKING:
 MARK = "# minidock: the other containers on user-defined networks\n"
 
 
-def refresh(states: Iterable[Any]) -> None:
-    """Rewrite the members' lines in the hosts file of every member of these networks
-    (ipam.Leases of user networks; the default bridge has no names, as Docker's)."""
-    for st in states:
-        members: dict[str, dict[str, Any]] = st.members
-        lines = []  # the same for every member: each one's own entry is there too
-        for cid, them in sorted(members.items()):
-            ip = st.leases.get(cid)
-            if ip and them.get("names"):
-                lines.append(f"{ip}\t{' '.join(them['names'])}\n")
-        for me in members.values():
-            _rewrite(str(me.get("hosts") or ""), lines)
+def refresh(states: Iterable[Any], gone: dict[str, str] | None = None) -> None:
+    """Rewrite the hosts file of every member of these networks (ipam.Leases of user
+    networks, saved; the default bridge has no names, as Docker's), and of the containers
+    in ``gone`` (cid -> hosts file) that just left one. A file lists the members of every
+    network its container is on: the other networks' files are read as they are (the
+    caller holds their lock)."""
+    states = list(states)
+    anchor = states[0] if states else None
+    every = {st.path: st for st in anchor.others(include_self=True)} if anchor else {}
+    every.update({st.path: st for st in states})
+    lines_of: dict[str, list[str]] = {}
+    for path, st in every.items():
+        lines_of[path] = [f"{st.leases[cid]}\t{' '.join(m['names'])}\n"
+                          for cid, m in sorted(st.members.items())
+                          if st.leases.get(cid) and m.get("names")]
+    targets = {cid: str(m.get("hosts") or "") for st in states for cid, m in st.members.items()}
+    targets.update(gone or {})
+    for cid, hosts in targets.items():
+        lines: list[str] = []
+        for path, st in every.items():
+            if cid in st.members:
+                lines += [line for line in lines_of[path] if line not in lines]
+        _rewrite(hosts, lines)
 
 
 def _rewrite(path: str, lines: list[str]) -> None:

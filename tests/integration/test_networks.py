@@ -294,3 +294,51 @@ def test_add_host_and_dns_flags(md, images):
     assert (r.returncode, r.stderr.strip()) == (
         125, 'Error: invalid argument "not-an-ip" for "--dns" flag: not-an-ip is not an ip '
         "address")
+
+
+def test_connect_and_disconnect_a_running_and_a_stopped_container(md, images, networks):
+    networks("mdt-home")
+    networks("mdt-more")
+    ids = []
+    try:
+        c = md.run("run", "-d", "--name", "mdt-multi", "--network", "mdt-home", "busybox",
+                   "sleep", "300", check=True).stdout.strip()
+        d = md.run("run", "-d", "--name", "mdt-peer", "--network", "mdt-more", "busybox",
+                   "sleep", "300", check=True).stdout.strip()
+        ids += [c, d]
+        assert md.run("exec", d, "ping", "-c", "1", "-W", "1", "mdt-multi").returncode != 0
+        r = md.run("network", "connect", "--alias", "second-name", "mdt-more", "mdt-multi",
+                   check=True)
+        assert r.stdout == ""
+        inside = md.run("exec", c, "ip", "-4", "-o", "addr", check=True).stdout
+        assert " eth0 " in inside and " eth1 " in inside
+        for name in ("mdt-multi", "second-name"):
+            assert md.run("exec", d, "ping", "-c", "1", "-W", "5", name).returncode == 0
+        nets = json.loads(md.run("inspect", "-f", "{{json .NetworkSettings.Networks}}", c,
+                                 check=True).stdout)
+        assert sorted(nets) == ["mdt-home", "mdt-more"]
+        assert nets["mdt-more"]["Aliases"] == ["second-name", c[:12]]
+        assert nets["mdt-more"]["IPAddress"] in inside
+        r = md.run("network", "connect", "mdt-more", "mdt-multi")
+        assert (r.returncode, r.stderr.strip()) == (
+            1, "Error response from daemon: endpoint with name mdt-multi already exists in "
+            "network mdt-more")
+        md.run("network", "disconnect", "mdt-more", "mdt-multi", check=True)
+        assert " eth1 " not in md.run("exec", c, "ip", "-4", "-o", "addr", check=True).stdout
+        assert md.run("exec", d, "ping", "-c", "1", "-W", "1", "second-name").returncode != 0
+        assert "second-name" not in Path(md.root, "containers", c, "hosts").read_text()
+        r = md.run("network", "disconnect", "mdt-more", "mdt-multi")
+        assert (r.returncode, r.stderr.strip()) == (
+            1, f"Error response from daemon: container {c} is not connected to network "
+            "mdt-more")
+        # a stopped container joins the network when it starts
+        e = md.run("create", "--name", "mdt-later", "--network", "mdt-home", "busybox",
+                   "sleep", "300", check=True).stdout.strip()
+        ids.append(e)
+        md.run("network", "connect", "mdt-more", "mdt-later", check=True)
+        md.run("start", e, check=True)
+        assert " eth1 " in md.run("exec", e, "ip", "-4", "-o", "addr", check=True).stdout
+        assert md.run("exec", d, "ping", "-c", "1", "-W", "5", "mdt-later").returncode == 0
+    finally:
+        for cid in ids:
+            md.run("rm", "-f", cid)

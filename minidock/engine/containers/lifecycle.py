@@ -36,7 +36,7 @@ from minidock.engine.runtime import Stdio
 from minidock.engine.spec import hostfiles
 from minidock.engine.spec.user import resolve_user
 from minidock.engine.stdio import io
-from minidock.errors import Conflict, ContainerNotFound, MinidockError
+from minidock.errors import Conflict, ContainerNotFound, InvalidArgument, MinidockError
 from minidock.linux import flock, trace
 from minidock.paths import Paths
 from minidock.records import record
@@ -132,6 +132,8 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         hostfiles.rewrite_hosts(os.path.join(c.dir, "hosts"), c.endpoint["IPAddress"],
                                 str(c.config.get("Hostname") or c.short_id),
                                 _extra_hosts(c))
+        for name in list(c.extra):  # and the networks `network connect` added
+            c.extra[name] = connect_running(paths, c, name, st.pid)
     launched = Launched(pid=st.pid, pipes=pipes, master=st.master, ports=reservation)
     if st.master >= 0:
         undo.callback(os.close, st.master)
@@ -376,6 +378,27 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         options.append(specgen.with_console_size(*console))
     options.append(specgen.with_security_opts(c.host_config.get("SecurityOpt")))  # last: caps
     return specgen.build(doc, *options)
+
+
+def connect_running(paths: Paths, c: Container, network: str, pid: int) -> dict[str, Any]:
+    """Put the running container (init ``pid``) on one more user network: an ethN, an
+    address, its names there; the network's EndpointSettings for the record."""
+    from minidock import net
+
+    spec = network_spec(paths, network)
+    if spec is None:
+        raise InvalidArgument(f"minidock connects user-defined networks only: {network}")
+    asked = c.extra.get(network) or {}
+    setup = net.begin(spec)
+    try:
+        ep = setup.attach(c.id, pid, [], ip=(asked.get("IPAMConfig") or {}).get("IPv4Address"),
+                          names=network_names(c, network), hosts=os.path.join(c.dir, "hosts"),
+                          connect=True)
+    finally:
+        setup.abandon()
+    keep = ("NetworkID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")
+    return {**{k: v for k, v in asked.items() if k in ("IPAMConfig", "Aliases")},
+            **{k: ep[k] for k in keep if k in ep}, "EndpointID": os.urandom(32).hex()}
 
 
 def _extra_hosts(c: Container) -> list[tuple[str, str]]:

@@ -121,6 +121,9 @@ class Container:
     #: what was asked of a user network at create: {"IPAMConfig": {"IPv4Address": ...} or
     #: None, "Aliases": [...] or None} (Docker's EndpointSettings, kept when stopped)
     networking: dict[str, Any] = field(default_factory=dict)
+    #: networks joined with `network connect`: name -> {"IPAMConfig", "Aliases"} and, while
+    #: the container runs, its endpoint there (NetworkID, EndpointID, IPAddress, ...)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -175,8 +178,12 @@ class Container:
             host_config=host_config,
             state=State.from_docker(doc["State"]),
             dir=directory,
-            endpoint=_endpoint_of(doc.get("NetworkSettings") or {}),
-            networking=_networking_of(doc.get("NetworkSettings") or {}),
+            endpoint=_endpoint_of(doc.get("NetworkSettings") or {}, _primary(host_config)),
+            networking=_networking_of(doc.get("NetworkSettings") or {}, _primary(host_config)),
+            extra={name: {k: v for k, v in entry.items() if k in _EXTRA_KEYS and v}
+                   for name, entry in ((doc.get("NetworkSettings") or {}).get("Networks")
+                                       or {}).items()
+                   if name != _primary(host_config)},
         )
 
     def to_inspect(self, paths: Paths, graph_driver_data: dict[str, Any]) -> dict[str, Any]:
@@ -213,11 +220,19 @@ _ENDPOINT_KEYS = ("Bridge", "SandboxKey", "Gateway", "IPAddress", "IPPrefixLen",
                   "Ports", "EndpointID", "NetworkID")
 
 
-def _endpoint_of(settings: dict[str, Any]) -> dict[str, Any]:
+_EXTRA_KEYS = ("IPAMConfig", "Aliases", "NetworkID", "EndpointID", "Gateway", "IPAddress",
+               "IPPrefixLen", "MacAddress")
+
+
+def _primary(host_config: dict[str, Any]) -> str:
+    return network_name(str(host_config.get("NetworkMode") or "default"))
+
+
+def _endpoint_of(settings: dict[str, Any], primary: str) -> dict[str, Any]:
     """The run's endpoint back from a saved NetworkSettings (the network's entry holds the
     address on a user network: the top-level fields are the default bridge's only)."""
     out = {k: settings[k] for k in _ENDPOINT_KEYS if settings.get(k)}
-    net = next(iter((settings.get("Networks") or {}).values()), None) or {}
+    net = (settings.get("Networks") or {}).get(primary) or {}
     for k in ("NetworkID", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
         if net.get(k):
             out[k] = net[k]
@@ -234,11 +249,13 @@ def network_name(mode: str) -> str:
     return "bridge" if mode in ("default", "") else mode
 
 
-def network_names(c: Container) -> list[str]:
-    """What the other members of a user network call the container (as Docker's DNS
-    answers): its name, its aliases (the short id among them), name.network."""
-    aliases = [a for a in c.networking.get("Aliases") or [] if a != c.name]
-    mode = str(c.host_config.get("NetworkMode") or "")
+def network_names(c: Container, network: str | None = None) -> list[str]:
+    """What the other members of a user network (its first, or ``network``) call the
+    container, as Docker's DNS answers: its name, its aliases there (the short id among
+    them), name.network."""
+    mode = network or str(c.host_config.get("NetworkMode") or "")
+    asked = c.networking if network is None else c.extra.get(network) or {}
+    aliases = [a for a in asked.get("Aliases") or [] if a != c.name]
     return [c.name, *aliases, f"{c.name}.{mode}"]
 
 
@@ -248,8 +265,8 @@ def on_a_bridge(mode: str) -> bool:
     return mode not in ("host", "none") and not mode.startswith("container:")
 
 
-def _networking_of(settings: dict[str, Any]) -> dict[str, Any]:
-    net = next(iter((settings.get("Networks") or {}).values()), None) or {}
+def _networking_of(settings: dict[str, Any], primary: str) -> dict[str, Any]:
+    net = (settings.get("Networks") or {}).get(primary) or {}
     return {k: net[k] for k in ("IPAMConfig", "Aliases") if net.get(k)}
 
 
@@ -267,15 +284,22 @@ def network_settings(c: Container) -> dict[str, Any]:
         "Gateway": top.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "IPAddress": top.get("IPAddress", ""), "IPPrefixLen": top.get("IPPrefixLen", 0),
         "IPv6Gateway": "", "MacAddress": top.get("MacAddress", ""),
-        "Networks": {} if mode.startswith("container:") else {network_name(mode): {
-            "IPAMConfig": c.networking.get("IPAMConfig"), "Links": None,
-            "Aliases": c.networking.get("Aliases"),
+        "Networks": {} if mode.startswith("container:") else {
+            network_name(mode): _endpoint_settings(c.networking, ep),
+            **{name: _endpoint_settings(e, e if c.state.running else {})
+               for name, e in c.extra.items()}},
+    }
+
+
+def _endpoint_settings(asked: dict[str, Any], ep: dict[str, Any]) -> dict[str, Any]:
+    """One entry of NetworkSettings.Networks (Docker's EndpointSettings)."""
+    return {"IPAMConfig": asked.get("IPAMConfig"), "Links": None,
+            "Aliases": asked.get("Aliases"),
             "NetworkID": ep.get("NetworkID", ""), "EndpointID": ep.get("EndpointID", ""),
             "Gateway": ep.get("Gateway", ""), "IPAddress": ep.get("IPAddress", ""),
             "IPPrefixLen": ep.get("IPPrefixLen", 0), "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "MacAddress": ep.get("MacAddress", ""), "DriverOpts": None}},
-    }
+            "MacAddress": ep.get("MacAddress", ""), "DriverOpts": None}
 
 
 def now_rfc3339() -> str:
