@@ -61,6 +61,8 @@ class Network:
 
     def to_inspect(self, containers: dict[str, Any]) -> dict[str, Any]:
         config = [{"Subnet": self.subnet, "Gateway": self.gateway}] if self.subnet else []
+        if self.name == "bridge" and config:  # (docker 20.10's shows the subnet alone)
+            config = [{"Subnet": self.subnet}]
         options = dict(self.options or {})
         if self.name == "bridge":
             options = {"com.docker.network.bridge.default_bridge": "true",
