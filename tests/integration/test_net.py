@@ -273,6 +273,8 @@ def test_the_default_network_is_the_bridge_as_dockers(md, images):
                       check=True).stdout.split() == ["default", "bridge"]
         r = md.run("start", "-a", c, check=True)
         assert "inet 172." in r.stdout or "inet 192.168." in r.stdout, r.stdout
+        again = md.run("start", "-a", c, check=True)  # the lease went back: the same address
+        assert again.stdout.split()[3] == r.stdout.split()[3]
     finally:
         md.run("rm", c)
     assert leases(md) == {} and not md_links()
