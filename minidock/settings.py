@@ -8,7 +8,10 @@ minidock at their own registries and CAs)::
                                                                          "10.0.0.0/8"],
                                                  "runtimes": {"kata": {"path": "/usr/bin/k",
                                                               "runtimeArgs": ["--debug"]}},
-                                                 "default-runtime": "runc"}
+                                                 "default-runtime": "runc",
+                                                 "bip": "172.26.0.1/16",
+                                                 "default-address-pools": [{"base":
+                                                   "10.10.0.0/16", "size": 24}]}
     /etc/minidock/certs.d/<host[:port]>/ca.crt  extra CAs trusted for that registry (any *.crt)
     /etc/minidock/certs.d/<host[:port]>/x.cert  client certificate, with x.key next to it
 
@@ -24,6 +27,8 @@ What the settings mean, as in Docker (moby registry/config.go, registry/endpoint
 - ``runtimes`` names OCI runtimes with runc's command line beyond the ones known without
   configuration (``minidock``, the built-in one, and ``runc`` and ``crun`` found on PATH);
   ``default-runtime`` is the one a container gets without ``--runtime`` (else ``minidock``).
+- ``bip`` is the default bridge's gateway and prefix; ``default-address-pools`` the ranges its
+  subnet (without ``bip``) and the user networks' (without ``--subnet``) are cut from.
 
 Not to be confused with an image config (the JSON a manifest points to). Loading is lazy and
 pure apart from reading the files; nothing here opens a socket.
@@ -108,6 +113,9 @@ class EngineConfig:
     default_runtime: str = ""
     #: ``bip``: the default bridge's gateway/prefix ("172.26.0.1/16"); "" picks a free pool
     bip: str = ""
+    #: ``default-address-pools``: [{"base": "10.10.0.0/16", "size": 24}, ...], the subnets
+    #: bridges are taken from (Docker's daemon.json key); () for Docker's defaults
+    address_pools: tuple[tuple[str, int], ...] = ()
 
     def is_insecure(self, netloc: str) -> bool:
         """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
@@ -188,6 +196,7 @@ def parse_engine_config(
         runtimes=runtimes,
         default_runtime=default_runtime.strip(),
         bip=bip.strip(),
+        address_pools=_address_pools(doc.get("default-address-pools"), source),
         registry_mirrors=tuple(m.rstrip("/") for m in mirrors),
         insecure_registries=tuple(
             i.removeprefix("http://").removeprefix("https://").rstrip("/")
@@ -195,6 +204,32 @@ def parse_engine_config(
         ),
         certs_dir=certs_dir or os.path.join(config_dir(), "certs.d"),
     )
+
+
+def _address_pools(value: Any, source: str) -> tuple[tuple[str, int], ...]:
+    import ipaddress
+
+    if not value:
+        return ()
+    bad = (f"{source}: default-address-pools must be a list such as "
+           '[{"base": "10.10.0.0/16", "size": 24}]')
+    if not isinstance(value, list):
+        raise InvalidArgument(bad)
+    out = []
+    for pool in value:
+        if not isinstance(pool, dict) or not isinstance(pool.get("base"), str) \
+                or not isinstance(pool.get("size"), int) or isinstance(pool.get("size"), bool):
+            raise InvalidArgument(bad)
+        try:
+            base = ipaddress.IPv4Network(pool["base"])
+        except ValueError:
+            raise InvalidArgument(f"{source}: default-address-pools: invalid base "
+                                  f"{pool['base']!r}") from None
+        if not base.prefixlen <= pool["size"] <= 30:
+            raise InvalidArgument(f"{source}: default-address-pools: size {pool['size']} does "
+                                  f"not fit base {base} (between /{base.prefixlen} and /30)")
+        out.append((str(base), int(pool["size"])))
+    return tuple(out)
 
 
 def load_engine_config(directory: str | None = None) -> EngineConfig:

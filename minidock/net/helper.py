@@ -160,9 +160,10 @@ def _serve(req_r: int, reply_w: int,
             else:
                 # while no container holds an address, the subnet follows the settings' "bip"
                 # and the host's routes (not the bridge's own) as they are now
+                config = load_engine_config()
                 changed = not leases.leases and leases.choose(
                     [ipam.Network(r, strict=False) for r in nl.routes(but=ipam.BRIDGE)],
-                    load_engine_config().bip or None)
+                    config.bip or None, ipam.pools_of(config.address_pools))
             if changed:
                 leases.save()
             subnet, gateway = leases.subnet([], None)

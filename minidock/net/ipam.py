@@ -70,6 +70,16 @@ def pick_subnet(routes: Iterable[Network], bip: str | None = None,
                           "route of this host; set \"bip\" in /etc/minidock/config.json")
 
 
+def pools_of(address_pools: Iterable[tuple[str, int]]) -> list[str] | Iterator[str]:
+    """The candidate subnets of the settings' default-address-pools ([(base, size)]), in
+    order; Docker's defaults without any."""
+    pools = list(address_pools)
+    if not pools:
+        return DEFAULT_POOLS
+    return (str(net) for base, size in pools
+            for net in ipaddress.IPv4Network(base).subnets(new_prefix=size))
+
+
 def next_free(subnet: Network, gateway: Address, taken: Iterable[str]) -> Address:
     used = {ipaddress.IPv4Address(t) for t in taken} | {gateway}
     for host in subnet.hosts():
@@ -198,9 +208,10 @@ class Leases:
             self.choose(routes, bip)
         return ipaddress.IPv4Network(self.doc["subnet"]), ipaddress.IPv4Address(self.doc["gateway"])
 
-    def choose(self, routes: Iterable[Network], bip: str | None) -> bool:
+    def choose(self, routes: Iterable[Network], bip: str | None,
+               pools: Iterable[str] = DEFAULT_POOLS) -> bool:
         """Choose the subnet again (nobody holds an address in it); whether it changed."""
-        net, gw = pick_subnet(routes, bip)
+        net, gw = pick_subnet(routes, bip, pools)
         return self.define(str(net), str(gw))
 
     def define(self, subnet: str, gateway: str, internal: bool = False) -> bool:

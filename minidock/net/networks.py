@@ -159,11 +159,11 @@ def find(paths: Paths, ref: str) -> Network:
     raise NotFound(f"network {ref} not found")
 
 
-def _taken_subnets(paths: Paths) -> list[ipaddress.IPv4Network]:
+def _taken_subnets(paths: Paths, first_pool: str) -> list[ipaddress.IPv4Network]:
     taken = [ipaddress.IPv4Network(n.subnet) for n in user_networks(paths)]
     with ipam.Leases() as leases:  # the default bridge's, or the pool it would take first
         taken.append(ipaddress.IPv4Network(leases.doc["subnet"]) if leases.has_subnet()
-                     else ipaddress.IPv4Network(ipam.DEFAULT_POOLS[0]))
+                     else ipaddress.IPv4Network(first_pool))
     return taken
 
 
@@ -178,8 +178,11 @@ def create(paths: Paths, name: str, subnet: str | None = None, gateway: str | No
     with _lock(paths):
         if any(n.name == name for n in all_networks(paths)):
             raise Conflict(f"network with name {name} already exists")
-        taken = _taken_subnets(paths)
         from minidock.net import links
+        from minidock.settings import load_engine_config
+
+        address_pools = load_engine_config().address_pools
+        taken = _taken_subnets(paths, next(iter(ipam.pools_of(address_pools))))
 
         routes = [ipaddress.IPv4Network(r, strict=False) for r in links.host_routes()]
         if subnet:
@@ -191,7 +194,7 @@ def create(paths: Paths, name: str, subnet: str | None = None, gateway: str | No
                     r.prefixlen > 0 and net.overlaps(r) for r in routes):
                 raise Conflict("Pool overlaps with other one on this address space")
         else:
-            net, _ = ipam.pick_subnet([*routes, *taken])
+            net, _ = ipam.pick_subnet([*routes, *taken], pools=ipam.pools_of(address_pools))
         if gateway:
             try:
                 gw = ipaddress.IPv4Address(gateway)

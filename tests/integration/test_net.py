@@ -496,3 +496,37 @@ def test_bip_takes_effect_while_nothing_runs_on_the_bridge(md, images, tmp_path)
     assert len(gateway) == 1 and gateway[0] != "10.123.0.1/24"
     assert ipaddress.IPv4Interface(r.stdout.split()[3]).network == \
         ipaddress.IPv4Interface(gateway[0]).network
+
+
+def _tracked_reply_sources() -> set[str]:
+    import asyncio
+
+    from pyroute2.conntrack import AsyncConntrack
+
+    async def dump() -> set[str]:
+        ct = AsyncConntrack()
+        try:
+            return {e.tuple_reply.saddr async for e in await ct.dump_entries()
+                    if e.tuple_reply is not None}
+        finally:
+            ct.close()
+
+    return asyncio.run(dump())
+
+
+def test_a_removed_port_s_tracked_flows_are_forgotten(md, images):
+    """A UDP flow to a published port keeps its NAT decision in conntrack; when the
+    container goes, its flows go too (else they would lead to the next holder of its
+    address)."""
+    port = free_port()
+    c = md.run("run", "-d", "-p", f"{port}:9/udp", "busybox", "sleep", "300",
+               check=True).stdout.strip()
+    try:
+        ip = md.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", c,
+                    check=True).stdout.strip()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"ping", ("127.0.0.1", port))
+        assert helpers.wait_for(lambda: ip in _tracked_reply_sources(), 5)
+    finally:
+        md.run("rm", "-f", c, check=True)
+    assert ip not in _tracked_reply_sources()

@@ -342,3 +342,16 @@ def test_connect_and_disconnect_a_running_and_a_stopped_container(md, images, ne
     finally:
         for cid in ids:
             md.run("rm", "-f", cid)
+
+
+def test_default_address_pools_are_where_subnets_come_from(md, images, tmp_path):
+    (tmp_path / "config.json").write_text(
+        '{"default-address-pools": [{"base": "10.123.0.0/16", "size": 24}]}')
+    env = {"MINIDOCK_CONFIG_DIR": str(tmp_path)}
+    try:
+        md.run("network", "create", "mdt-pooled", env=env, check=True)
+        subnet = json.loads(md.run("network", "inspect", "mdt-pooled",
+                                   check=True).stdout)[0]["IPAM"]["Config"][0]["Subnet"]
+        assert subnet.startswith("10.123.") and subnet.endswith("/24")
+    finally:
+        md.run("network", "rm", "mdt-pooled")

@@ -202,3 +202,23 @@ def test_the_network_resolver_answers_a_member_s_name_with_one_a_record():
     empty = dns.answer(_query("web", 28), len(_query("web", 28)), None)  # AAAA: no record
     assert struct.unpack("!HH", empty[6:10]) == (0, 0) and empty[3] & 0x0F == 0
     assert dns.parse_question(b"\0" * 5) is None
+
+
+def test_default_address_pools_from_the_settings_replace_dockers():
+    from minidock.settings import parse_engine_config
+
+    cfg = parse_engine_config(b'{"default-address-pools": [{"base": "10.10.0.0/16", '
+                              b'"size": 24}, {"base": "10.20.0.0/22", "size": 23}]}')
+    assert cfg.address_pools == (("10.10.0.0/16", 24), ("10.20.0.0/22", 23))
+    pools = list(ipam.pools_of(cfg.address_pools))
+    assert pools[:2] == ["10.10.0.0/24", "10.10.1.0/24"] and pools[-2:] == [
+        "10.20.0.0/23", "10.20.2.0/23"]
+    net, gw = ipam.pick_subnet([N("10.10.0.0/23")], pools=ipam.pools_of(cfg.address_pools))
+    assert (str(net), str(gw)) == ("10.10.2.0/24", "10.10.2.1")
+    assert ipam.pools_of(()) == ipam.DEFAULT_POOLS
+    for bad in (b'{"default-address-pools": {"base": "10.0.0.0/8"}}',
+                b'{"default-address-pools": [{"base": "10.0.0.0/8"}]}',
+                b'{"default-address-pools": [{"base": "10.0.0.0/33", "size": 24}]}',
+                b'{"default-address-pools": [{"base": "10.0.0.0/24", "size": 16}]}'):
+        with pytest.raises(InvalidArgument, match="default-address-pools"):
+            parse_engine_config(bad)
