@@ -253,6 +253,10 @@ def remove(paths: Paths, ref: str) -> Network:
                 raise Conflict(f"error while removing network: network {network.name} id "
                                f"{network.id} has active endpoints")
             leases.remove_file()
+            try:  # (its resolver, if one still runs, exits: the network's file is gone)
+                os.unlink(os.path.join(ipam.STATE_DIR, f"{network.bridge}.dns.lock"))
+            except FileNotFoundError:
+                pass
             others = leases.others()
             with links.Netlink() as nl:
                 nl.remove(network.bridge)

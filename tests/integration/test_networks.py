@@ -77,6 +77,7 @@ def test_create_ls_inspect_rm_as_docker(md, images, networks):
         1, "Error response from daemon: bridge is a pre-defined network and cannot be removed")
     assert md.run("network", "rm", "mdt-one", check=True).stdout == "mdt-one\n"
     assert f" {bridge}:" not in links() and bridge not in table()
+    assert not [f for f in os.listdir("/run/minidock-network") if f.startswith(bridge)]
     r = md.run("network", "rm", "mdt-one")
     assert (r.returncode, r.stderr.strip()) == (1, "Error: No such network: mdt-one")
 
