@@ -1,15 +1,18 @@
-"""Networking: minidock's default bridge, without a daemon.
+"""Networking: minidock's bridges (the default one and the user networks'), without a daemon.
 
-    begin()                   as soon as the engine knows a container goes on the bridge: a
+    begin(network)            as soon as the engine knows a container goes on a bridge: a
                               forked helper (net.helper) loads pyroute2 and readies the bridge
                               while the engine mounts and creates the container
-    Setup.attach(cid, pid, forwards)
-                              between the runtime's create and start: a lease, the published
-                              ports in minidock's nft table, a veth into the container's netns
-                              as eth0; the container's NetworkSettings
-    release(cid)              when the run ends: its /run/netns entry goes, the lease and the
-                              ports go back (the table is rebuilt without them, their conntrack
-                              entries flushed); the veth goes with the netns, by the kernel
+    Setup.attach(cid, pid, forwards, ip, names, hosts, connect)
+                              between the runtime's create and start (or for `network
+                              connect`): a lease, the published ports in minidock's nft table,
+                              a veth into the container's netns as eth0 (ethN), its names on
+                              a user network; the endpoint
+    release(cid)              when the run ends: its /run/netns entry goes, its leases, ports
+                              and names go back on every network (the table is rebuilt, their
+                              conntrack entries flushed); the veths go with the netns
+    leave, rename             `network disconnect`, `rename` of a member of a user network
+    restore_firewall()        the table again, as the bridges' files say (system check)
 
 The package is the only importer of pyroute2 (a contract test says so); only the helper
 imports it, and ``release`` only for a container that published ports (conntrack):

@@ -1,4 +1,4 @@
-"""The forked helper that puts a container on the bridge while the engine creates it.
+"""The forked helper that puts a container on a bridge while the engine creates it.
 
 pyroute2 takes 60-90 ms to import (asyncio, its whole package), longer than the rest of a
 start. So the engine forks this helper as soon as it knows the container goes on the bridge;
@@ -12,8 +12,9 @@ only the engine can send, once the container's init exists::
     attach(cid, pid, forwards) -- request -> lease an address, record the published ports,
                                              replace the nft table (firewall), the netns in
                                              /run/netns (netns), veth into the netns of pid
-                                             as eth0, then setns() into it and configure
-                                             eth0 from inside
+                                             as eth0, members' hosts files and resolver (a
+                                             user network's), then setns() into it and
+                                             configure eth0 from inside
              <------------------- reply --- {"endpoint": {...}} or {"error", "kind"}
 
 The helper closes every descriptor it inherited but its two pipes, stdio and the trace
