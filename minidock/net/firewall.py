@@ -149,9 +149,7 @@ def apply(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] 
         if f.read().strip() != "1":
             f.seek(0)
             f.write("1")
-    for name, _, internal in bridges:
-        if not internal:
-            docker_user(name)
+    docker_user([name for name, _, internal in bridges if not internal])
 
 
 MARK = "minidock"
@@ -165,55 +163,62 @@ def docker_user_rules(bridge: str) -> list[list[str]]:
             ["-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", *tail]]
 
 
-def _docker_user_state(bridge: str) -> tuple[str, bool] | None:
-    """(the iptables program of the backend holding DOCKER-USER, whether minidock's accepts
-    are there), or None when there is no DOCKER-USER chain."""
+def _docker_user_missing(bridges: Sequence[str]) -> tuple[str, list[str]] | None:
+    """(the iptables program of the backend holding DOCKER-USER, the bridges whose accepts
+    are not there), or None when there is no DOCKER-USER chain. One look for all bridges."""
     try:
         listed = linux.nft_run("list chain ip filter DOCKER-USER\n")
     except OSError:
         listed = ""  # no such chain in nftables (iptables-nft keeps its chains there)
     if listed:  # (nft does not show iptables' comments: the rules are matched by shape)
-        lines = {" ".join(line.split()) for line in listed.splitlines()}
-        shapes = (f'iifname "{bridge}" counter', f'oifname "{bridge}" ct state related,established',
-                  f'oifname "{bridge}" ct status dnat')
-        return "iptables-nft", all(any(line.startswith(shape) for line in lines)
-                                   for shape in shapes)
-    try:
-        with open("/proc/net/ip_tables_names") as f:
-            legacy = "filter" in f.read().split()
-    except OSError:
-        legacy = False
-    if not legacy:
-        return None
-    r = subprocess.run(["iptables-legacy", "-S", "DOCKER-USER"], capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        return None
-    return "iptables-legacy", f"--comment {MARK}" in r.stdout
-
-
-def docker_user(bridge: str) -> bool:
-    """Put minidock's accepts in Docker's DOCKER-USER chain if it exists without them;
-    whether anything was added."""
-    state = _docker_user_state(bridge)
-    if state is None or state[1]:
-        return False
-    program = state[0]
-    trace.note(f"Docker's DOCKER-USER chain exists ({program}): dockerd's FORWARD policy "
-               f"DROP would drop {bridge}'s traffic; adding minidock's accepts")
-    for rule in reversed(docker_user_rules(bridge)):
-        r = subprocess.run([program, "-w", "-I", "DOCKER-USER", *rule], capture_output=True,
+        program, text = "iptables-nft", listed
+        shapes = ('iifname "{b}" counter', 'oifname "{b}" ct state related,established',
+                  'oifname "{b}" ct status dnat')
+    else:
+        try:
+            with open("/proc/net/ip_tables_names") as f:
+                legacy = "filter" in f.read().split()
+        except OSError:
+            legacy = False
+        if not legacy:
+            return None
+        r = subprocess.run(["iptables-legacy", "-S", "DOCKER-USER"], capture_output=True,
                            text=True)
         if r.returncode != 0:
-            raise MinidockError(f"{program} -I DOCKER-USER {' '.join(rule)}: "
-                                f"{r.stderr.strip()}")
+            return None
+        program, text = "iptables-legacy", r.stdout
+        shapes = ("-A DOCKER-USER -i {b} ", "-A DOCKER-USER -o {b} -m conntrack --ctstate "
+                  "RELATED,ESTABLISHED ", "-A DOCKER-USER -o {b} -m conntrack --ctstate DNAT ")
+    lines = [" ".join(line.split()) + " " for line in text.splitlines()]
+    missing = [b for b in bridges
+               if not all(any(line.startswith(shape.format(b=b)) for line in lines)
+                          for shape in shapes)]
+    return program, missing
+
+
+def docker_user(bridges: Sequence[str]) -> bool:
+    """Put minidock's accepts in Docker's DOCKER-USER chain, if it exists, for each of
+    ``bridges`` whose accepts are not there; whether anything was added."""
+    state = _docker_user_missing(bridges)
+    if state is None or not state[1]:
+        return False
+    program, missing = state
+    for bridge in missing:
+        trace.note(f"Docker's DOCKER-USER chain exists ({program}): dockerd's FORWARD policy "
+                   f"DROP would drop {bridge}'s traffic; adding minidock's accepts")
+        for rule in reversed(docker_user_rules(bridge)):
+            r = subprocess.run([program, "-w", "-I", "DOCKER-USER", *rule],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise MinidockError(f"{program} -I DOCKER-USER {' '.join(rule)}: "
+                                    f"{r.stderr.strip()}")
     return True
 
 
-def docker_user_present(bridge: str) -> bool:
-    """Whether DOCKER-USER, if it exists, holds minidock's accepts."""
-    state = _docker_user_state(bridge)
-    return state is None or state[1]
+def docker_user_present(bridges: Sequence[str]) -> bool:
+    """Whether DOCKER-USER, if it exists, holds minidock's accepts for every bridge."""
+    state = _docker_user_missing(bridges)
+    return state is None or not state[1]
 
 
 def _nft_program(text: str) -> None:
@@ -244,7 +249,7 @@ def present(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward
     """Whether the table holds what it should (a firewall reload or ``nft flush ruleset``
     removes it), and DOCKER-USER, if there is one, minidock's accepts."""
     return (_canonical(_listing()) == _canonical(ruleset(bridges, forwards))
-            and all(docker_user_present(b[0]) for b in bridges if not b[2]))
+            and docker_user_present([b[0] for b in bridges if not b[2]]))
 
 
 def _canonical(text: str) -> list[str]:
