@@ -10,7 +10,7 @@ import click
 from minidock.cli import format as fmt
 from minidock.cli.shared import confirm_prune, paths
 from minidock.engine import networks as engine
-from minidock.errors import MinidockError, NotFound
+from minidock.errors import ClientRefused, MinidockError, NotFound
 
 LS_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
               "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
@@ -38,14 +38,16 @@ def create(ctx: click.Context, subnet: str | None, gateway: str | None, internal
            driver: str, opts: tuple[str, ...], labels: tuple[str, ...], name: str) -> None:
     """Create a network."""
     if driver != "bridge":
-        _fail(ctx, f"plugin \"{driver}\" not found: minidock has the bridge driver only")
+        _fail(ctx, f"Error response from daemon: plugin \"{driver}\" not found (minidock has "
+              "the bridge driver only)")
     try:
         net = engine.create(paths(ctx), name, subnet, gateway, internal,
                             dict(o.partition("=")[::2] for o in opts),
                             dict(lab.partition("=")[::2] for lab in labels))
+    except ClientRefused as e:  # what docker's CLI refuses itself: its words alone
+        _fail(ctx, e.message)
     except MinidockError as e:
-        _fail(ctx, f"Error response from daemon: {e.message}"
-              if "gateway" not in e.message else e.message)
+        _fail(ctx, f"Error response from daemon: {e.message}")
     click.echo(net.id)
 
 
@@ -162,6 +164,6 @@ network.add_command(rm, "remove")
 
 
 def _fail(ctx: click.Context, message: str) -> None:
-    click.echo(message if message.startswith("Error") or "gateway" in message
-               else f"Error: {message}", err=True)
+    """One line on stderr, exit 1: how docker's network commands fail."""
+    click.echo(message, err=True)
     ctx.exit(1)

@@ -22,7 +22,7 @@ import os
 import re
 import time
 
-from minidock.errors import Conflict, InvalidArgument, NotFound
+from minidock.errors import ClientRefused, Conflict, InvalidArgument, NotFound
 from minidock.linux import flock
 from minidock.net import ipam
 from minidock.paths import Paths
@@ -189,7 +189,8 @@ def create(paths: Paths, name: str, subnet: str | None = None, gateway: str | No
             try:
                 net = ipaddress.IPv4Network(subnet, strict=False)
             except ValueError:
-                raise InvalidArgument(f"invalid CIDR address: {subnet}") from None
+                raise InvalidArgument(f"Invalid subnet {subnet} : invalid CIDR address: "
+                                      f"{subnet}") from None
             if any(net.overlaps(t) for t in taken) or any(
                     r.prefixlen > 0 and net.overlaps(r) for r in routes):
                 raise Conflict("Pool overlaps with other one on this address space")
@@ -199,9 +200,11 @@ def create(paths: Paths, name: str, subnet: str | None = None, gateway: str | No
             try:
                 gw = ipaddress.IPv4Address(gateway)
             except ValueError:
-                raise InvalidArgument(f"invalid gateway address: {gateway}") from None
-            if gw not in net:
-                raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+                raise ClientRefused(f'invalid argument "{gateway}" for "--gateway" flag: '
+                                    "invalid string being converted to IP address: "
+                                    f"{gateway}") from None
+            if gw not in net:  # (docker's CLI checks it, before the daemon)
+                raise ClientRefused(f"no matching subnet for gateway {gateway}")
         else:
             gw = next(net.hosts())
         nid = os.urandom(32).hex()

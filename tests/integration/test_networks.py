@@ -69,6 +69,13 @@ def test_create_ls_inspect_rm_as_docker(md, images, networks):
         1, "Error response from daemon: Pool overlaps with other one on this address space")
     r = md.run("network", "create", "--subnet", "10.2.0.0/24", "--gateway", "10.3.0.1", "mdt-gw")
     assert (r.returncode, r.stderr.strip()) == (1, "no matching subnet for gateway 10.3.0.1")
+    r = md.run("network", "create", "--subnet", "foo", "mdt-bad")
+    assert (r.returncode, r.stderr.strip()) == (
+        1, "Error response from daemon: Invalid subnet foo : invalid CIDR address: foo")
+    named = networks("mdt-named", "-o", "com.docker.network.bridge.name=mdtbr0", "--label",
+                     "course=net")
+    assert " mdtbr0:" in links() and named["Labels"] == {"course": "net"}
+    assert named["Options"] == {"com.docker.network.bridge.name": "mdtbr0"}
     r = md.run("network", "inspect", "mdt-nosuch")
     assert (r.returncode, r.stdout.strip(), r.stderr.strip()) == (
         1, "[]", "Error: No such network: mdt-nosuch")
