@@ -530,3 +530,14 @@ def test_a_removed_port_s_tracked_flows_are_forgotten(md, images):
     finally:
         md.run("rm", "-f", c, check=True)
     assert ip not in _tracked_reply_sources()
+
+
+def test_trace_shows_the_netlink_requests_and_the_nft_table(md, images):
+    r = md.run("run", "--rm", "--trace", "-p", f"{free_port()}:80", "busybox", "true",
+               check=True)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("[net ")]
+    assert any("netlink RTM_NEWLINK md" in line and "type veth peer eth0" in line
+               for line in lines), r.stderr
+    assert any("netlink RTM_NEWADDR" in line and "dev eth0" in line for line in lines)
+    assert any("nft_run_cmd_from_buffer" in line for line in lines)
+    assert "dnat to" in r.stderr  # the table applied, rule by rule
