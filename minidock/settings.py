@@ -10,6 +10,7 @@ minidock at their own registries and CAs)::
                                                               "runtimeArgs": ["--debug"]}},
                                                  "default-runtime": "runc",
                                                  "bip": "172.26.0.1/16",
+                                                 "firewall-driver": "iptables",
                                                  "default-address-pools": [{"base":
                                                    "10.10.0.0/16", "size": 24}]}
     /etc/minidock/certs.d/<host[:port]>/ca.crt  extra CAs trusted for that registry (any *.crt)
@@ -29,6 +30,8 @@ What the settings mean, as in Docker (moby registry/config.go, registry/endpoint
   ``default-runtime`` is the one a container gets without ``--runtime`` (else ``minidock``).
 - ``bip`` is the default bridge's gateway and prefix; ``default-address-pools`` the ranges its
   subnet (without ``bip``) and the user networks' (without ``--subnet``) are cut from.
+- ``firewall-driver`` (netavark's word): ``nftables`` (minidock's table) or ``iptables``
+  (chains of its own, as Docker 20.10 keeps); unset, nftables unless it is not installed.
 
 Not to be confused with an image config (the JSON a manifest points to). Loading is lazy and
 pure apart from reading the files; nothing here opens a socket.
@@ -116,6 +119,9 @@ class EngineConfig:
     #: ``default-address-pools``: [{"base": "10.10.0.0/16", "size": 24}, ...], the subnets
     #: bridges are taken from (Docker's daemon.json key); () for Docker's defaults
     address_pools: tuple[tuple[str, int], ...] = ()
+    #: ``firewall-driver``: "nftables" or "iptables" (netavark's names); "" for nftables
+    #: where it is installed, else iptables
+    firewall_driver: str = ""
 
     def is_insecure(self, netloc: str) -> bool:
         """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
@@ -192,7 +198,12 @@ def parse_engine_config(
     bip = doc.get("bip") or ""
     if not isinstance(bip, str):
         raise InvalidArgument(f"{source}: bip must be a string such as \"172.26.0.1/16\"")
+    driver = doc.get("firewall-driver") or ""
+    if driver not in ("", "nftables", "iptables"):
+        raise InvalidArgument(f"{source}: firewall-driver must be \"nftables\" or "
+                              f"\"iptables\", not {driver!r}")
     return EngineConfig(
+        firewall_driver=driver,
         runtimes=runtimes,
         default_runtime=default_runtime.strip(),
         bip=bip.strip(),

@@ -19,8 +19,11 @@ One table for every bridge (minidock0 and the user networks'), rebuilt from thei
 in /run/minidock-network under their one lock.
 
 The transaction goes through libnftables (the C library nft itself uses, loaded in-process:
-~1 ms) and falls back to the ``nft`` program where the library is missing. IPv4 forwarding
-is switched on (net.ipv4.ip_forward), as Docker does.
+~1 ms) and falls back to the ``nft`` program where the library is missing. Where neither is
+installed, or the settings say ``"firewall-driver": "iptables"``, ``net.iptables`` writes the
+same rules as iptables chains instead; the driver last used is remembered host-wide
+(/run/minidock-network/firewall-driver) and a change takes the other one's rules away. IPv4
+forwarding is switched on (net.ipv4.ip_forward), as Docker does.
 
 Next to Docker: dockerd sets iptables' FORWARD policy to DROP. A packet is forwarded only if
 every base chain on the hook lets it pass, so minidock's accept is not enough: the bridge's
@@ -39,7 +42,9 @@ when rules are missing.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 
 from minidock import linux
@@ -123,16 +128,91 @@ def of(states: Iterable[Any]) -> tuple[list[tuple[str, str, bool]], list[Forward
     return bridges, forwards
 
 
+def driver() -> str:
+    """The firewall driver: the settings' ``firewall-driver``, else nftables where libnftables
+    or the nft program is installed, else iptables."""
+    from minidock.settings import load_engine_config
+
+    chosen = load_engine_config().firewall_driver
+    if chosen:
+        return chosen
+    try:
+        if linux.nft_run("list tables\n", why="is libnftables installed?") is not None:
+            return "nftables"
+    except OSError:
+        return "nftables"
+    if shutil.which("nft"):
+        return "nftables"
+    if shutil.which("iptables-restore"):
+        return "iptables"
+    raise MinidockError("bridge network: neither nftables nor iptables is installed "
+                        "(apt-get install nftables)")
+
+
 def apply(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] = ()) -> None:
-    """Make the table what it should be; a table that already is stays untouched (replacing
-    rules costs the kernel an RCU grace period, ~15 ms, on every container start)."""
+    """Make the firewall what it should be for these bridges, through the driver in use (when
+    the driver changed, the other one's rules go once the new ones are in place)."""
+    from minidock.settings import load_engine_config
+
     forwards = list(forwards)
+    used = load_engine_config().firewall_driver
+    if used != "iptables" and _apply_nft(bridges, forwards, required=used == "nftables"):
+        used = "nftables"
+    else:
+        from minidock.net import iptables
+
+        iptables.apply(bridges, forwards)
+        used = "iptables"
+    _switch(used)
+    with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
+        if f.read().strip() != "1":
+            f.seek(0)
+            f.write("1")
+    docker_user([name for name, _, internal in bridges if not internal])
+
+
+DRIVER_FILE = "/run/minidock-network/firewall-driver"
+
+
+def _switch(used: str) -> None:
+    """Remember the driver in use, host-wide; when it changed (or nothing says which it was),
+    the other one's rules go."""
+    try:
+        with open(DRIVER_FILE) as f:
+            before = f.read().strip()
+    except FileNotFoundError:
+        before = ""
+    if before == used:
+        return
+    if used == "iptables":
+        trace.note(f"firewall driver now iptables (was {before or 'unknown'}): minidock's nft "
+                   "table goes")
+        remove()
+    else:
+        from minidock.net import iptables
+
+        trace.note(f"firewall driver now nftables (was {before or 'unknown'}): minidock's "
+                   "iptables chains go")
+        iptables.remove()
+    os.makedirs(os.path.dirname(DRIVER_FILE), exist_ok=True)
+    with open(DRIVER_FILE + ".tmp", "w") as f:
+        f.write(used + "\n")
+    os.replace(DRIVER_FILE + ".tmp", DRIVER_FILE)
+
+
+def _apply_nft(bridges: Sequence[tuple[str, str, bool]], forwards: list[Forward],
+               required: bool) -> bool:
+    """Make the table what it should be; a table that already is stays untouched (replacing
+    rules costs the kernel an RCU grace period, ~15 ms, on every container start). False
+    when nftables is not installed (neither libnftables nor nft) and not ``required``."""
     text = ruleset(bridges, forwards)
     why = "minidock's nft table, replaced whole in one transaction"
     try:
         listed = linux.nft_run(f"list table ip {TABLE}\n", why="is the table as it should be?")
     except OSError:
         listed = ""  # no such table yet
+    if listed is None and not required and shutil.which("nft") is None:
+        return False  # no nftables here
     names = ", ".join(b[0] for b in bridges)
     if listed is not None and _canonical(listed) == _canonical(text):
         trace.note(f"table ip {TABLE} already holds the NAT rules of {names} and the "
@@ -145,11 +225,7 @@ def apply(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] 
             raise MinidockError(f"apply nft table ip {TABLE}: {e.strerror}") from None
         if not done:
             _nft_program(text)
-    with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
-        if f.read().strip() != "1":
-            f.seek(0)
-            f.write("1")
-    docker_user([name for name, _, internal in bridges if not internal])
+    return True
 
 
 MARK = "minidock"
@@ -246,10 +322,21 @@ def _listing() -> str:
 
 def present(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] = ()
             ) -> bool:
-    """Whether the table holds what it should (a firewall reload or ``nft flush ruleset``
-    removes it), and DOCKER-USER, if there is one, minidock's accepts."""
-    return (_canonical(_listing()) == _canonical(ruleset(bridges, forwards))
-            and docker_user_present([b[0] for b in bridges if not b[2]]))
+    """Whether the driver's rules are what they should be (a firewall reload or ``nft flush
+    ruleset`` removes them), and DOCKER-USER, if there is one, holds minidock's accepts."""
+    if driver() == "iptables":
+        from minidock.net import iptables
+
+        held = iptables.present(bridges, forwards)
+    else:
+        held = _canonical(_listing()) == _canonical(ruleset(bridges, forwards))
+    return held and docker_user_present([b[0] for b in bridges if not b[2]])
+
+
+def describe() -> str:
+    """Where the driver in use keeps minidock's rules (for system check's report)."""
+    return ("iptables chains MINIDOCK, MINIDOCK-POSTROUTING, MINIDOCK-FORWARD"
+            if driver() == "iptables" else f"nft table ip {TABLE}")
 
 
 def _canonical(text: str) -> list[str]:
@@ -265,9 +352,10 @@ def _canonical(text: str) -> list[str]:
 
 
 def remove() -> None:
+    """Take minidock's nft table away (the driver changed to iptables)."""
     try:
         done = linux.nft_run(f"table ip {TABLE}\ndelete table ip {TABLE}\n") is not None
     except OSError:
         done = False
-    if not done:
+    if not done and shutil.which("nft"):
         subprocess.run(["nft", "delete", "table", "ip", TABLE], capture_output=True)

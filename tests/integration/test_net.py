@@ -11,6 +11,7 @@ import http.server
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -471,6 +472,90 @@ def test_next_to_dockers_forward_drop_the_bridge_still_forwards(md, images,
         assert outside_gets()
     finally:
         inside("rm", "-f", c)
+
+
+def _ns_iptables(ns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "iptables-save"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def _ns_nft_table(ns: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "ip",
+                           "minidock"], capture_output=True).returncode == 0
+
+
+def _outside_gets(out: str, url: str = "http://10.99.0.1:8080/") -> bool:
+    try:  # (busybox wget's own -T crashes: the timeout is the caller's)
+        return subprocess.run(["ip", "netns", "exec", out, "busybox", "wget", "-qO-", url],
+                              capture_output=True, text=True,
+                              timeout=5).stdout.startswith("hello from")
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def test_the_iptables_driver_does_what_the_nft_table_does(md, images, docker_like_netns,
+                                                          tmp_path):
+    """config.json's "firewall-driver": "iptables": minidock's chains (NAT out, ports from
+    outside and from 127.0.0.1, forwarding past dockerd's DROP), once however many runs,
+    repaired after a flush, and gone when the driver is nftables again."""
+    ns, out = docker_like_netns
+    (tmp_path / "config.json").write_text('{"firewall-driver": "iptables"}')
+    env = {**os.environ, "MINIDOCK_CONFIG_DIR": str(tmp_path)}
+
+    def inside(*args: str, **kw):
+        return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", *md.argv(*args)],
+                              capture_output=True, text=True, env=env, **kw)
+
+    r = inside("run", "--rm", "busybox", "wget", "-qO-", "http://10.99.0.2:8000/", timeout=60)
+    assert r.returncode == 0 and "Directory listing" in r.stdout, r.stderr
+    assert not _ns_nft_table(ns)
+    c = inside("run", "-d", "-p", "8080:80", "busybox", *SERVE, check=True).stdout.strip()
+    try:
+        assert helpers.wait_for(lambda: _outside_gets(out), 10)
+        local = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "busybox", "wget", "-qO-",
+                                "http://127.0.0.1:8080/"], capture_output=True, text=True,
+                               timeout=10)
+        assert local.stdout.startswith("hello from"), local.stderr
+        inside("run", "--rm", "busybox", "true", check=True)
+        saved = _ns_iptables(ns)
+        ip = inside("inspect", "-f", "{{.NetworkSettings.IPAddress}}", c,
+                    check=True).stdout.strip()
+        assert f"-A MINIDOCK -p tcp -m tcp --dport 8080 -j DNAT --to-destination {ip}:80" \
+            in saved
+        for jump in ("-A PREROUTING -m addrtype --dst-type LOCAL -j MINIDOCK",
+                     "-A POSTROUTING -j MINIDOCK-POSTROUTING", "-A FORWARD -j MINIDOCK-FORWARD"):
+            assert saved.count(jump + "\n") == 1, saved
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-w", "-t", "nat", "-F",
+                        "MINIDOCK"], check=True)  # someone's cleanup
+        assert not _outside_gets(out)
+        r = inside("system", "check")
+        assert r.returncode == 1 and "FIREWALL" in r.stdout and "iptables" in r.stdout, r.stdout
+        assert inside("system", "check", "--repair").returncode == 0
+        assert _outside_gets(out)
+    finally:
+        inside("rm", "-f", c)
+    env.pop("MINIDOCK_CONFIG_DIR")  # nftables again: minidock's chains go
+    inside("run", "--rm", "busybox", "true", check=True)
+    assert "MINIDOCK" not in _ns_iptables(ns) and _ns_nft_table(ns)
+
+
+def test_where_nftables_is_missing_iptables_takes_over(md, images, docker_like_netns):
+    """No libnftables, no nft program (hidden in a private mount namespace): the run falls
+    back to iptables by itself, and the container still reaches the outside."""
+    ns, _ = docker_like_netns
+    lib = next((line.split("=>")[1].strip() for line in subprocess.run(
+        ["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()
+        if "libnftables.so.1 " in line and "x86-64" in line), None)
+    hide = [os.path.realpath(p) for p in (lib, shutil.which("nft")) if p]
+    script = "".join(f"mount --bind /dev/null {p} && " for p in hide) + \
+        f"exec nsenter --net=/run/netns/{ns} \"$@\""
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        "sh", *md.argv("run", "--rm", "busybox", "wget", "-qO-",
+                                       "http://10.99.0.2:8000/")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Directory listing" in r.stdout, r.stderr
+    assert "-A POSTROUTING -j MINIDOCK-POSTROUTING" in _ns_iptables(ns)
+    assert not _ns_nft_table(ns)
 
 
 def test_bip_takes_effect_while_nothing_runs_on_the_bridge(md, images, tmp_path):

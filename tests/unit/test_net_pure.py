@@ -222,3 +222,56 @@ def test_default_address_pools_from_the_settings_replace_dockers():
                 b'{"default-address-pools": [{"base": "10.0.0.0/24", "size": 16}]}'):
         with pytest.raises(InvalidArgument, match="default-address-pools"):
             parse_engine_config(bad)
+
+
+def test_the_iptables_driver_writes_the_nft_tables_rules_as_iptables_save_prints_them():
+    from minidock.net import iptables
+
+    got = iptables.rules([DEFAULT, ("mdbr-1", "172.18.0.0/16", True)],
+                         [Forward("udp", "127.0.0.1", 53, 5353, "172.17.0.3"),
+                          Forward("tcp", "", 8080, 80, "172.17.0.2")])
+    assert got["nat"] == [  # the ports by host port, then the masquerades
+        "-A MINIDOCK -d 127.0.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination "
+        "172.17.0.3:5353",
+        "-A MINIDOCK -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+        "-A MINIDOCK-POSTROUTING -s 172.17.0.0/16 ! -o minidock0 -j MASQUERADE",
+        "-A MINIDOCK-POSTROUTING -s 127.0.0.0/8 -o minidock0 -j MASQUERADE",
+        "-A MINIDOCK-POSTROUTING -s 172.17.0.0/16 -o minidock0 -m conntrack --ctstate DNAT "
+        "-j MASQUERADE"]
+    assert got["filter"] == [
+        "-A MINIDOCK-FORWARD -i minidock0 -o mdbr-1 -j DROP",
+        "-A MINIDOCK-FORWARD -i mdbr-1 -o minidock0 -j DROP",
+        "-A MINIDOCK-FORWARD -i mdbr-1 ! -o mdbr-1 -j DROP",  # --internal: nothing off it
+        "-A MINIDOCK-FORWARD ! -i mdbr-1 -o mdbr-1 -j DROP",
+        "-A MINIDOCK-FORWARD -i minidock0 -j ACCEPT",
+        "-A MINIDOCK-FORWARD -o minidock0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A MINIDOCK-FORWARD -o minidock0 -m conntrack --ctstate DNAT -j ACCEPT"]
+
+
+def test_what_iptables_save_shows_is_told_apart_from_everyone_elses_rules():
+    from minidock.net import iptables
+
+    want = iptables.rules([DEFAULT])
+    save = ("*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n:MINIDOCK-FORWARD - [0:0]\n"
+            "-A FORWARD -j MINIDOCK-FORWARD\n-A FORWARD -j DOCKER-USER\n"
+            + "".join(line + "\n" for line in want["filter"]) +
+            "-A DOCKER-USER -j RETURN\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n"
+            ":MINIDOCK - [0:0]\n:MINIDOCK-POSTROUTING - [0:0]\n"
+            + "".join(line + "\n" for line in [*iptables.JUMPS["nat"], *want["nat"]]) +
+            "-A POSTROUTING -s 172.30.0.0/16 -j MASQUERADE\nCOMMIT\n")
+    saved = iptables.Saved(save)
+    assert saved.holds(want) and not saved.empty()
+    assert saved.jumps["filter"] == ["-A FORWARD -j MINIDOCK-FORWARD"]
+    assert not iptables.Saved(save.replace("-A FORWARD -j MINIDOCK-FORWARD\n", "")).holds(want)
+    assert not saved.holds(iptables.rules([DEFAULT], [Forward("tcp", "", 1, 2, "x")]))
+    assert iptables.Saved("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n").empty()
+
+
+def test_the_firewall_driver_setting_is_nftables_or_iptables():
+    from minidock.settings import parse_engine_config
+
+    assert parse_engine_config(b'{"firewall-driver": "iptables"}').firewall_driver == "iptables"
+    assert parse_engine_config(b"{}").firewall_driver == ""
+    with pytest.raises(InvalidArgument, match='firewall-driver must be "nftables" or '
+                                              "\"iptables\", not 'firewalld'"):
+        parse_engine_config(b'{"firewall-driver": "firewalld"}')

@@ -434,7 +434,7 @@ def _check_network(paths: Paths, records: dict[str, ct.Container | None]) -> lis
     live = [cid for cid in leases if running(cid) == ""]
     if live and bridges and not firewall.present(bridges, forwards):
         found.append(Finding(
-            "FIREWALL", f"nft table ip {firewall.TABLE}",
+            "FIREWALL", firewall.describe(),
             f"missing or changed (a firewall reload, `nft flush ruleset`?) while {len(live)} "
             "container(s) use the bridge: no NAT, no published ports",
             net.restore_firewall))
