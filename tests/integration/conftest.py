@@ -539,20 +539,33 @@ def client_config(
     return config_dir
 
 
-@pytest.fixture(scope="session")
-def busybox_arm64(test_images: Path) -> Path:
-    tar = test_images / "busybox-arm64.tar"
+def _extra_tarball(test_images: Path, name: str) -> Path:
+    """``<name>.tar`` from scripts/make-test-images (not in IMAGE_TARBALLS: only some tests
+    need it), built when missing."""
+    tar = test_images / f"{name}.tar"
     if not tar.is_file():
         if os.geteuid() != 0:
             pytest.skip(f"{tar} missing; building it needs root")
         r = subprocess.run(
-            ["bash", str(MAKE_TEST_IMAGES), "busybox-arm64"],
+            ["bash", str(MAKE_TEST_IMAGES), name],
             env={**os.environ, "MINIDOCK_TEST_IMAGES": str(test_images)},
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         if r.returncode != 0:
-            pytest.fail(f"scripts/make-test-images busybox-arm64 failed:\n{r.stdout}{r.stderr}")
+            pytest.fail(f"scripts/make-test-images {name} failed:\n{r.stdout}{r.stderr}")
     return tar
+
+
+@pytest.fixture(scope="session")
+def busybox_arm64(test_images: Path) -> Path:
+    return _extra_tarball(test_images, "busybox-arm64")
+
+
+@pytest.fixture(scope="session")
+def dockerd_kit(test_images: Path) -> Path:
+    """docker.io's and containerd's packages unpacked into a tarball (never installed): the
+    reference dockerd scripts/check-docker-coexistence starts in a private netns."""
+    return _extra_tarball(test_images, "dockerd")
 
 
 # name in `registry` -> how it is built: (layers, format, compression)
