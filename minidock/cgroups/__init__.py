@@ -3,8 +3,11 @@
     mgr = new_manager("/minidock/<id>")   # the OCI spec's linux.cgroupsPath
     mgr.create()                          # mkdir in every hierarchy (v1) or in the tree (v2)
     mgr.add_process(pid)                  # cgroup.procs, everywhere
+    mgr.apply_resources(res)              # the limits (oci.runtime.Resources), at create and
+                                          # for `update`
     mgr.freeze(); mgr.thaw()              # pause / unpause
-    mgr.destroy()                         # kill what is left, rmdir
+    mgr.oom_kills()                       # what the OOM killer took (State.OOMKilled)
+    mgr.destroy()                         # kill what is left, rmdir (/minidock stays)
 
 The factory reads /proc/self/mountinfo (:mod:`minidock.cgroups.mountinfo`) to pick:
 
@@ -14,7 +17,9 @@ The factory reads /proc/self/mountinfo (:mod:`minidock.cgroups.mountinfo`) to pi
     v1       no                           V1Manager    1         "v1"
 
 Controller-specific steps live in one small module per controller under ``v1/`` and ``v2/``
-(freezer, devices, cpuset, memory, pids); resource limits get added there.
+(freezer, devices, cpu, cpuset, memory, pids, blkio/io): each writes its limits and reads its
+counters. ``features()`` says what this host can limit (Docker's sysinfo); ``convert`` holds
+runc's v1 -> v2 value conversions.
 
 Driver: minidock writes cgroupfs directly ("cgroupfs" driver); it does not ask systemd to
 create scopes, so systemd-form paths (``slice:prefix:name``) are refused.
@@ -34,6 +39,7 @@ from minidock.cgroups.base import (
     device_rule_line,
     normalize_cgroups_path,
 )
+from minidock.cgroups.features import Features, features
 from minidock.cgroups.mountinfo import (
     CgroupMount,
     Layout,
@@ -49,6 +55,7 @@ __all__ = [
     "PARENT",
     "CgroupMount",
     "DeviceRule",
+    "Features",
     "Layout",
     "Manager",
     "Stats",
@@ -57,6 +64,7 @@ __all__ = [
     "detect_layout",
     "detect_version",
     "device_rule_line",
+    "features",
     "mode",
     "new_manager",
     "normalize_cgroups_path",

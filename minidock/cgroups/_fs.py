@@ -177,36 +177,6 @@ def remove_tree(top: str, why: str, attempts: int = 40) -> None:
                 delay = min(delay * 2, 0.1)
 
 
-def remove_empty_parents(leaf: str, levels: int, why: str) -> None:
-    """rmdir up to ``levels`` parents of ``leaf`` (the ``minidock`` parent) once empty.
-
-    A parent still holding another container's cgroup refuses with EBUSY/ENOTEMPTY and
-    stays; a concurrent create that loses its parent this way recreates it (see
-    :func:`retry_vanished`).
-    """
-    d = leaf
-    for _ in range(levels):
-        d = os.path.dirname(d)
-        try:
-            rmdir(d, why=why)
-        except OSError as e:
-            if e.errno in (errno.EBUSY, errno.ENOTEMPTY, errno.ENOENT):
-                return
-            raise
-
-
-def retry_vanished(make: Callable[[], T], attempts: int = 5) -> T:
-    """Run ``make`` again when a parent directory vanished under it (ENOENT): another
-    process removed the empty ``minidock`` parent between our mkdirs."""
-    for attempt in range(attempts):
-        try:
-            return make()
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
 def strerror(e: OSError) -> str:
     text = os.strerror(e.errno) if e.errno else (e.strerror or str(e))
     return text[:1].lower() + text[1:]

@@ -42,6 +42,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of
 if TYPE_CHECKING:
     from typing import Any, TypedDict
 
+    from minidock.oci.runtime import Resources
+
     class _DeviceRuleRequired(TypedDict):
         allow: bool
 
@@ -178,7 +180,9 @@ class Manager(abc.ABC):
     def destroy(self) -> None:
         """Kill what is left and remove the cgroup everywhere. Idempotent.
 
-        The parent (``/minidock``) stays: other containers share it.
+        The parent (``/minidock``) stays, as Docker's ``/docker`` does: removing it when
+        empty raced with a container being created under it at that moment (the kernel
+        answers such a mkdir with ENODEV, not ENOENT).
         """
 
     @abc.abstractmethod
@@ -188,6 +192,16 @@ class Manager(abc.ABC):
     @abc.abstractmethod
     def apply_device_rules(self, rules: Sequence[Mapping[str, Any]]) -> None:
         """Apply OCI device rules in order (the first is normally "deny all")."""
+
+    @abc.abstractmethod
+    def apply_resources(self, res: Resources) -> None:
+        """Write the limits ``res`` sets (None and "" leave a value as it is), at create and
+        for ``update``. A value the kernel refuses raises ContainerRuntimeError naming the
+        file (e.g. a memory limit below what is in use: device or resource busy)."""
+
+    @abc.abstractmethod
+    def oom_kills(self) -> int:
+        """How many tasks the OOM killer has killed in the cgroup so far."""
 
     @abc.abstractmethod
     def stats(self) -> Stats:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import click
 
 from minidock.cli import format as fmt
-from minidock.cli.runflags import create_options, run_command
+from minidock.cli.runflags import RESOURCE_FLAGS, create_options, run_command
 from minidock.cli.shared import LazyGroup, confirm_prune, echo_pruned, paths
 from minidock.engine import containers as engine
 from minidock.errors import InvalidArgument, MinidockError
@@ -60,12 +60,40 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--security-opt", multiple=True,
                      help="Security options: seccomp=unconfined, seccomp=PROFILE.json, "
                           "no-new-privileges."),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities (NET_ADMIN, "
+                     "CAP_SYS_PTRACE, ALL)."),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities (CHOWN, ALL)."),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this "
+                     "container: every capability, the host's devices, writable /sys, no "
+                     "seccomp, nothing masked."),
         click.option("--runtime", help="Runtime to use for this container: minidock (the "
                      "built-in one), runc, crun, a name from config.json's runtimes, or a "
                      "path."),
     ]):
         f = decorator(f)
-    return f
+    return resource_options()(f)
+
+
+#: the limits `docker update` changes (not swappiness, the OOM killer or device bandwidth)
+UPDATE_PARAMS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
+                 "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "pids_limit",
+                 "blkio_weight")
+
+
+def resource_options(only: tuple[str, ...] | None = None
+                     ) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """The limits of run, create and update (runflags.RESOURCE_FLAGS): values stay text,
+    parsed with Docker's rules by engine.containers.resources.parse_flags."""
+    def decorate(f: click.decorators.FC) -> click.decorators.FC:
+        for names, param, takes, multi, help_ in reversed(RESOURCE_FLAGS):
+            if only is not None and param not in only:
+                continue
+            if takes:
+                f = click.option(*names, param, multiple=multi, help=help_)(f)
+            else:
+                f = click.option(*names, param, is_flag=True, help=help_)(f)
+        return f
+    return decorate
 
 
 @click.command(context_settings=RUN_CONTEXT)
@@ -451,6 +479,31 @@ def _each(ctx: click.Context, refs: tuple[str, ...], action: Callable[[str], obj
         ctx.exit(1)
 
 
+@click.command()
+@resource_options(UPDATE_PARAMS)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def update(ctx: click.Context, containers: tuple[str, ...], **flags: str | None) -> None:
+    """Update configuration of one or more containers."""
+    from minidock.engine.containers import resources
+
+    if not any(v is not None for v in flags.values()):
+        click.echo("you must provide one or more flags when using this command", err=True)
+        ctx.exit(1)
+    try:
+        given = resources.parse_flags(**flags)  # type: ignore[arg-type]
+    except MinidockError as e:
+        click.echo(e.message, err=True)
+        ctx.exit(125)
+
+    def one(ref: str) -> str:
+        for warning in engine.update_limits(paths(ctx), ref, given):
+            click.echo(f"WARNING: {warning}", err=True)
+        return ref
+
+    _each(ctx, containers, one)
+
+
 @click.command("cleanup", hidden=True)
 @click.argument("container_id")
 @click.pass_context
@@ -485,5 +538,6 @@ container.add_command(wait_)
 container.add_command(pause)
 container.add_command(unpause)
 container.add_command(rename)
+container.add_command(update)
 container.add_command(cleanup)
 

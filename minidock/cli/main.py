@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "pause": "containers:pause",
     "unpause": "containers:unpause",
     "rename": "containers:rename",
+    "update": "containers:update",
     "top": "observe:top",
     "stats": "observe:stats",
     "port": "observe:port",

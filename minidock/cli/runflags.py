@@ -27,8 +27,41 @@ def flag_table(rows: tuple[tuple[tuple[str, ...], str, bool, bool], ...]
             for name in names}
 
 
+# the resource flags of run, create and update: (names, parameter, takes a value, multiple,
+# help); cli/containers.py makes click options of the same rows
+RESOURCE_FLAGS: tuple[tuple[tuple[str, ...], str, bool, bool, str], ...] = (
+    (("-m", "--memory"), "memory", True, False, "Memory limit (e.g. 512m, 1g)."),
+    (("--memory-swap",), "memory_swap", True, False,
+     "Swap limit equal to memory plus swap: -1 to enable unlimited swap."),
+    (("--memory-reservation",), "memory_reservation", True, False, "Memory soft limit."),
+    (("--memory-swappiness",), "memory_swappiness", True, False,
+     "Tune container memory swappiness (0 to 100) (cgroup v1)."),
+    (("--oom-kill-disable",), "oom_kill_disable", False, False,
+     "Disable OOM Killer (cgroup v1)."),
+    (("--cpus",), "cpus", True, False, "Number of CPUs (e.g. 1.5)."),
+    (("-c", "--cpu-shares"), "cpu_shares", True, False, "CPU shares (relative weight)."),
+    (("--cpu-period",), "cpu_period", True, False,
+     "Limit CPU CFS (Completely Fair Scheduler) period."),
+    (("--cpu-quota",), "cpu_quota", True, False,
+     "Limit CPU CFS (Completely Fair Scheduler) quota."),
+    (("--cpuset-cpus",), "cpuset_cpus", True, False,
+     "CPUs in which to allow execution (0-3, 0,1)."),
+    (("--cpuset-mems",), "cpuset_mems", True, False,
+     "MEMs in which to allow execution (0-3, 0,1)."),
+    (("--pids-limit",), "pids_limit", True, False,
+     "Tune container pids limit (set -1 for unlimited)."),
+    (("--blkio-weight",), "blkio_weight", True, False,
+     "Block IO (relative weight), between 10 and 1000, or 0 to disable."),
+    (("--device-read-bps",), "device_read_bps", True, True,
+     "Limit read rate (bytes per second) from a device (e.g. /dev/vda:10mb)."),
+    (("--device-write-bps",), "device_write_bps", True, True,
+     "Limit write rate (bytes per second) to a device (e.g. /dev/vda:10mb)."),
+)
+RESOURCE_PARAMS = tuple(row[1] for row in RESOURCE_FLAGS)
+
 # what `minidock run` declares with click
 _RUN_FLAGS = flag_table((
+    *(row[:4] for row in RESOURCE_FLAGS),
     (("-i", "--interactive"), "interactive", False, False),
     (("-t", "--tty"), "tty", False, False),
     (("--name",), "name", True, False),
@@ -50,6 +83,9 @@ _RUN_FLAGS = flag_table((
     (("-P", "--publish-all"), "publish_all", False, False),
     (("--expose",), "expose", True, True),
     (("--security-opt",), "security_opt", True, True),
+    (("--cap-add",), "cap_add", True, True),
+    (("--cap-drop",), "cap_drop", True, True),
+    (("--privileged",), "privileged", False, False),
     (("-l", "--label"), "label", True, True),
     (("--runtime",), "runtime", True, False),
     (("-d", "--detach"), "detach", False, False),
@@ -61,8 +97,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "default",
     "rm": False, "publish": (), "publish_all": False, "expose": (), "security_opt": (),
     "ip": None, "network_alias": (), "add_host": (), "dns": (), "dns_search": (),
-    "dns_option": (),
+    "dns_option": (), "cap_add": (), "cap_drop": (), "privileged": False,
     "label": (), "runtime": None, "detach": False, "trace_": False,
+    **{row[1]: (() if row[3] else False if not row[2] else None) for row in RESOURCE_FLAGS},
 }
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
 
@@ -190,9 +227,12 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    publish_all: bool = False, expose: tuple[str, ...] = (),
                    ip: str | None = None, network_alias: tuple[str, ...] = (),
                    add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
-                   dns_search: tuple[str, ...] = (), dns_option: tuple[str, ...] = ()) -> Any:
-    """The engine's CreateOptions from run/create flags."""
+                   dns_search: tuple[str, ...] = (), dns_option: tuple[str, ...] = (),
+                   cap_add: tuple[str, ...] = (), cap_drop: tuple[str, ...] = (),
+                   privileged: bool = False, **limits: Any) -> Any:
+    """The engine's CreateOptions from run/create flags (``limits``: RESOURCE_FLAGS')."""
     from minidock.engine import containers as engine
+    from minidock.engine.containers import resources
     from minidock.engine.spec import ProcessOptions, seccomp
 
     # as Docker's CLI does: a profile file is read now and stored inline in the container
@@ -209,7 +249,9 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         labels=dict(item.partition("=")[::2] for item in label), runtime=runtime,
         publish=list(publish), publish_all=publish_all, expose=list(expose), ip=ip,
         aliases=list(network_alias), add_hosts=list(add_host), dns=list(dns),
-        dns_search=list(dns_search), dns_options=list(dns_option))
+        dns_search=list(dns_search), dns_options=list(dns_option), cap_add=list(cap_add),
+        cap_drop=list(cap_drop), privileged=privileged,
+        resources=resources.parse_flags(**limits) if any(limits.values()) else {})
 
 
 def check_tty(attach_stdin: bool, tty: bool) -> None:

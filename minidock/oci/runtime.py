@@ -30,6 +30,22 @@ DEFAULT_CAPABILITIES = (
 )
 
 
+# Every capability by its kernel number (include/uapi/linux/capability.h).
+CAP_NUMBERS: dict[str, int] = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+
 def _bad(where: str, expected: str) -> InvalidArgument:
     return InvalidArgument(f"invalid OCI config: {where} must be {expected}")
 
@@ -161,6 +177,41 @@ class Seccomp:
 
 
 @record
+class ThrottleDevice:
+    """One ``blockIO.throttle{Read,Write}BpsDevice`` entry: bytes per second on a device."""
+
+    major: int
+    minor: int
+    rate: int
+
+
+@record
+class Resources:
+    """``linux.resources`` beyond the device rules: the limits the cgroup manager writes.
+    None (or "") leaves the kernel's default. ``memory_swap`` is memory plus swap, as OCI
+    and cgroup v1 count it (-1: unlimited); cgroup v2 takes swap alone (the v2 manager
+    converts)."""
+
+    memory_limit: int | None = None
+    memory_reservation: int | None = None
+    memory_swap: int | None = None
+    memory_swappiness: int | None = None
+    disable_oom_killer: bool = False
+    cpu_shares: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
+    throttle_read_bps: list[ThrottleDevice] = field(default_factory=list)
+    throttle_write_bps: list[ThrottleDevice] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return self == Resources()
+
+
+@record
 class Linux:
     namespaces: list[Namespace] = field(default_factory=list)
     cgroups_path: str | None = None
@@ -170,6 +221,7 @@ class Linux:
     device_rules: list[DeviceRule] = field(default_factory=list)
     rootfs_propagation: str = "private"
     seccomp: Seccomp | None = None
+    resources: Resources = field(default_factory=Resources)
 
     def namespace(self, kind: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -273,6 +325,7 @@ def parse(doc: Any) -> Spec:
         device_rules=rules,
         rootfs_propagation=lx.get("rootfsPropagation") or "private",
         seccomp=_seccomp(lx["seccomp"]) if lx.get("seccomp") is not None else None,
+        resources=_resources(res),
     )
     annotations = doc.get("annotations") or {}
     return Spec(
@@ -284,6 +337,47 @@ def parse(doc: Any) -> Spec:
         linux=linux,
         annotations=dict(annotations),
         oci_version=doc.get("ociVersion") or OCI_VERSION,
+    )
+
+
+def parse_resources(res: dict[str, Any]) -> Resources:
+    """A ``linux.resources`` object (its memory, cpu, pids and blockIO) as a record."""
+    if not isinstance(res, dict):
+        raise _bad("linux.resources", "an object")
+    return _resources(res)
+
+
+def _resources(res: dict[str, Any]) -> Resources:
+    def section(key: str) -> dict[str, Any]:
+        v = res.get(key) or {}
+        if not isinstance(v, dict):
+            raise _bad(f"linux.resources.{key}", "an object")
+        return v
+
+    def num(d: dict[str, Any], key: str, where: str) -> int | None:
+        return None if d.get(key) is None else _int(d, key, f"linux.resources.{where}")
+
+    def throttle(key: str) -> list[ThrottleDevice]:
+        where = f"linux.resources.blockIO.{key}"
+        return [ThrottleDevice(_int(t, "major", where), _int(t, "minor", where),
+                               _u64(t, "rate", where))
+                for t in block.get(key) or []]
+
+    memory, cpu, pids, block = (section(k) for k in ("memory", "cpu", "pids", "blockIO"))
+    return Resources(
+        memory_limit=num(memory, "limit", "memory"),
+        memory_reservation=num(memory, "reservation", "memory"),
+        memory_swap=num(memory, "swap", "memory"),
+        memory_swappiness=num(memory, "swappiness", "memory"),
+        disable_oom_killer=bool(memory.get("disableOOMKiller", False)),
+        cpu_shares=num(cpu, "shares", "cpu"), cpu_quota=num(cpu, "quota", "cpu"),
+        cpu_period=num(cpu, "period", "cpu"),
+        cpuset_cpus=_str(cpu, "cpus", "linux.resources.cpu", ""),
+        cpuset_mems=_str(cpu, "mems", "linux.resources.cpu", ""),
+        pids_limit=num(pids, "limit", "pids"),
+        blkio_weight=num(block, "weight", "blockIO"),
+        throttle_read_bps=throttle("throttleReadBpsDevice"),
+        throttle_write_bps=throttle("throttleWriteBpsDevice"),
     )
 
 

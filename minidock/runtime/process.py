@@ -471,6 +471,8 @@ def create(state_root: str, container_id: str, bundle: str,
         undo.callback(manager.destroy)
         if spec.linux.device_rules:
             manager.apply_device_rules([r.to_dict() for r in spec.linux.device_rules])
+        if not spec.linux.resources.empty():
+            manager.apply_resources(spec.linux.resources)
         cgroup_dirs = None
         if manager.version == 1:
             cgroup_dirs = {k.removeprefix("name="): v for k, v in manager.paths.items() if k}

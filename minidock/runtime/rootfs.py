@@ -237,6 +237,8 @@ def create_devices(root: str, devices: Iterable[Device]) -> None:
             kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
             if d.type not in kind:
                 raise OSError(errno.EINVAL, f"unknown device type {d.type!r}", d.path)
+            if os.path.dirname(host) != dev:  # /dev/input/mice, /dev/snd/... (--privileged)
+                os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
             linux.mknod(host, kind[d.type] | (d.file_mode & 0o7777), d.major, d.minor,
                         why=f"device node {d.path}")
             os.chown(host, d.uid, d.gid, follow_symlinks=False)

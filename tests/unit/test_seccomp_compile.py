@@ -18,8 +18,8 @@ from minidock.engine.spec import seccomp as profiles
 from minidock.engine.spec.user import ExecUser
 from minidock.errors import InvalidArgument
 from minidock.oci import runtime as oci
+from minidock.oci.runtime import CAP_NUMBERS
 from minidock.runtime import seccomp as sc
-from minidock.runtime.caps import CAP_NUMBERS
 from minidock.runtime.syscalls import TABLES
 
 X86_64, I386, AARCH64 = 0xC000003E, 0x40000003, 0xC00000B7

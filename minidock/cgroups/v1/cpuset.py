@@ -11,6 +11,10 @@ import os
 
 from minidock.cgroups import _fs
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minidock.oci.runtime import Resources
+
 
 def inherit(parent_dir: str, cgroup_dir: str) -> None:
     for name in ("cpuset.cpus", "cpuset.mems"):
@@ -19,3 +23,12 @@ def inherit(parent_dir: str, cgroup_dir: str) -> None:
             continue
         value = _fs.read(os.path.join(parent_dir, name)).strip()
         _fs.write(path, value, why=f"a new v1 cpuset is empty: copy {name} from its parent")
+
+
+def set_limits(cgroup_dir: str, res: Resources) -> None:
+    if res.cpuset_cpus:
+        _fs.write(os.path.join(cgroup_dir, "cpuset.cpus"), res.cpuset_cpus,
+                  why="--cpuset-cpus: the CPUs its tasks may run on")
+    if res.cpuset_mems:
+        _fs.write(os.path.join(cgroup_dir, "cpuset.mems"), res.cpuset_mems,
+                  why="--cpuset-mems: the memory nodes it may allocate from")

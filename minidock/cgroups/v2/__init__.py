@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
 from minidock.cgroups.mountinfo import Layout
-from minidock.cgroups.v2 import controllers, cpu, devices, freezer, memory
+from minidock.cgroups.v2 import controllers, cpu, cpuset, devices, freezer, memory
 from minidock.cgroups.v2 import io as iostat
 from minidock.cgroups.v2 import pids as pidsctl
 from minidock.errors import ContainerRuntimeError
@@ -30,6 +30,8 @@ from minidock.errors import ContainerRuntimeError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
 if TYPE_CHECKING:
     from typing import Any
+
+    from minidock.oci.runtime import Resources
 
 _NO_INTERNAL_PROCESS_HINT = (
     "a cgroup with processes of its own cannot delegate controllers to children "
@@ -72,7 +74,7 @@ class V2Manager(Manager):
                 parent = d
 
         try:
-            _fs.retry_vanished(make)
+            make()
         except (OSError, ContainerRuntimeError) as e:
             for d in reversed(created):
                 try:
@@ -165,8 +167,6 @@ class V2Manager(Manager):
             failure = e  # still try to remove it
         try:
             _fs.remove_tree(self._dir, why="the container is gone: remove its cgroup")
-            _fs.remove_empty_parents(self._dir, self._rel.count("/"),
-                                     why="no container left: remove the empty parent")
         except OSError as e:
             raise failure or _fs.runtime_error("remove cgroup", e) from e
         if failure:
@@ -177,6 +177,36 @@ class V2Manager(Manager):
     def apply_device_rules(self, rules: Sequence[Mapping[str, Any]]) -> None:
         """Validate the rules; NOT enforced on cgroup v2 (needs eBPF, see v2.devices)."""
         devices.apply(self._dir, rules)
+
+    def apply_resources(self, res: Resources) -> None:
+        wanted = (
+            ("memory", memory.set_limits, res.memory_limit or res.memory_swap
+             or res.memory_reservation),
+            ("cpu", cpu.set_limits, res.cpu_shares or res.cpu_quota or res.cpu_period),
+            ("cpuset", cpuset.set_limits, res.cpuset_cpus or res.cpuset_mems),
+            ("pids", lambda d, r: pidsctl.set_limit(d, r.pids_limit or 0),
+             res.pids_limit is not None),
+            ("io", iostat.set_limits, res.blkio_weight or res.throttle_read_bps
+             or res.throttle_write_bps),
+        )
+        enabled: list[str] | None = None
+        for controller, apply, wants in wanted:
+            if not wants:
+                continue
+            if enabled is None:
+                enabled = controllers.enabled(os.path.dirname(self._dir))
+            if controller not in enabled:
+                raise ContainerRuntimeError(
+                    f"set {controller} limits of cgroup {self._dir}: the {controller} "
+                    "controller is not enabled for it (cgroup.subtree_control of its parent)")
+            try:
+                apply(self._dir, res)
+            except OSError as e:
+                raise _fs.runtime_error(f"set {os.path.basename(e.filename or controller)} of "
+                                        "cgroup", e, self._dir) from e
+
+    def oom_kills(self) -> int:
+        return memory.oom_kills(self._dir)
 
     def stats(self) -> Stats:
         io_bytes = iostat.io_bytes(self._dir)

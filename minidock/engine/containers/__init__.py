@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         start,
         stop,
         unpause,
+        update_limits,
         wait,
     )
     from minidock.engine.containers.reconciler import (
@@ -152,6 +153,7 @@ _HOMES = {
     "start": _LIFECYCLE,
     "stop": _LIFECYCLE,
     "unpause": _LIFECYCLE,
+    "update_limits": _LIFECYCLE,
     "wait": _LIFECYCLE,
 }
 
@@ -200,6 +202,7 @@ __all__ = [
     "start",
     "stop",
     "unpause",
+    "update_limits",
     "users_of_image",
     "wait",
     "wait_unwatched",

@@ -15,7 +15,7 @@ import sys
 from contextlib import ExitStack
 
 from minidock.engine import spec as specgen
-from minidock.engine.containers import reconciler, store
+from minidock.engine.containers import reconciler, resources, store
 from minidock.engine.containers.record import (
     NETWORK_MODES,
     Container,
@@ -28,6 +28,10 @@ from minidock.linux import flock
 from minidock.paths import Paths
 from minidock.records import field, record
 from minidock.storage.atomic import atomic_write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record
@@ -49,6 +53,11 @@ class CreateOptions:
     expose: list[str] = field(default_factory=list)  # --expose
     labels: dict[str, str] = field(default_factory=dict)  # --label, over the image's
     runtime: str | None = None  # --runtime; None: the settings' default-runtime, or minidock
+    cap_add: list[str] = field(default_factory=list)  # --cap-add
+    cap_drop: list[str] = field(default_factory=list)  # --cap-drop
+    privileged: bool = False  # --privileged
+    #: the resource fields of HostConfig the flags gave (resources.parse_flags)
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 def create(paths: Paths, opts: CreateOptions) -> Container:
@@ -78,6 +87,18 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     if opts.network == "host" and bindings:
         print("WARNING: Published ports are discarded when using host network mode",
               file=sys.stderr)
+    from minidock.engine.spec import privileges
+
+    cap_add = privileges.normalize(opts.cap_add, "CapAdd")
+    cap_drop = privileges.normalize(opts.cap_drop, "CapDrop")
+    security_opt = list(p.security_opt) or (["label=disable"] if opts.privileged else [])
+    limits = dict(resources.DEFAULTS)
+    if opts.resources:
+        from minidock import cgroups
+
+        limits, warnings = resources.for_create(opts.resources, cgroups.features())
+        for warning in warnings:
+            print(f"WARNING: {warning}", file=sys.stderr)
     from minidock.engine.runtime import choose
 
     runtime = choose(opts.runtime).name  # an unknown name fails now, as Docker's create
@@ -104,15 +125,17 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     host_config = {
         "NetworkMode": opts.network, "PortBindings": dict(sorted(bindings.items())),
-        "AutoRemove": opts.auto_remove, "Privileged": False,
+        "AutoRemove": opts.auto_remove, "Privileged": opts.privileged,
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
         "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
         "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
-        "Binds": None, "CapAdd": None, "CapDrop": None, "ReadonlyRootfs": False,
-        "SecurityOpt": list(p.security_opt) or None, "Init": None,
+        "Binds": None, "CapAdd": cap_add, "CapDrop": cap_drop, "ReadonlyRootfs": False,
+        "SecurityOpt": security_opt or None, "Init": None,
         "Dns": list(opts.dns), "DnsOptions": list(opts.dns_options),
         "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_hosts) or None,
-        "PublishAllPorts": opts.publish_all,
+        "PublishAllPorts": opts.publish_all, **limits,
+        "MaskedPaths": None if opts.privileged else list(specgen.MASKED_PATHS),
+        "ReadonlyPaths": None if opts.privileged else list(specgen.READONLY_PATHS),
     }
     layers = store.image_store(paths)
     with flock.locked(store.lock_path(paths, "containers.lock")), ExitStack() as undo:

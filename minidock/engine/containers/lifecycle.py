@@ -21,7 +21,7 @@ import shutil
 from contextlib import ExitStack
 
 from minidock.engine import spec as specgen
-from minidock.engine.containers import creation, reconciler, signals, store
+from minidock.engine.containers import creation, reconciler, resources, signals, store
 from minidock.engine.containers.creation import CreateOptions
 from minidock.engine.containers.record import (
     BRIDGE_MODES,
@@ -144,6 +144,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     c.state.started_at = now_rfc3339()
     c.state.exit_code = 0
     c.state.error = ""
+    c.state.oom_killed = False
     store.save(paths, c)
     rt.start(c.id)
     trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
@@ -210,6 +211,7 @@ def start(paths: Paths, ref: str, interactive: bool = False, *, stdout: int = 1,
             c.state.transition(Status.EXITED)
             c.state.exit_code = code
             c.state.finished_at = now_rfc3339()
+            c.state.oom_killed = reconciler.oom_killed(c.id)  # (the cgroup goes with undo)
             store.save(paths, c)
         if interrupted:
             raise KeyboardInterrupt
@@ -276,6 +278,30 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signal: str | Non
     signals.wait_unwatched(paths, c.id)
     reconciler.reconcile(paths, c.id)
     return c
+
+
+def update_limits(paths: Paths, ref: str, given: dict[str, Any]) -> list[str]:
+    """``docker update``: new resource limits (``given``: HostConfig fields from
+    resources.parse_flags) in the record and, while the container runs, in its cgroup.
+    Docker's warnings for what this host cannot limit."""
+    from minidock import cgroups
+    from minidock.oci.runtime import parse_resources
+
+    c = reconciler.get(paths, ref)
+    with store.container_lock(paths, c.id):
+        c = store.load_record(paths, c.id)
+        try:
+            fields, warnings = resources.for_update(c.host_config, given, cgroups.features())
+            if c.state.running:
+                limits = parse_resources(resources.to_oci(fields))
+                trace.note(f"update {c.short_id}: new limits in its cgroup")
+                cgroups.new_manager(store.cgroups_path(c.id)).apply_resources(limits)
+        except MinidockError as e:
+            raise MinidockError(f"Cannot update container {c.id}: {e.message}",
+                                hint=e.hint) from None
+        c.host_config.update(fields)
+        store.save(paths, c, host_config=True)
+    return warnings
 
 
 def pause(paths: Paths, ref: str) -> Container:
@@ -376,7 +402,21 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         options.append(specgen.with_cgroup_namespace())
     if console:
         options.append(specgen.with_console_size(*console))
-    options.append(specgen.with_security_opts(c.host_config.get("SecurityOpt")))  # last: caps
+    limits = resources.to_oci(c.host_config)
+    if limits:
+        options.append(specgen.with_resources(limits))
+    hc = c.host_config
+    privileged = bool(hc.get("Privileged"))
+    if privileged or hc.get("CapAdd") or hc.get("CapDrop"):
+        from minidock.engine.spec import privileges
+
+        options.append(privileges.with_capabilities(privileges.capabilities(
+            hc.get("CapAdd"), hc.get("CapDrop"), privileged)))
+    options.append(specgen.with_security_opts(hc.get("SecurityOpt")))  # after the caps
+    if privileged:
+        from minidock.engine.spec import privileges
+
+        options.append(privileges.with_privileged())  # last: no seccomp, whatever the opts
     return specgen.build(doc, *options)
 
 

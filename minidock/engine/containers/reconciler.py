@@ -95,12 +95,12 @@ def reconcile(paths: Paths, cid: str) -> None:
         if not c.state.running or flock.is_held(store.lock_path(paths, f"{cid}.monitor")):
             return
         seen = store.read_exit_file(paths, cid)
-        release(paths, cid)
+        oom = release(paths, cid)
         if seen is not None:
-            record_exit(paths, c, seen[0], seen[1])
+            record_exit(paths, c, seen[0], seen[1], oom=oom)
         else:
             record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
-                        "the process that monitored the container died")
+                        "the process that monitored the container died", oom=oom)
     if auto_remove(paths, c):
         remove(paths, cid, force=True)
 
@@ -143,13 +143,13 @@ def cleanup(paths: Paths, cid: str) -> None:
         except ContainerNotFound:
             return
         seen = store.read_exit_file(paths, cid)
-        release(paths, cid)
+        oom = release(paths, cid)
         if c.state.running:
             if seen is None:
                 record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
-                            "the monitor wrote no exit status")
+                            "the monitor wrote no exit status", oom=oom)
             else:
-                record_exit(paths, c, seen[0], seen[1])
+                record_exit(paths, c, seen[0], seen[1], oom=oom)
     if auto_remove(paths, c):
         remove(paths, cid, force=True)
 
@@ -161,8 +161,10 @@ def auto_remove(paths: Paths, c: Container) -> bool:
         store.restart_marker(paths, c.id))
 
 
-def release(paths: Paths, cid: str) -> None:
-    """What a run holds on the host: runtime state + cgroup, the mount, the bundle."""
+def release(paths: Paths, cid: str) -> bool:
+    """What a run holds on the host: runtime state + cgroup, the mount, the bundle. Whether
+    the OOM killer killed any of its processes (read from the cgroup before it goes)."""
+    oom = oom_killed(cid)
     runtime_delete(paths, cid)
     if _on_bridge(paths, cid):
         from minidock import net  # loaded only for a container on the bridge
@@ -175,6 +177,19 @@ def release(paths: Paths, cid: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+    return oom
+
+
+def oom_killed(cid: str) -> bool:
+    """Docker's State.OOMKilled: the kernel's OOM killer killed a process of the container
+    (memory.events on v2, memory.oom_control on v1; both count since the cgroup was made)."""
+    from minidock import cgroups
+    from minidock.errors import MinidockError
+
+    try:
+        return cgroups.new_manager(store.cgroups_path(cid)).oom_kills() > 0
+    except (MinidockError, OSError):
+        return False
 
 
 def _on_bridge(paths: Paths, cid: str) -> bool:
@@ -202,9 +217,10 @@ def runtime_delete(paths: Paths, cid: str) -> None:
         pass
 
 
-def record_exit(paths: Paths, c: Container, code: int, finished_at: str, error: str = ""
-                ) -> None:
+def record_exit(paths: Paths, c: Container, code: int, finished_at: str, error: str = "",
+                oom: bool = False) -> None:
     c.state.transition(Status.EXITED)
+    c.state.oom_killed = oom
     c.state.exit_code = code
     c.state.error = error
     c.state.finished_at = finished_at

@@ -81,7 +81,8 @@ def mounted_rootfs(paths: Paths, cid: str) -> Iterator[str]:
 
 
 def save(paths: Paths, c: Container, host_config: bool = False) -> None:
-    """Write config.v2.json (and hostconfig.json, which changes only at create)."""
+    """Write config.v2.json (and hostconfig.json, which changes only at create and
+    `update`)."""
     if host_config:
         atomic_write(os.path.join(c.dir, "hostconfig.json"),
                      json.dumps(c.host_config).encode(), 0o600)

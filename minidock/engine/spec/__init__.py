@@ -36,6 +36,7 @@ from minidock.engine.spec.generate import (
     with_host_network,
     with_network_namespace,
     with_no_new_privileges,
+    with_resources,
     with_seccomp,
     with_security_opts,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "with_host_network",
     "with_network_namespace",
     "with_no_new_privileges",
+    "with_resources",
     "with_seccomp",
     "with_security_opts",
 ]

@@ -179,6 +179,13 @@ def with_cgroups_path(path: str) -> SpecOption:
     return apply
 
 
+def with_resources(resources: dict[str, Any]) -> SpecOption:
+    """The limits of linux.resources (memory, cpu, pids, blockIO) beside the device rules."""
+    def apply(spec: dict[str, Any]) -> None:
+        spec["linux"].setdefault("resources", {}).update(resources)
+    return apply
+
+
 def with_console_size(height: int, width: int) -> SpecOption:
     def apply(spec: dict[str, Any]) -> None:
         spec["process"]["consoleSize"] = {"height": height, "width": width}

@@ -141,6 +141,8 @@ def parse_security_opts(opts: list[str] | None) -> tuple[dict[str, Any] | None, 
                 raise InvalidArgument(
                     f"invalid --security-opt: {opt!r}: want no-new-privileges[=true|false]")
             no_new_privs = value != "false"
+        elif key == "label" and value == "disable":
+            pass  # SELinux labels: none here (what Docker stores for --privileged)
         elif key == "seccomp" and value == "unconfined":
             profile = None
         elif key == "seccomp" and value:
