@@ -379,7 +379,7 @@ class Builder:
         self._advance(current, image_id)
 
     def _remove_container(self, cid: str) -> None:
-        ct.remove(self.paths, cid, force=True)
+        ct.remove(self.paths, cid, force=True, volumes=True)  # as Docker's RemoveVolume
         self.out.line(f"Removing intermediate container {cid[:12]}")
 
     def _run_argv(self, state: StageState, cmd: Command) -> list[str]:

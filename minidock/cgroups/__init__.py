@@ -39,7 +39,6 @@ from minidock.cgroups.base import (
     device_rule_line,
     normalize_cgroups_path,
 )
-from minidock.cgroups.features import Features, features
 from minidock.cgroups.mountinfo import (
     CgroupMount,
     Layout,
@@ -55,7 +54,6 @@ __all__ = [
     "PARENT",
     "CgroupMount",
     "DeviceRule",
-    "Features",
     "Layout",
     "Manager",
     "Stats",
@@ -71,6 +69,10 @@ __all__ = [
     "parse_mountinfo",
     "read_layout",
 ]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minidock.cgroups.features import Features
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 #: What ``minidock info`` shows as "Cgroup Driver".
@@ -92,6 +94,13 @@ def new_manager(cgroups_path: str, root: str = DEFAULT_ROOT) -> Manager:
     from minidock.cgroups.v1 import V1Manager
 
     return V1Manager(layout, path)
+
+
+def features(root: str = DEFAULT_ROOT) -> Features:
+    """What this host's cgroups can limit (Docker's sysinfo): cgroups.features."""
+    from minidock.cgroups.features import features as read_features
+
+    return read_features(root)
 
 
 def detect_version(root: str = DEFAULT_ROOT) -> int:

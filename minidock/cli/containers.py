@@ -60,6 +60,15 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--security-opt", multiple=True,
                      help="Security options: seccomp=unconfined, seccomp=PROFILE.json, "
                           "no-new-privileges."),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume "
+                     "(NAME:/PATH, /HOST:/PATH[:ro], /PATH)."),
+        click.option("--mount", multiple=True, help="Attach a filesystem mount to the "
+                     "container (type=bind|volume|tmpfs,source=...,target=...[,readonly])."),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (/PATH[:OPTIONS])."),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem "
+                     "as read only."),
+        click.option("--volumes-from", multiple=True, help="Mount volumes from the specified "
+                     "container(s) (CONTAINER[:ro|rw])."),
         click.option("--cap-add", multiple=True, help="Add Linux capabilities (NET_ADMIN, "
                      "CAP_SYS_PTRACE, ALL)."),
         click.option("--cap-drop", multiple=True, help="Drop Linux capabilities (CHOWN, ALL)."),
@@ -279,9 +288,11 @@ def _add_sizes(p: Paths, items: list[engine.Container], rows: list[dict[str, obj
 
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@click.option("-v", "--volumes", is_flag=True,
+              help="Remove anonymous volumes associated with the container.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def rm(ctx: click.Context, containers: tuple[str, ...], force: bool) -> None:
+def rm(ctx: click.Context, containers: tuple[str, ...], force: bool, volumes: bool) -> None:
     """Remove one or more containers."""
     failed = None
     if force and len(containers) > 1:
@@ -294,7 +305,7 @@ def rm(ctx: click.Context, containers: tuple[str, ...], force: bool) -> None:
                 pass
     for ref in containers:
         try:
-            engine.remove(paths(ctx), ref, force=force)
+            engine.remove(paths(ctx), ref, force=force, volumes=volumes)
             click.echo(ref)
         except MinidockError as e:
             click.echo(f"Error response from daemon: {e.message}", err=True)

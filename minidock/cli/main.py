@@ -65,11 +65,12 @@ COMMANDS: dict[str, str] = {
     "stats": "observe:stats",
     "port": "observe:port",
     "network": "network:network",
+    "volume": "volume:volume",
 }
 
 
 #: commands whose second word is a command of its own
-GROUPS = ("container", "image", "system", "runtime", "network")
+GROUPS = ("container", "image", "system", "runtime", "network", "volume")
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -83,6 +83,11 @@ _RUN_FLAGS = flag_table((
     (("-P", "--publish-all"), "publish_all", False, False),
     (("--expose",), "expose", True, True),
     (("--security-opt",), "security_opt", True, True),
+    (("-v", "--volume"), "volume", True, True),
+    (("--mount",), "mount", True, True),
+    (("--tmpfs",), "tmpfs", True, True),
+    (("--read-only",), "read_only", False, False),
+    (("--volumes-from",), "volumes_from", True, True),
     (("--cap-add",), "cap_add", True, True),
     (("--cap-drop",), "cap_drop", True, True),
     (("--privileged",), "privileged", False, False),
@@ -97,7 +102,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "workdir": None, "user": None, "entrypoint": None, "hostname": None, "network": "default",
     "rm": False, "publish": (), "publish_all": False, "expose": (), "security_opt": (),
     "ip": None, "network_alias": (), "add_host": (), "dns": (), "dns_search": (),
-    "dns_option": (), "cap_add": (), "cap_drop": (), "privileged": False,
+    "dns_option": (), "cap_add": (), "cap_drop": (), "privileged": False, "volume": (),
+    "mount": (), "tmpfs": (), "read_only": False, "volumes_from": (),
     "label": (), "runtime": None, "detach": False, "trace_": False,
     **{row[1]: (() if row[3] else False if not row[2] else None) for row in RESOURCE_FLAGS},
 }
@@ -229,10 +235,12 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    add_host: tuple[str, ...] = (), dns: tuple[str, ...] = (),
                    dns_search: tuple[str, ...] = (), dns_option: tuple[str, ...] = (),
                    cap_add: tuple[str, ...] = (), cap_drop: tuple[str, ...] = (),
-                   privileged: bool = False, **limits: Any) -> Any:
+                   privileged: bool = False, volume: tuple[str, ...] = (),
+                   mount: tuple[str, ...] = (), tmpfs: tuple[str, ...] = (),
+                   read_only: bool = False, volumes_from: tuple[str, ...] = (),
+                   **limits: Any) -> Any:
     """The engine's CreateOptions from run/create flags (``limits``: RESOURCE_FLAGS')."""
     from minidock.engine import containers as engine
-    from minidock.engine.containers import resources
     from minidock.engine.spec import ProcessOptions, seccomp
 
     # as Docker's CLI does: a profile file is read now and stored inline in the container
@@ -250,8 +258,33 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         publish=list(publish), publish_all=publish_all, expose=list(expose), ip=ip,
         aliases=list(network_alias), add_hosts=list(add_host), dns=list(dns),
         dns_search=list(dns_search), dns_options=list(dns_option), cap_add=list(cap_add),
-        cap_drop=list(cap_drop), privileged=privileged,
-        resources=resources.parse_flags(**limits) if any(limits.values()) else {})
+        cap_drop=list(cap_drop), privileged=privileged, binds=list(volume),
+        mounts=_parse_mounts(mount), tmpfs=_parse_tmpfs(tmpfs), read_only=read_only,
+        volumes_from=list(volumes_from), resources=_parse_limits(limits))
+
+
+def _parse_mounts(values: tuple[str, ...]) -> list[dict[str, Any]]:
+    if not values:
+        return []
+    from minidock.engine.containers import mounts
+
+    return [mounts.parse_mount_flag(v) for v in values]
+
+
+def _parse_tmpfs(values: tuple[str, ...]) -> dict[str, str]:
+    if not values:
+        return {}
+    from minidock.engine.containers import mounts
+
+    return mounts.parse_tmpfs_flags(list(values))
+
+
+def _parse_limits(limits: dict[str, Any]) -> dict[str, Any]:
+    if not any(limits.values()):
+        return {}
+    from minidock.engine.containers import resources
+
+    return resources.parse_flags(**limits)
 
 
 def check_tty(attach_stdin: bool, tty: bool) -> None:

@@ -38,6 +38,8 @@ SAME = [
      "10", "--blkio-weight", "500", "--device-read-bps", "/dev/vda:1mb",
      "--device-write-bps=/dev/vda:2mb", "--device-read-bps", "/dev/vdb:3mb", "busybox"],
     ["run", "-dm64m", "busybox"],
+    ["run", "-v", "/h:/c:ro", "--volume=v:/d", "-v/anon", "--mount", "type=tmpfs,target=/t",
+     "--tmpfs", "/run:size=1m", "--read-only", "--volumes-from", "other:ro", "busybox"],
     ["run", "--cap-add", "NET_ADMIN", "--cap-add=sys_ptrace", "--cap-drop", "ALL",
      "--privileged", "busybox"],
     ["run", "-l", "a=1", "--label", "b", "--label=c=3", "-la=2", "busybox"],

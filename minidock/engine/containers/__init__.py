@@ -96,6 +96,7 @@ if TYPE_CHECKING:
         restart_marker,
         runtime_of,
         users_of_image,
+        users_of_volume,
     )
 
 _RECORD = "minidock.engine.containers.record"
@@ -132,6 +133,7 @@ _HOMES = {
     "restart_marker": _STORE,
     "runtime_of": _STORE,
     "users_of_image": _STORE,
+    "users_of_volume": _STORE,
     "parse_signal": _SIGNALS,
     "wait_unwatched": _SIGNALS,
     "cleanup": _RECONCILER,
@@ -204,6 +206,7 @@ __all__ = [
     "unpause",
     "update_limits",
     "users_of_image",
+    "users_of_volume",
     "wait",
     "wait_unwatched",
 ]

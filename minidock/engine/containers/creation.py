@@ -56,6 +56,11 @@ class CreateOptions:
     cap_add: list[str] = field(default_factory=list)  # --cap-add
     cap_drop: list[str] = field(default_factory=list)  # --cap-drop
     privileged: bool = False  # --privileged
+    binds: list[str] = field(default_factory=list)  # -v
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # --mount, parsed
+    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs
+    read_only: bool = False  # --read-only
+    volumes_from: list[str] = field(default_factory=list)  # --volumes-from
     #: the resource fields of HostConfig the flags gave (resources.parse_flags)
     resources: dict[str, Any] = field(default_factory=dict)
 
@@ -112,7 +117,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "AttachStdin": p.stdin_open, "AttachStdout": True, "AttachStderr": True,
         **({"ExposedPorts": dict(sorted(exposed.items()))} if exposed else {}),
         "Tty": p.tty, "OpenStdin": p.stdin_open, "StdinOnce": p.stdin_open,
-        "Env": env, "Cmd": cmd, "Image": opts.image, "Volumes": None,
+        "Env": env, "Cmd": cmd, "Image": opts.image, "Volumes": _volumes(icfg, opts) or None,
         "WorkingDir": p.workdir if p.workdir is not None else icfg.get("WorkingDir", ""),
         "Entrypoint": entrypoint or None, "OnBuild": None,
         "Labels": {**(icfg.get("Labels") or {}), **opts.labels},
@@ -129,7 +134,11 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
         "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
         "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
-        "Binds": None, "CapAdd": cap_add, "CapDrop": cap_drop, "ReadonlyRootfs": False,
+        "Binds": [b for b in opts.binds if ":" in b] or None, "CapAdd": cap_add,
+        "CapDrop": cap_drop, "ReadonlyRootfs": opts.read_only,
+        "VolumesFrom": list(opts.volumes_from) or None,
+        **({"Mounts": list(opts.mounts)} if opts.mounts else {}),
+        **({"Tmpfs": dict(opts.tmpfs)} if opts.tmpfs else {}),
         "SecurityOpt": security_opt or None, "Init": None,
         "Dns": list(opts.dns), "DnsOptions": list(opts.dns_options),
         "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_hosts) or None,
@@ -160,15 +169,51 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
             resolv = hostfiles.read_host_resolv_conf() or resolv
         atomic_write(os.path.join(d, "hosts"), hosts.encode(), 0o644, durable=False)
         atomic_write(os.path.join(d, "resolv.conf"), resolv.encode(), 0o644, durable=False)
+        points = _mount_points(paths, opts, config, undo)
         c = Container(id=cid, name=name, created=now_rfc3339(), image_id=image_id,
                       image_ref=opts.image, path=args[0], args=args[1:], config=config,
-                      host_config=host_config, dir=d, networking=networking)
+                      host_config=host_config, dir=d, networking=networking,
+                      mount_points=points)
         aliases = networking.get("Aliases")
         if isinstance(aliases, list):
             networking["Aliases"] = [*aliases, cid[:12]]
         store.save(paths, c, host_config=True)
         undo.pop_all()
     return c
+
+
+def _volumes(icfg: dict[str, Any], opts: CreateOptions) -> dict[str, dict[str, Any]]:
+    """Config.Volumes: the image's VOLUMEs and the bare ``-v /path`` ones (Docker's CLI puts
+    those there, not in Binds)."""
+    out = dict(icfg.get("Volumes") or {})
+    out.update({b: {} for b in opts.binds if ":" not in b})
+    return out
+
+
+def _mount_points(paths: Paths, opts: CreateOptions, config: dict[str, Any],
+                  undo: ExitStack) -> dict[str, dict[str, Any]]:
+    """The container's mount points; the anonymous volumes made for it go again if the
+    create fails after this."""
+    if not (opts.binds or opts.mounts or opts.volumes_from or config.get("Volumes")):
+        return {}
+    from minidock.engine.containers import mounts
+
+    others = []
+    for ref in opts.volumes_from:
+        other, _, mode = ref.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise InvalidArgument(f"invalid mode: {mode}")
+        others.append((reconciler.get(paths, other).mount_points, mode))
+    points = mounts.mount_points(paths, [b for b in opts.binds if ":" in b], opts.mounts,
+                                 others, config.get("Volumes") or {})
+    from minidock.volume import Volumes
+
+    volumes = Volumes(paths)
+    for name in mounts.volume_names(points):
+        if volumes.is_anonymous(name) and not any(
+                name in mounts.volume_names(p) for p, _ in others):
+            undo.callback(volumes.remove, name)
+    return points
 
 
 def _is_ip(text: str) -> bool:

@@ -236,8 +236,8 @@ def run(paths: Paths, opts: CreateOptions) -> int:
     try:
         return start(paths, c.id, interactive=opts.process.stdin_open, network=setup)
     finally:
-        if opts.auto_remove:
-            reconciler.remove(paths, c.id, force=True)
+        if opts.auto_remove:  # (its anonymous volumes too, as Docker's --rm)
+            reconciler.remove(paths, c.id, force=True, volumes=True)
 
 
 def kill(paths: Paths, ref: str, sig: str | int = "KILL") -> Container:
@@ -402,6 +402,13 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         options.append(specgen.with_cgroup_namespace())
     if console:
         options.append(specgen.with_console_size(*console))
+    if c.mount_points or c.host_config.get("Tmpfs"):
+        from minidock.engine.containers import mounts
+
+        options.append(specgen.with_mounts(mounts.for_start(
+            c.mount_points, c.host_config.get("Tmpfs"), rootfs)))
+    if c.host_config.get("ReadonlyRootfs"):
+        options.append(specgen.with_readonly_rootfs())
     limits = resources.to_oci(c.host_config)
     if limits:
         options.append(specgen.with_resources(limits))

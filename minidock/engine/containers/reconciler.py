@@ -102,7 +102,7 @@ def reconcile(paths: Paths, cid: str) -> None:
             record_exit(paths, c, EXIT_UNKNOWN, now_rfc3339(),
                         "the process that monitored the container died", oom=oom)
     if auto_remove(paths, c):
-        remove(paths, cid, force=True)
+        remove(paths, cid, force=True, volumes=True)  # --rm: anonymous volumes go too
 
 
 def align_paused(paths: Paths, c: Container) -> None:
@@ -151,7 +151,7 @@ def cleanup(paths: Paths, cid: str) -> None:
             else:
                 record_exit(paths, c, seen[0], seen[1], oom=oom)
     if auto_remove(paths, c):
-        remove(paths, cid, force=True)
+        remove(paths, cid, force=True, volumes=True)  # --rm: anonymous volumes go too
 
 
 def auto_remove(paths: Paths, c: Container) -> bool:
@@ -227,7 +227,9 @@ def record_exit(paths: Paths, c: Container, code: int, finished_at: str, error: 
     store.save(paths, c)
 
 
-def remove(paths: Paths, ref: str, force: bool = False) -> str:
+def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -> str:
+    """``rm``: the container and what it holds; with ``volumes`` (``rm -v``) its anonymous
+    volumes too, those no other container uses."""
     try:
         c = get(paths, ref)
     except CorruptRecord:
@@ -262,7 +264,20 @@ def remove(paths: Paths, ref: str, force: bool = False) -> str:
             os.unlink(store.lock_path(paths, c.id + suffix))
         except FileNotFoundError:
             pass
+    if volumes:
+        _remove_anonymous_volumes(paths, c)
     return c.id
+
+
+def _remove_anonymous_volumes(paths: Paths, c: Container) -> None:
+    from minidock.volume import Volumes
+
+    store_ = Volumes(paths)
+    for point in c.mount_points.values():
+        name = point.get("Name") or ""
+        if point.get("Type") == "volume" and name and store_.is_anonymous(name) \
+                and store_.exists(name) and not store.users_of_volume(paths, name):
+            store_.remove(name)
 
 
 def _remove_unreadable(paths: Paths, cid: str) -> str:

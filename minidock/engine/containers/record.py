@@ -124,6 +124,9 @@ class Container:
     #: networks joined with `network connect`: name -> {"IPAMConfig", "Aliases"} and, while
     #: the container runs, its endpoint there (NetworkID, EndpointID, IPAddress, ...)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Docker's MountPoints by destination: -v, --mount, --volumes-from, the image's
+    #: VOLUMEs (engine/containers/mounts.py)
+    mount_points: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -150,7 +153,7 @@ class Container:
             "RestartCount": 0,
             "HasBeenStartedBefore": self.state.started_at != "0001-01-01T00:00:00Z",
             "HasBeenManuallyStopped": False,
-            "MountPoints": {},
+            "MountPoints": self.mount_points,
             "SecretReferences": None,
             "ConfigReferences": None,
             "AppArmorProfile": "",
@@ -184,6 +187,7 @@ class Container:
                    for name, entry in ((doc.get("NetworkSettings") or {}).get("Networks")
                                        or {}).items()
                    if name != _primary(host_config)},
+            mount_points=dict(doc.get("MountPoints") or {}),
         )
 
     def to_inspect(self, paths: Paths, graph_driver_data: dict[str, Any]) -> dict[str, Any]:
@@ -210,10 +214,26 @@ class Container:
             "ExecIDs": None,
             "HostConfig": self.host_config,
             "GraphDriver": {"Name": DRIVER, "Data": graph_driver_data},
-            "Mounts": [],
+            "Mounts": _mounts(self.mount_points),
             "Config": self.config,
             "NetworkSettings": doc["NetworkSettings"],
         }
+
+
+def _mounts(points: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """inspect's "Mounts" (Docker's MountPoint as the API shows it)."""
+    out = []
+    for point in points.values():
+        entry: dict[str, Any] = {"Type": point["Type"]}
+        if point["Type"] == "volume":
+            entry["Name"] = point["Name"]
+        entry.update({"Source": point["Source"], "Destination": point["Destination"]})
+        if point["Type"] == "volume":
+            entry["Driver"] = point["Driver"]
+        entry.update({"Mode": point.get("Relabel", ""), "RW": point["RW"],
+                      "Propagation": point.get("Propagation", "")})
+        out.append(entry)
+    return out
 
 
 _ENDPOINT_KEYS = ("Bridge", "SandboxKey", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress",

@@ -47,13 +47,13 @@ CFS_PERIOD = 100_000  # what --cpus is turned into: a quota over Docker's 100 ms
 
 # --- the CLI's part ------------------------------------------------------------------------
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE = r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$"  # (compiled on first use)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def ram_in_bytes(text: str) -> int:
     """go-units' RAMInBytes: "512m", "1.5g", "64MiB", "100" (bytes), binary units."""
-    m = _SIZE.match(text)
+    m = re.match(_SIZE, text)
     if not m:
         raise ValueError(f"invalid size: '{text}'")
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])

@@ -167,6 +167,13 @@ def users_of_image(paths: Paths, image_id: str) -> list[str]:
     return [c.id for c in readable_records(paths) if c.image_id == image_id]
 
 
+def users_of_volume(paths: Paths, name: str) -> list[str]:
+    """The containers (any state, as Docker counts them) with ``name`` among their mounts."""
+    return [c.id for c in readable_records(paths)
+            if any(p.get("Type") == "volume" and p.get("Name") == name
+                   for p in c.mount_points.values())]
+
+
 _ADJECTIVES = ("brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen",
                "lucid", "modest", "nifty", "quirky", "serene", "tender", "vibrant", "zen")
 _SURNAMES = ("babbage", "curie", "dijkstra", "euler", "hopper", "kare", "lamarr", "lovelace",

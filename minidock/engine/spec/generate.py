@@ -179,6 +179,23 @@ def with_cgroups_path(path: str) -> SpecOption:
     return apply
 
 
+def with_mounts(mounts: list[dict[str, Any]]) -> SpecOption:
+    """The container's volumes, binds and tmpfs mounts: all the mounts in order of depth,
+    parents before children (a volume at /etc goes before the /etc/hosts bind), the order
+    among equals kept (/dev before /dev/pts)."""
+    def apply(spec: dict[str, Any]) -> None:
+        spec["mounts"] = sorted([*spec["mounts"], *mounts], key=lambda m: len(
+            [p for p in m["destination"].split("/") if p]))
+    return apply
+
+
+def with_readonly_rootfs() -> SpecOption:
+    """--read-only: the root filesystem mounted read-only (mounts on it stay as they are)."""
+    def apply(spec: dict[str, Any]) -> None:
+        spec["root"]["readonly"] = True
+    return apply
+
+
 def with_resources(resources: dict[str, Any]) -> SpecOption:
     """The limits of linux.resources (memory, cpu, pids, blockIO) beside the device rules."""
     def apply(spec: dict[str, Any]) -> None:
