@@ -69,6 +69,9 @@ ffibuilder.cdef(
     int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags);
     int md_fork_into_cgroup(int cgroup_fd);
     int md_nft_run(const char *commands, char *out, size_t outlen, char *err, size_t errlen);
+    int md_bpf_load_device_filter(const void *insns, unsigned int count, const char *license,
+                                  char *log, unsigned int loglen);
+    int md_bpf_attach_device_filter(int cgroup_fd, int prog_fd);
     """
 )
 
@@ -251,6 +254,50 @@ ffibuilder.set_source(
        seccomp(2) is the interface since 3.17 and the only one that takes flags; the older
        prctl(PR_SET_SECCOMP) does the same without them. Either needs no_new_privs set or
        CAP_SYS_ADMIN in the caller's user namespace. */
+    /* cgroup v2 device control: load an eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE
+       (classic-free eBPF instructions, 8 bytes each) and attach it to a cgroup directory's
+       fd. The attr layouts are the kernel ABI's (union bpf_attr, the fields these two
+       commands read), written here so that old linux/bpf.h headers do not matter. */
+    struct md_bpf_load_attr {
+        uint32_t prog_type, insn_cnt;
+        uint64_t insns, license;
+        uint32_t log_level, log_size;
+        uint64_t log_buf;
+        uint32_t kern_version, prog_flags;
+    };
+    struct md_bpf_attach_attr {
+        uint32_t target_fd, attach_bpf_fd, attach_type, attach_flags;
+    };
+
+    static int md_bpf_load_device_filter(const void *insns, unsigned int count,
+                                         const char *license, char *log, unsigned int loglen)
+    {
+        union { struct md_bpf_load_attr a; char pad[128]; } attr;
+        memset(&attr, 0, sizeof(attr));
+        attr.a.prog_type = 15;  /* BPF_PROG_TYPE_CGROUP_DEVICE */
+        attr.a.insn_cnt = count;
+        attr.a.insns = (uint64_t)(uintptr_t)insns;
+        attr.a.license = (uint64_t)(uintptr_t)license;
+        if (log != NULL && loglen > 0) {
+            attr.a.log_level = 1;
+            attr.a.log_size = loglen;
+            attr.a.log_buf = (uint64_t)(uintptr_t)log;
+            log[0] = 0;
+        }
+        return (int)syscall(SYS_bpf, 5 /* BPF_PROG_LOAD */, &attr, sizeof(attr));
+    }
+
+    static int md_bpf_attach_device_filter(int cgroup_fd, int prog_fd)
+    {
+        union { struct md_bpf_attach_attr a; char pad[128]; } attr;
+        memset(&attr, 0, sizeof(attr));
+        attr.a.target_fd = (uint32_t)cgroup_fd;
+        attr.a.attach_bpf_fd = (uint32_t)prog_fd;
+        attr.a.attach_type = 6;  /* BPF_CGROUP_DEVICE */
+        attr.a.attach_flags = 2;  /* BPF_F_ALLOW_MULTI */
+        return (int)syscall(SYS_bpf, 8 /* BPF_PROG_ATTACH */, &attr, sizeof(attr));
+    }
+
     static int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags)
     {
         struct sock_fprog prog;

@@ -75,6 +75,19 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--privileged", is_flag=True, help="Give extended privileges to this "
                      "container: every capability, the host's devices, writable /sys, no "
                      "seccomp, nothing masked."),
+        click.option("--device", multiple=True, help="Add a host device to the container "
+                     "(HOST[:CONTAINER][:rwm])."),
+        click.option("--device-cgroup-rule", multiple=True, help="Add a rule to the cgroup "
+                     "allowed devices list ('c 1:11 r')."),
+        click.option("--pid", help="PID namespace to use (host, container:NAME)."),
+        click.option("--ipc", help="IPC mode to use (private, shareable, host, "
+                     "container:NAME)."),
+        click.option("--uts", help="UTS namespace to use (host)."),
+        click.option("--cgroupns", help="Cgroup namespace to use (host, private)."),
+        click.option("--shm-size", help="Size of /dev/shm (e.g. 128m)."),
+        click.option("--ulimit", multiple=True, help="Ulimit options (nofile=1024:2048)."),
+        click.option("--sysctl", multiple=True, help="Sysctl options (net.ipv4.ip_forward=1)."),
+        click.option("--group-add", multiple=True, help="Add additional groups to join."),
         click.option("--runtime", help="Runtime to use for this container: minidock (the "
                      "built-in one), runc, crun, a name from config.json's runtimes, or a "
                      "path."),

@@ -91,6 +91,16 @@ _RUN_FLAGS = flag_table((
     (("--cap-add",), "cap_add", True, True),
     (("--cap-drop",), "cap_drop", True, True),
     (("--privileged",), "privileged", False, False),
+    (("--device",), "device", True, True),
+    (("--pid",), "pid", True, False),
+    (("--ipc",), "ipc", True, False),
+    (("--uts",), "uts", True, False),
+    (("--cgroupns",), "cgroupns", True, False),
+    (("--shm-size",), "shm_size", True, False),
+    (("--ulimit",), "ulimit", True, True),
+    (("--sysctl",), "sysctl", True, True),
+    (("--group-add",), "group_add", True, True),
+    (("--device-cgroup-rule",), "device_cgroup_rule", True, True),
     (("-l", "--label"), "label", True, True),
     (("--runtime",), "runtime", True, False),
     (("-d", "--detach"), "detach", False, False),
@@ -103,7 +113,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "rm": False, "publish": (), "publish_all": False, "expose": (), "security_opt": (),
     "ip": None, "network_alias": (), "add_host": (), "dns": (), "dns_search": (),
     "dns_option": (), "cap_add": (), "cap_drop": (), "privileged": False, "volume": (),
-    "mount": (), "tmpfs": (), "read_only": False, "volumes_from": (),
+    "mount": (), "tmpfs": (), "read_only": False, "volumes_from": (), "device": (),
+    "device_cgroup_rule": (), "pid": None, "ipc": None, "uts": None, "cgroupns": None,
+    "shm_size": None, "ulimit": (), "sysctl": (), "group_add": (),
     "label": (), "runtime": None, "detach": False, "trace_": False,
     **{row[1]: (() if row[3] else False if not row[2] else None) for row in RESOURCE_FLAGS},
 }
@@ -238,7 +250,11 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    privileged: bool = False, volume: tuple[str, ...] = (),
                    mount: tuple[str, ...] = (), tmpfs: tuple[str, ...] = (),
                    read_only: bool = False, volumes_from: tuple[str, ...] = (),
-                   **limits: Any) -> Any:
+                   device: tuple[str, ...] = (), device_cgroup_rule: tuple[str, ...] = (),
+                   pid: str | None = None, ipc: str | None = None, uts: str | None = None,
+                   cgroupns: str | None = None, shm_size: str | None = None,
+                   ulimit: tuple[str, ...] = (), sysctl: tuple[str, ...] = (),
+                   group_add: tuple[str, ...] = (), **limits: Any) -> Any:
     """The engine's CreateOptions from run/create flags (``limits``: RESOURCE_FLAGS')."""
     from minidock.engine import containers as engine
     from minidock.engine.spec import ProcessOptions, seccomp
@@ -260,7 +276,33 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         dns_search=list(dns_search), dns_options=list(dns_option), cap_add=list(cap_add),
         cap_drop=list(cap_drop), privileged=privileged, binds=list(volume),
         mounts=_parse_mounts(mount), tmpfs=_parse_tmpfs(tmpfs), read_only=read_only,
-        volumes_from=list(volumes_from), resources=_parse_limits(limits))
+        volumes_from=list(volumes_from), devices=list(device),
+        device_cgroup_rules=list(device_cgroup_rule), resources=_parse_limits(limits),
+        pid=pid or "", ipc=ipc or "", uts=uts or "", cgroupns=cgroupns or "",
+        shm_size=_shm_size(shm_size), group_add=list(group_add),
+        **_process_limits(ulimit, sysctl))
+
+
+def _shm_size(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from minidock.engine.containers import resources
+
+    try:
+        size = resources.ram_in_bytes(value)
+    except ValueError as e:
+        raise InvalidArgument(f'invalid argument "{value}" for "--shm-size" flag: {e}') \
+            from None
+    return size or None
+
+
+def _process_limits(ulimit: tuple[str, ...], sysctl: tuple[str, ...]) -> dict[str, Any]:
+    if not ulimit and not sysctl:
+        return {}
+    from minidock.engine.spec import sharing
+
+    return {"ulimits": [sharing.parse_ulimit(u) for u in ulimit],
+            "sysctls": dict(sharing.parse_sysctl(s) for s in sysctl)}
 
 
 def _parse_mounts(values: tuple[str, ...]) -> list[dict[str, Any]]:

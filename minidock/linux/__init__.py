@@ -265,6 +265,40 @@ def seccomp_load(program: bytes, n: int, flags: int = 0, why: str = "") -> None:
                call, why)
 
 
+def bpf_device_filter(program: bytes, cgroup_dir: str, why: str = "") -> None:
+    """Load ``program`` (eBPF instructions, 8 bytes each: cgroups/v2/devices.py) as a
+    BPF_PROG_TYPE_CGROUP_DEVICE program and attach it to the cgroup ``cgroup_dir``. The
+    cgroup keeps it (no fd needs to stay open); it goes with the cgroup."""
+    n = len(program) // 8
+    buf = ffi.from_buffer(program)
+    log = ffi.new("char[]", 1 << 16)
+    prog = [-1]
+
+    def load() -> None:
+        prog[0] = lib.md_bpf_load_device_filter(buf, n, b"Apache", log, len(log))
+        if prog[0] < 0:
+            err = ffi.errno
+            detail = ffi.string(log).decode(errors="replace").strip().splitlines()
+            raise OSError(err, f"{os.strerror(err)}" + (f" ({detail[-1]})" if detail else ""))
+
+    trace.step(f"bpf(BPF_PROG_LOAD, {{prog_type=BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt={n}}})",
+               load, why)
+    try:
+        cg = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            def attach() -> None:
+                _check(lib.md_bpf_attach_device_filter(cg, prog[0]), "attach device filter",
+                       cgroup_dir)
+
+            trace.step(f'bpf(BPF_PROG_ATTACH, {{target_fd="{cgroup_dir}", '
+                       "attach_type=BPF_CGROUP_DEVICE, flags=BPF_F_ALLOW_MULTI})", attach,
+                       "the kernel asks this program at every open and mknod of a device")
+        finally:
+            os.close(cg)
+    finally:
+        os.close(prog[0])
+
+
 # --- os-module calls that are container-setup steps, wrapped so --trace shows them ---
 
 

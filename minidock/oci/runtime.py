@@ -88,6 +88,15 @@ class Capabilities:
 
 
 @record
+class Rlimit:
+    """One ``process.rlimits`` entry: RLIMIT_NOFILE and friends, soft and hard."""
+
+    type: str
+    soft: int
+    hard: int
+
+
+@record
 class Process:
     args: list[str]
     env: list[str] = field(default_factory=list)
@@ -97,6 +106,7 @@ class Process:
     capabilities: Capabilities | None = None
     no_new_privileges: bool = False
     console_size: tuple[int, int] | None = None  # (height, width)
+    rlimits: list[Rlimit] = field(default_factory=list)
 
 
 @record
@@ -222,6 +232,7 @@ class Linux:
     rootfs_propagation: str = "private"
     seccomp: Seccomp | None = None
     resources: Resources = field(default_factory=Resources)
+    sysctl: dict[str, str] = field(default_factory=dict)
 
     def namespace(self, kind: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -280,6 +291,9 @@ def parse(doc: Any) -> Spec:
         capabilities=caps,
         no_new_privileges=bool(p.get("noNewPrivileges", False)),
         console_size=console_size,
+        rlimits=[Rlimit(_str(r, "type", "process.rlimits"), _u64(r, "soft", "process.rlimits"),
+                        _u64(r, "hard", "process.rlimits"))
+                 for r in p.get("rlimits") or []],
     )
     root = doc.get("root")
     if not isinstance(root, dict):
@@ -326,6 +340,7 @@ def parse(doc: Any) -> Spec:
         rootfs_propagation=lx.get("rootfsPropagation") or "private",
         seccomp=_seccomp(lx["seccomp"]) if lx.get("seccomp") is not None else None,
         resources=_resources(res),
+        sysctl=_sysctl(lx.get("sysctl")),
     )
     annotations = doc.get("annotations") or {}
     return Spec(
@@ -338,6 +353,15 @@ def parse(doc: Any) -> Spec:
         annotations=dict(annotations),
         oci_version=doc.get("ociVersion") or OCI_VERSION,
     )
+
+
+def _sysctl(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items()):
+        raise _bad("linux.sysctl", "an object of strings")
+    return dict(value)
 
 
 def parse_resources(res: dict[str, Any]) -> Resources:

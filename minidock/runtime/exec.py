@@ -335,6 +335,8 @@ def exec_process(state_root: str, container_id: str, process: oci.Process,
     import _prctl  # noqa: F401
     import prctl
 
+    if proc.rlimits:
+        import resource  # noqa: F401
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         raise ContainerRuntimeError("exec: refusing to fork a multi-threaded process")

@@ -172,6 +172,8 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
         slave = -1
         if proc.terminal:
             slave = _setup_console(spec, opts)
+        if spec.linux.sysctl:
+            write_sysctls(spec.linux.sysctl)  # (before /proc/sys goes read-only)
         rootfs.finish(spec)
         uts = spec.linux.namespace("uts")
         if spec.hostname and uts is not None:
@@ -247,6 +249,8 @@ def new_session(slave: int, why: str) -> None:
 def confine(proc: oci.Process, sc: seccomp.Filter | None, env: dict[str, str]) -> str:
     """The last steps before exec, shared by the init and `exec`: the bounding set,
     no_new_privs, seccomp, the user, the capability sets; returns the command's path."""
+    if proc.rlimits:
+        set_rlimits(proc.rlimits)
     if proc.capabilities is not None:
         caps.apply_bounding(proc.capabilities)
     if proc.no_new_privileges:
@@ -276,6 +280,51 @@ def confine(proc: oci.Process, sc: seccomp.Filter | None, env: dict[str, str]) -
         linux.seccomp_load(sc.program, sc.length, sc.flags,
                            why="seccomp filter, last step: no_new_privs is set")
     return path
+
+
+def set_rlimits(rlimits: list[oci.Rlimit]) -> None:
+    """process.rlimits (--ulimit): setrlimit for each, before the user switch. Raising a
+    hard limit needs CAP_SYS_RESOURCE; without it the kernel says EPERM."""
+    import resource
+
+    for r in rlimits:
+        number = getattr(resource, r.type, None)
+        if not r.type.startswith("RLIMIT_") or not isinstance(number, int):
+            raise ContainerRuntimeError(f"invalid rlimit type {r.type!r}")
+
+        def call(n: int = number, lim: oci.Rlimit = r) -> None:
+            try:
+                resource.setrlimit(n, (lim.soft, lim.hard))
+            except (OSError, ValueError) as e:  # (Python says EPERM and EINVAL as ValueError)
+                err = e.errno if isinstance(e, OSError) else (
+                    1 if "raise maximum" in str(e) else 22)
+                raise ContainerRuntimeError(
+                    f"setrlimit {lim.type} {lim.soft}:{lim.hard}: "
+                    f"{os.strerror(err or 22).lower()}"
+                    + (" (above the hard limit: raising it needs CAP_SYS_RESOURCE)"
+                       if err == 1 else "")) from None
+
+        trace.step(f"setrlimit({r.type}, {{{r.soft}, {r.hard}}})", call, "--ulimit")
+
+
+def write_sysctls(sysctl: dict[str, str]) -> None:
+    """linux.sysctl (--sysctl): written to /proc/sys inside the container's namespaces,
+    before /proc/sys becomes read-only. Only keys namespaced by the kernel are allowed
+    (the engine refuses the others, as Docker does)."""
+    for key, value in sorted(sysctl.items()):
+        path = "/proc/sys/" + key.replace(".", "/")
+        if ".." in key.split(".") or "/" in key:
+            raise ContainerRuntimeError(f"invalid sysctl {key!r}")
+
+        def call(p: str = path, v: str = value) -> None:
+            with open(p, "w") as f:
+                f.write(v)
+
+        try:
+            trace.step(f'write("{path}", "{value}")', call, "--sysctl")
+        except OSError as e:
+            raise ContainerRuntimeError(f"write sysctl {key}={value}: "
+                                        f"{(e.strerror or '').lower()}") from None
 
 
 def _switch_user(proc: oci.Process, keep_caps: bool) -> None:
@@ -442,6 +491,8 @@ def create(state_root: str, container_id: str, bundle: str,
     import _prctl  # noqa: F401
     import prctl
 
+    if spec.process.rlimits:
+        import resource  # noqa: F401
     if spec.process.terminal:
         import fcntl  # noqa: F401
         import socket  # noqa: F401

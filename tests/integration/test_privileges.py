@@ -105,3 +105,27 @@ def test_a_non_root_user_gets_the_bounding_set_only(md, images):
     caps = dict(line.split(":\t") for line in r.stdout.splitlines())
     assert (caps["CapEff"], caps["CapPrm"], caps["CapBnd"]) == (
         "0000000000000000", "0000000000000000", "00000000a80435fb")
+
+
+WRITE_KMSG = ("mknod /tmp/kmsg c 1 11 && echo 'minidock device test' > /tmp/kmsg && echo wrote; "
+              "true")
+
+
+def test_the_device_cgroup_refuses_what_is_not_allowed(md, images):
+    """v1: devices.allow; v2: the eBPF program. mknod of any node is allowed (Docker's
+    default), opening one outside the list is not."""
+    r = md.run("run", "--rm", "--network", "none", "busybox", "sh", "-c", WRITE_KMSG)
+    assert r.returncode == 0 and "wrote" not in r.stdout, r.stdout
+    assert "Operation not permitted" in r.stderr, r.stderr
+    r = md.run("run", "--rm", "--network", "none", "--device-cgroup-rule", "c 1:11 w",
+               "busybox", "sh", "-c", WRITE_KMSG, check=True)
+    assert r.stdout == "wrote\n", r.stderr
+    r = md.run("run", "--rm", "--network", "none", "--device", "/dev/kmsg:/dev/k:w", "busybox",
+               "sh", "-c", "ls -l /dev/k; echo 'minidock device test' > /dev/k && echo wrote",
+               check=True)
+    assert r.stdout.startswith("c") and r.stdout.endswith("wrote\n"), r.stdout
+    r = md.run("run", "--name", "nodev", "--network", "none", "--device", "/dev/nope-md",
+               "busybox", "true")
+    md.run("rm", "-f", "nodev")  # (created, never started: as Docker leaves it)
+    assert r.returncode == 125 and 'error gathering device information while adding custom ' \
+        'device "/dev/nope-md": no such file or directory' in r.stderr, r.stderr

@@ -50,3 +50,72 @@ def test_host_devices_are_device_nodes_of_dev_without_the_defaults():
     assert "/dev/null" not in paths and "/dev/ptmx" not in paths
     assert all(d["type"] in ("c", "b") and not d["path"].startswith(("/dev/pts/", "/dev/shm/"))
                for d in devices)
+
+
+def run_filter(program: bytes, kind: str, access: str, major: int, minor: int) -> int:
+    """The kernel's part, emulated: what the compiled eBPF program answers for an open or
+    mknod (the opcodes the compiler uses, with the kernel's semantics)."""
+    import struct
+
+    insns = [struct.unpack("<BBhi", program[i:i + 8]) for i in range(0, len(program), 8)]
+    acc = sum({"m": 1, "r": 2, "w": 4}[c] for c in access)
+    ctx = [acc << 16 | {"b": 1, "c": 2}[kind], major, minor]
+    r, pc = [0] * 11, 0
+    while True:
+        code, regs, off, imm = insns[pc]
+        dst, src = regs & 15, regs >> 4
+        pc += 1
+        if code == 0x61:
+            r[dst] = ctx[off // 4]
+        elif code == 0x54:
+            r[dst] &= imm & 0xFFFFFFFF
+        elif code == 0x74:
+            r[dst] >>= imm
+        elif code == 0xBC:
+            r[dst] = r[src]
+        elif code == 0xB4:
+            r[dst] = imm
+        elif code == 0x55:
+            pc += off if r[dst] != imm else 0
+        elif code == 0x5D:
+            pc += off if r[dst] != r[src] else 0
+        elif code == 0x95:
+            return r[0]
+        else:
+            raise AssertionError(f"opcode {code:#x}")
+
+
+def test_the_v2_device_program_answers_as_the_v1_rules_would():
+    from minidock.cgroups import DEFAULT_DEVICE_RULES
+    from minidock.cgroups.v2.devices import compile_rules
+
+    default = compile_rules(DEFAULT_DEVICE_RULES)
+    assert run_filter(default, "c", "rw", 1, 3) == 1      # /dev/null
+    assert run_filter(default, "c", "rw", 136, 7) == 1    # a pty
+    assert run_filter(default, "c", "r", 1, 11) == 0      # /dev/kmsg: not allowed
+    assert run_filter(default, "b", "r", 8, 0) == 0       # a disk
+    assert run_filter(default, "b", "m", 8, 0) == 1       # mknod of anything
+    assert run_filter(default, "c", "mr", 1, 11) == 0     # mknod yes, read no: no
+    ro = compile_rules([*DEFAULT_DEVICE_RULES,
+                        {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}])
+    assert run_filter(ro, "c", "r", 1, 11) == 1 and run_filter(ro, "c", "w", 1, 11) == 0
+    later_deny = compile_rules([*DEFAULT_DEVICE_RULES,
+                                {"allow": False, "type": "c", "major": 1, "minor": 3,
+                                 "access": "w"}])
+    assert run_filter(later_deny, "c", "w", 1, 3) == 0   # the last matching rule wins
+    assert run_filter(later_deny, "c", "r", 1, 3) == 1
+    everything = compile_rules([{"allow": True, "access": "rwm"}])
+    assert len(everything) == 8 * 8 and run_filter(everything, "b", "rw", 8, 0) == 1
+
+
+def test_device_flags_as_docker_reads_them():
+    assert privileges.parse_device_flag("/dev/kmsg") == {
+        "PathOnHost": "/dev/kmsg", "PathInContainer": "/dev/kmsg", "CgroupPermissions": "rwm"}
+    assert privileges.parse_device_flag("/dev/kmsg:/dev/k:r") == {
+        "PathOnHost": "/dev/kmsg", "PathInContainer": "/dev/k", "CgroupPermissions": "r"}
+    assert privileges.parse_device_flag("/dev/kmsg:r")["CgroupPermissions"] == "r"
+    with pytest.raises(InvalidArgument, match="bad format for path: k"):
+        privileges.parse_device_flag("/dev/kmsg:k")
+    assert privileges.parse_cgroup_rule("c 1:11 r") == "c 1:11 r"
+    with pytest.raises(InvalidArgument, match="invalid device cgroup format 'x 1:1 r'"):
+        privileges.parse_cgroup_rule("x 1:1 r")

@@ -8,8 +8,8 @@ The container's cgroup hangs off the hierarchy root, not off the caller's own cg
 caller's cgroup (e.g. a systemd scope, or /v2vm.slice/cmd.scope in the test VM) holds the
 caller, so by the no-internal-process rule it could not delegate controllers to a child.
 
-Device rules are not enforced on v2 (that needs an eBPF program): see
-:mod:`minidock.cgroups.v2.devices`.
+Device rules become an eBPF program attached to the container's cgroup (v2 has no
+devices.allow): see :mod:`minidock.cgroups.v2.devices`.
 """
 
 from __future__ import annotations
@@ -175,8 +175,11 @@ class V2Manager(Manager):
     # --- controllers ---
 
     def apply_device_rules(self, rules: Sequence[Mapping[str, Any]]) -> None:
-        """Validate the rules; NOT enforced on cgroup v2 (needs eBPF, see v2.devices)."""
-        devices.apply(self._dir, rules)
+        """Compile the rules into an eBPF device program attached to the cgroup."""
+        try:
+            devices.apply(self._dir, rules)
+        except OSError as e:
+            raise _fs.runtime_error("attach the device filter to cgroup", e, self._dir) from e
 
     def apply_resources(self, res: Resources) -> None:
         wanted = (

@@ -56,6 +56,16 @@ class CreateOptions:
     cap_add: list[str] = field(default_factory=list)  # --cap-add
     cap_drop: list[str] = field(default_factory=list)  # --cap-drop
     privileged: bool = False  # --privileged
+    devices: list[str] = field(default_factory=list)  # --device
+    device_cgroup_rules: list[str] = field(default_factory=list)  # --device-cgroup-rule
+    pid: str = ""  # --pid host|container:X
+    ipc: str = ""  # --ipc private|shareable|host|none|container:X
+    uts: str = ""  # --uts host
+    cgroupns: str = ""  # --cgroupns host|private
+    shm_size: int | None = None  # --shm-size, bytes
+    ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit, parsed
+    sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl
+    group_add: list[str] = field(default_factory=list)  # --group-add
     binds: list[str] = field(default_factory=list)  # -v
     mounts: list[dict[str, Any]] = field(default_factory=list)  # --mount, parsed
     tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs
@@ -96,6 +106,19 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
 
     cap_add = privileges.normalize(opts.cap_add, "CapAdd")
     cap_drop = privileges.normalize(opts.cap_drop, "CapDrop")
+    devices = [privileges.parse_device_flag(d) for d in opts.devices]
+    from minidock.engine.spec import sharing
+
+    pid_mode = sharing.check_mode("pid", "PID", opts.pid, ("", "host", "container:"))
+    ipc_mode = sharing.check_mode("ipc", "IPC", opts.ipc or "private",
+                                  ("private", "shareable", "host", "none", "container:"))
+    uts_mode = sharing.check_mode("uts", "UTS", opts.uts, ("", "host"))
+    cgroupns = sharing.check_mode("cgroupns", "CGROUP", opts.cgroupns or _cgroupns(),
+                                  ("host", "private"))
+    if uts_mode == "host" and opts.hostname:
+        raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+    sharing.check_sysctls(opts.sysctls, ipc_mode, opts.network)
+    cgroup_rules = [privileges.parse_cgroup_rule(r) for r in opts.device_cgroup_rules]
     security_opt = list(p.security_opt) or (["label=disable"] if opts.privileged else [])
     limits = dict(resources.DEFAULTS)
     if opts.resources:
@@ -131,18 +154,22 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     host_config = {
         "NetworkMode": opts.network, "PortBindings": dict(sorted(bindings.items())),
         "AutoRemove": opts.auto_remove, "Privileged": opts.privileged,
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": _cgroupns(),
-        "IpcMode": "private", "PidMode": "", "UTSMode": "", "ShmSize": 67108864,
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": cgroupns,
+        "IpcMode": ipc_mode, "PidMode": pid_mode, "UTSMode": uts_mode,
+        "ShmSize": 67108864 if opts.shm_size is None else opts.shm_size,
+        "GroupAdd": list(opts.group_add) or None,
+        **({"Sysctls": dict(opts.sysctls)} if opts.sysctls else {}),
         "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
         "Binds": [b for b in opts.binds if ":" in b] or None, "CapAdd": cap_add,
         "CapDrop": cap_drop, "ReadonlyRootfs": opts.read_only,
         "VolumesFrom": list(opts.volumes_from) or None,
         **({"Mounts": list(opts.mounts)} if opts.mounts else {}),
+        "Devices": devices, "DeviceCgroupRules": cgroup_rules or None,
         **({"Tmpfs": dict(opts.tmpfs)} if opts.tmpfs else {}),
         "SecurityOpt": security_opt or None, "Init": None,
         "Dns": list(opts.dns), "DnsOptions": list(opts.dns_options),
         "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_hosts) or None,
-        "PublishAllPorts": opts.publish_all, **limits,
+        "PublishAllPorts": opts.publish_all, **limits, "Ulimits": list(opts.ulimits),
         "MaskedPaths": None if opts.privileged else list(specgen.MASKED_PATHS),
         "ReadonlyPaths": None if opts.privileged else list(specgen.READONLY_PATHS),
     }

@@ -400,6 +400,7 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         options.append(specgen.with_network_namespace(f"/proc/{joined.state.pid}/ns/net"))
     if c.host_config.get("CgroupnsMode") == "private":
         options.append(specgen.with_cgroup_namespace())
+    options += _sharing(paths, c, rootfs)
     if console:
         options.append(specgen.with_console_size(*console))
     if c.mount_points or c.host_config.get("Tmpfs"):
@@ -419,12 +420,53 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
 
         options.append(privileges.with_capabilities(privileges.capabilities(
             hc.get("CapAdd"), hc.get("CapDrop"), privileged)))
+    if hc.get("Devices") or hc.get("DeviceCgroupRules"):
+        from minidock.engine.spec import privileges
+
+        options.append(privileges.with_devices(hc.get("Devices") or [],
+                                               hc.get("DeviceCgroupRules") or []))
     options.append(specgen.with_security_opts(hc.get("SecurityOpt")))  # after the caps
     if privileged:
         from minidock.engine.spec import privileges
 
         options.append(privileges.with_privileged())  # last: no seccomp, whatever the opts
     return specgen.build(doc, *options)
+
+
+def _sharing(paths: Paths, c: Container, rootfs: str) -> list[specgen.SpecOption]:
+    """--pid, --ipc, --uts, --shm-size, --ulimit, --sysctl, --group-add."""
+    from minidock.engine.spec import sharing
+
+    hc = c.host_config
+    out = []
+    for key, kind, what in (("PidMode", "pid", "PID"), ("IpcMode", "ipc", "IPC"),
+                            ("UTSMode", "uts", "UTS")):
+        mode = str(hc.get(key) or "")
+        if mode == "host":
+            out.append(sharing.with_namespace(kind, None))
+        elif mode.startswith("container:"):
+            other = reconciler.get(paths, mode[len("container:"):])
+            if not other.state.running:
+                raise Conflict(f"cannot join {what} of a non running container: {other.id}")
+            out.append(sharing.with_namespace(kind, f"/proc/{other.state.pid}/ns/{kind}"))
+    ipc = str(hc.get("IpcMode") or "")
+    shm = int(hc.get("ShmSize") or 67108864)
+    if ipc == "host" or shm != 67108864:
+        out.append(sharing.with_shm(shm, host=ipc == "host"))
+    if hc.get("Ulimits"):
+        out.append(sharing.with_rlimits(hc["Ulimits"]))
+    if hc.get("Sysctls"):
+        out.append(sharing.with_sysctls(hc["Sysctls"]))
+    if hc.get("GroupAdd"):
+        gids = sharing.group_ids(hc["GroupAdd"], _read_in_root(rootfs, "/etc/group"))
+
+        def add_groups(spec: dict[str, Any]) -> None:
+            user = spec["process"]["user"]
+            user["additionalGids"] = [*user.get("additionalGids", []),
+                                      *(g for g in gids if g not in user.get(
+                                          "additionalGids", []))]
+        out.append(add_groups)
+    return out
 
 
 def connect_running(paths: Paths, c: Container, network: str, pid: int) -> dict[str, Any]:

@@ -123,3 +123,92 @@ def with_privileged() -> SpecOption:
             if m["destination"] in ("/sys", "/sys/fs/cgroup"):
                 m["options"] = [o for o in m["options"] if o != "ro"]
     return apply
+
+
+# --- --device and --device-cgroup-rule ----------------------------------------------------
+
+_RULE_RE = r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$"
+
+
+def parse_device_flag(value: str) -> dict[str, str]:
+    """``--device HOST[:CONTAINER][:PERMISSIONS]`` as HostConfig.Devices keeps it (Docker's
+    CLI rules: a permission word is rwm letters, the container path absolute)."""
+    parts = value.split(":")
+    perms = "rwm"
+    if len(parts) > 1 and parts[-1] and set(parts[-1]) <= set("rwm") \
+            and not parts[-1].startswith("/"):
+        perms = parts.pop()
+    if len(parts) > 2 or not parts[0]:
+        raise InvalidArgument(f"invalid argument \"{value}\" for \"--device\" flag: bad "
+                              f"format: {value}")
+    host, ctr = parts[0], parts[1] if len(parts) == 2 else parts[0]
+    if len(set(perms)) != len(perms):
+        raise InvalidArgument(f"invalid argument \"{value}\" for \"--device\" flag: bad "
+                              f"mode specified: {perms}")
+    if not ctr.startswith("/"):
+        raise InvalidArgument(f"invalid argument \"{value}\" for \"--device\" flag: bad "
+                              f"format for path: {ctr}")
+    return {"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}
+
+
+def parse_cgroup_rule(value: str) -> str:
+    """``--device-cgroup-rule 'c 1:11 r'``, checked as Docker's daemon does."""
+    import re
+
+    if not re.match(_RULE_RE, value.strip()):
+        raise InvalidArgument(f"invalid device cgroup format '{value}'")
+    return value.strip()
+
+
+def _rule_of(text: str) -> dict[str, Any]:
+    kind, numbers, access = text.split()
+    major, minor = numbers.split(":")
+    return {"allow": True, "type": kind, "major": None if major == "*" else int(major),
+            "minor": None if minor == "*" else int(minor), "access": access}
+
+
+def _nodes(host: str) -> list[tuple[str, os.stat_result]]:
+    """The device node at ``host``, or every one under it when it is a directory."""
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise InvalidArgument(f"error gathering device information while adding custom "
+                              f"device \"{host}\": {(e.strerror or '').lower()}") from None
+    if stat.S_ISDIR(st.st_mode):
+        out = []
+        for dirpath, _, files in os.walk(host):
+            for name in sorted(files):
+                path = os.path.join(dirpath, name)
+                sub = os.stat(path)
+                if stat.S_ISCHR(sub.st_mode) or stat.S_ISBLK(sub.st_mode):
+                    out.append((path, sub))
+        return out
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidArgument(f"error gathering device information while adding custom "
+                              f"device \"{host}\": not a device node")
+    return [(host, st)]
+
+
+def with_devices(devices: Sequence[dict[str, str]], rules: Sequence[str]) -> SpecOption:
+    """--device nodes in the container's /dev with a cgroup rule allowing each, and the
+    --device-cgroup-rule rules, after Docker's default rules."""
+    entries, allows = [], [_rule_of(r) for r in rules]
+    for d in devices:
+        host, ctr = d["PathOnHost"], d["PathInContainer"]
+        for path, st in _nodes(host):
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+            target = ctr + path[len(host):] if path != host else ctr
+            entries.append({"path": target, "type": kind, "major": os.major(st.st_rdev),
+                            "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode),
+                            "uid": st.st_uid, "gid": st.st_gid})
+            allows.append({"allow": True, "type": kind, "major": os.major(st.st_rdev),
+                           "minor": os.minor(st.st_rdev), "access": d["CgroupPermissions"]})
+
+    def apply(spec: dict[str, Any]) -> None:
+        linux = spec["linux"]
+        taken = {e["path"] for e in entries}
+        linux["devices"] = [*(e for e in linux.get("devices", []) if e["path"] not in taken),
+                            *entries]
+        res = linux.setdefault("resources", {})
+        res["devices"] = [*res.get("devices", []), *allows]
+    return apply
