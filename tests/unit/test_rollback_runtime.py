@@ -178,7 +178,7 @@ def _fake_exec(monkeypatch: pytest.MonkeyPatch, go_w: int, helper: int, status: 
                add_process: Any = None) -> None:
     """exec_process with its container, cgroup and fork faked: the helper is ``helper``,
     whose status pipe says ``status``."""
-    proc = SimpleNamespace(args=["true"], terminal=False, cwd="/")
+    proc = SimpleNamespace(args=["true"], terminal=False, cwd="/", rlimits=[])
     st = SimpleNamespace(cgroups_path="/minidock/c1")
     monkeypatch.setattr(rexec, "load_running", lambda root, cid: (st, _every_namespace()))
     monkeypatch.setattr(rexec, "effective_process", lambda p, spec: proc)
