@@ -2,7 +2,8 @@
 # pyproject.toml cannot express, and the detached containers' monitor (native/monitor.c) is an
 # executable, not an extension module: build_ext below compiles it with the same compiler, next
 # to the cffi module (in build/lib for a wheel, in the source tree for editable installs and
-# `setup.py build_ext --inplace`), as minidock/libexec/minidock-monitor.
+# `setup.py build_ext --inplace`), as minidock/libexec/minidock-monitor; and the init that
+# `run --init` puts in a container (native/init.c), statically linked, as minidock-init.
 from __future__ import annotations
 
 import os
@@ -12,12 +13,15 @@ from setuptools.command.build_ext import build_ext
 
 MONITOR_SOURCE = os.path.join("native", "monitor.c")
 MONITOR_NAME = "minidock-monitor"
+# `run --init`'s PID 1, bound into containers: static, as an image may have no libc
+INIT_SOURCE = os.path.join("native", "init.c")
+INIT_NAME = "minidock-init"
 
 
 class BuildExtAndMonitor(build_ext):
-    def _monitor_path(self) -> str:
+    def _monitor_path(self, name: str = MONITOR_NAME) -> str:
         package_dir = os.path.dirname(self.get_ext_fullpath("minidock._native"))
-        return os.path.join(package_dir, "libexec", MONITOR_NAME)
+        return os.path.join(package_dir, "libexec", name)
 
     def run(self) -> None:
         super().run()
@@ -31,14 +35,16 @@ class BuildExtAndMonitor(build_ext):
             customize_compiler(compiler)
         else:
             compiler = self.compiler
-        objects = compiler.compile([MONITOR_SOURCE], output_dir=self.build_temp,
-                                   extra_preargs=["-O2", "-Wall"])
-        compiler.link_executable(objects, MONITOR_NAME, output_dir=os.path.dirname(target),
-                                 extra_postargs=["-s"])
-        os.chmod(target, 0o755)
+        for source, name, extra in ((MONITOR_SOURCE, MONITOR_NAME, ["-s"]),
+                                    (INIT_SOURCE, INIT_NAME, ["-s", "-static"])):
+            objects = compiler.compile([source], output_dir=self.build_temp,
+                                       extra_preargs=["-O2", "-Wall"])
+            compiler.link_executable(objects, name, output_dir=os.path.dirname(target),
+                                     extra_postargs=extra)
+            os.chmod(self._monitor_path(name), 0o755)
 
     def get_outputs(self) -> list[str]:
-        return [*super().get_outputs(), self._monitor_path()]
+        return [*super().get_outputs(), self._monitor_path(), self._monitor_path(INIT_NAME)]
 
 
 setup(

@@ -88,6 +88,8 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--ulimit", multiple=True, help="Ulimit options (nofile=1024:2048)."),
         click.option("--sysctl", multiple=True, help="Sysctl options (net.ipv4.ip_forward=1)."),
         click.option("--group-add", multiple=True, help="Add additional groups to join."),
+        click.option("--init", is_flag=True, help="Run an init inside the container that "
+                     "forwards signals and reaps processes."),
         click.option("--runtime", help="Runtime to use for this container: minidock (the "
                      "built-in one), runc, crun, a name from config.json's runtimes, or a "
                      "path."),

@@ -100,6 +100,7 @@ _RUN_FLAGS = flag_table((
     (("--ulimit",), "ulimit", True, True),
     (("--sysctl",), "sysctl", True, True),
     (("--group-add",), "group_add", True, True),
+    (("--init",), "init", False, False),
     (("--device-cgroup-rule",), "device_cgroup_rule", True, True),
     (("-l", "--label"), "label", True, True),
     (("--runtime",), "runtime", True, False),
@@ -115,7 +116,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "dns_option": (), "cap_add": (), "cap_drop": (), "privileged": False, "volume": (),
     "mount": (), "tmpfs": (), "read_only": False, "volumes_from": (), "device": (),
     "device_cgroup_rule": (), "pid": None, "ipc": None, "uts": None, "cgroupns": None,
-    "shm_size": None, "ulimit": (), "sysctl": (), "group_add": (),
+    "shm_size": None, "ulimit": (), "sysctl": (), "group_add": (), "init": False,
     "label": (), "runtime": None, "detach": False, "trace_": False,
     **{row[1]: (() if row[3] else False if not row[2] else None) for row in RESOURCE_FLAGS},
 }
@@ -254,7 +255,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    pid: str | None = None, ipc: str | None = None, uts: str | None = None,
                    cgroupns: str | None = None, shm_size: str | None = None,
                    ulimit: tuple[str, ...] = (), sysctl: tuple[str, ...] = (),
-                   group_add: tuple[str, ...] = (), **limits: Any) -> Any:
+                   group_add: tuple[str, ...] = (), init: bool = False,
+                   **limits: Any) -> Any:
     """The engine's CreateOptions from run/create flags (``limits``: RESOURCE_FLAGS')."""
     from minidock.engine import containers as engine
     from minidock.engine.spec import ProcessOptions, seccomp
@@ -279,7 +281,7 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         volumes_from=list(volumes_from), devices=list(device),
         device_cgroup_rules=list(device_cgroup_rule), resources=_parse_limits(limits),
         pid=pid or "", ipc=ipc or "", uts=uts or "", cgroupns=cgroupns or "",
-        shm_size=_shm_size(shm_size), group_add=list(group_add),
+        shm_size=_shm_size(shm_size), group_add=list(group_add), init=init,
         **_process_limits(ulimit, sysctl))
 
 

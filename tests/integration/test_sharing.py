@@ -9,6 +9,7 @@ import os
 import resource
 import socket
 
+import helpers
 import pytest
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images]
@@ -90,3 +91,23 @@ def test_namespaced_sysctls_only(md, images):
     assert r.returncode == 125 and \
         'sysctl "net.ipv4.ip_forward" not allowed in host network namespace' in r.stderr
     assert md.run("ps", "-aq").stdout == ""
+
+
+def test_init_is_pid_1_reaps_orphans_and_passes_signals_on(md, images, detached):
+    r = md.run("run", "--rm", "--network", "none", "--init", "busybox", "sh", "-c",
+               "ps -o pid,args | sed -n 2p; exit 3")
+    assert r.returncode == 3 and r.stdout.split()[:3] == ["1", "/sbin/docker-init", "--"]
+    orphans = "(sleep 0.2 &); exec sleep 300"  # PID 1's orphan ends: a zombie unless reaped
+    plain = detached("--network", "none", "busybox", "sh", "-c", orphans)
+    with_init = detached("--network", "none", "--init", "busybox", "sh", "-c", orphans)
+
+    def zombies(cid: str) -> int:
+        out = md.run("exec", cid, "ps", "-o", "stat", check=True).stdout
+        return sum(line.startswith("Z") for line in out.splitlines())
+
+    assert helpers.wait_for(lambda: zombies(plain) == 1, 10)
+    assert zombies(with_init) == 0
+    md.run("stop", with_init, check=True)  # SIGTERM reaches sleep, which is not PID 1 here
+    state = json.loads(md.run("inspect", "-f", "{{json .State}}", with_init, check=True).stdout)
+    assert state["ExitCode"] == 143
+    assert md.run("inspect", "-f", "{{.HostConfig.Init}}", with_init).stdout.strip() == "true"

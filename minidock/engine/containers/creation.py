@@ -66,6 +66,7 @@ class CreateOptions:
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit, parsed
     sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl
     group_add: list[str] = field(default_factory=list)  # --group-add
+    init: bool = False  # --init
     binds: list[str] = field(default_factory=list)  # -v
     mounts: list[dict[str, Any]] = field(default_factory=list)  # --mount, parsed
     tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs
@@ -166,7 +167,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         **({"Mounts": list(opts.mounts)} if opts.mounts else {}),
         "Devices": devices, "DeviceCgroupRules": cgroup_rules or None,
         **({"Tmpfs": dict(opts.tmpfs)} if opts.tmpfs else {}),
-        "SecurityOpt": security_opt or None, "Init": None,
+        "SecurityOpt": security_opt or None, "Init": True if opts.init else None,
         "Dns": list(opts.dns), "DnsOptions": list(opts.dns_options),
         "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_hosts) or None,
         "PublishAllPorts": opts.publish_all, **limits, "Ulimits": list(opts.ulimits),

@@ -408,6 +408,10 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
 
         options.append(specgen.with_mounts(mounts.for_start(
             c.mount_points, c.host_config.get("Tmpfs"), rootfs)))
+    if c.host_config.get("Init"):
+        from minidock.engine.containers.monitor import init_binary
+
+        options.append(specgen.with_init(init_binary()))
     if c.host_config.get("ReadonlyRootfs"):
         options.append(specgen.with_readonly_rootfs())
     limits = resources.to_oci(c.host_config)

@@ -75,6 +75,18 @@ def monitor_binary() -> str:
     return path
 
 
+def init_binary() -> str:
+    """`run --init`'s PID 1 (native/init.c), compiled statically beside the monitor."""
+    import minidock
+
+    path = os.path.join(os.path.dirname(minidock.__file__), "libexec", "minidock-init")
+    if not os.access(path, os.X_OK):
+        raise ContainerRuntimeError(
+            f"the container init {path} is missing",
+            hint="reinstall minidock, or in a checkout: python setup.py build_ext --inplace")
+    return path
+
+
 def cleanup_argv(paths: Paths, cid: str) -> list[str]:
     """What the monitor execs when the container has exited: this same minidock, found by
     its path rather than by the monitor's cwd (a checkout run as ``python -m minidock`` is

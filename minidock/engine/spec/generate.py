@@ -189,6 +189,19 @@ def with_mounts(mounts: list[dict[str, Any]]) -> SpecOption:
     return apply
 
 
+INIT_PATH = "/sbin/docker-init"  # where Docker puts its init (tini) in a container
+
+
+def with_init(binary: str) -> SpecOption:
+    """--init: minidock's init (native/init.c) bound read-only at /sbin/docker-init as the
+    container's PID 1, the command its child: signals passed on, zombies reaped."""
+    def apply(spec: dict[str, Any]) -> None:
+        spec["mounts"].append({"destination": INIT_PATH, "type": "bind", "source": binary,
+                               "options": ["rbind", "rprivate", "ro"]})
+        spec["process"]["args"] = [INIT_PATH, "--", *spec["process"]["args"]]
+    return apply
+
+
 def with_readonly_rootfs() -> SpecOption:
     """--read-only: the root filesystem mounted read-only (mounts on it stay as they are)."""
     def apply(spec: dict[str, Any]) -> None:
