@@ -149,6 +149,58 @@ def check(ctx: click.Context, repair: bool) -> None:
         ctx.exit(1)
 
 
+DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+              "Reclaimable": "RECLAIMABLE"}
+DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+
+
+@click.command()
+@click.option("--format", "format_", help="Pretty-print with a Go template.")
+@click.pass_context
+def df(ctx: click.Context, format_: str | None) -> None:
+    """Show minidock disk usage."""
+    from minidock.cli import format as fmt
+    from minidock.engine import disk
+
+    rows = []
+    for row in disk.usage(paths(ctx)):
+        size, free = row["Size"], row["Reclaimable"]
+        rows.append({**row, "Size": fmt.human_size(size, 4),
+                     "Reclaimable": fmt.human_size(free, 4)
+                     + (f" ({free * 100 // size}%)" if size else "")})
+    click.echo(fmt.format_rows(format_ or DF_TABLE, rows, DF_HEADERS, DF_TABLE[6:]), nl=False)
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Remove all unused images not just dangling ones.")
+@click.option("--volumes", is_flag=True, help="Prune volumes.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def prune(ctx: click.Context, all_: bool, volumes: bool, force: bool) -> None:
+    """Remove unused data."""
+    from minidock.cli.format import human_size
+    from minidock.cli.shared import confirm_prune
+    from minidock.engine import disk
+
+    warning = ["WARNING! This will remove:", "  - all stopped containers",
+               "  - all networks not used by at least one container"]
+    if volumes:
+        warning.append("  - all volumes not used by at least one container")
+    warning += ["  - all images without at least one container associated to them" if all_
+                else "  - all dangling images",
+                "  - all build cache" if all_ else "  - unused build cache", ""]
+    confirm_prune("system prune", "\n".join(warning), force)
+    sections, reclaimed = disk.prune(paths(ctx), all_, volumes)
+    for title, lines in sections:
+        if lines:
+            click.echo(f"{title}:")
+            for line in lines:
+                click.echo(line)
+            click.echo()
+    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")
+
+
 @click.group("system")
 def system() -> None:
     """Manage minidock."""
@@ -156,3 +208,5 @@ def system() -> None:
 
 system.add_command(info)
 system.add_command(check)
+system.add_command(df)
+system.add_command(prune)
