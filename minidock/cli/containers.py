@@ -126,14 +126,17 @@ def resource_options(only: tuple[str, ...] | None = None
               help="Run container in background and print container ID.")
 @click.option("--trace", "trace_", is_flag=True,
               help="Print every kernel step the runtime takes to stderr.")
+@click.option("--timings", is_flag=True,
+              help="Print the time each phase of the start took (also inspect's "
+                   "State.Timings).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, image: str, command: tuple[str, ...], trace_: bool, detach: bool,
-        **flags: object) -> None:
+        timings: bool, **flags: object) -> None:
     """Create and run a new container from an image."""
     # (the console script usually parses `run` itself: see minidock.entry)
-    ctx.exit(run_command(paths(ctx), image, command, trace_, detach, **flags))
+    ctx.exit(run_command(paths(ctx), image, command, trace_, detach, timings, **flags))
 
 
 @click.command(context_settings=RUN_CONTEXT)

@@ -12,6 +12,7 @@ parsers give the same values on a corpus of command lines, so the shortcut canno
 from __future__ import annotations
 
 import os
+import sys
 
 from minidock.errors import ClientRefused, InvalidArgument
 from minidock.paths import Paths
@@ -106,6 +107,7 @@ _RUN_FLAGS = flag_table((
     (("--runtime",), "runtime", True, False),
     (("-d", "--detach"), "detach", False, False),
     (("--trace",), "trace_", False, False),
+    (("--timings",), "timings", False, False),
 ))
 
 RUN_DEFAULTS: dict[str, Any] = {
@@ -117,7 +119,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "mount": (), "tmpfs": (), "read_only": False, "volumes_from": (), "device": (),
     "device_cgroup_rule": (), "pid": None, "ipc": None, "uts": None, "cgroupns": None,
     "shm_size": None, "ulimit": (), "sysctl": (), "group_add": (), "init": False,
-    "label": (), "runtime": None, "detach": False, "trace_": False,
+    "label": (), "runtime": None, "detach": False, "trace_": False, "timings": False,
     **{row[1]: (() if row[3] else False if not row[2] else None) for row in RESOURCE_FLAGS},
 }
 _GLOBAL_VALUE = {"--root": "root", "--run-root": "run_root"}
@@ -339,21 +341,49 @@ def check_tty(attach_stdin: bool, tty: bool) -> None:
 
 
 def run_command(paths: Paths, image: str, command: tuple[str, ...], trace_: bool,
-                detach: bool, **flags: Any) -> int:
+                detach: bool, timings: bool = False, **flags: Any) -> int:
     """`run`: the container's exit code, or 0 once a detached one runs (its id printed)."""
     if trace_:
         from minidock.linux import trace
 
         trace.enable(os.dup(2), "minidock")
+    if timings:
+        from minidock.linux import timing
+
+        timing.enable()
     check_tty(flags["interactive"] and not detach, flags["tty"])
     opts = create_options(image, command, **flags)
     if detach:
         from minidock.engine.containers import monitor
 
-        print(monitor.run_detached(paths, opts).id, flush=True)
+        c = monitor.run_detached(paths, opts)
+        print(c.id, flush=True)
+        if timings:
+            from minidock.engine import containers as engine
+
+            print_timings(engine.get(paths, c.id).state.timings)
         return 0
     from minidock.engine import containers as engine
 
-    return engine.run(paths, opts)
+    if not timings:
+        return engine.run(paths, opts)
+    try:
+        return engine.run(paths, opts)
+    finally:
+        from minidock.linux import timing
+
+        print_timings(dict(timing.entries()))
 
 
+def print_timings(entries: dict[str, float]) -> None:
+    """--timings: each phase of the start and its wall-clock time, on stderr (the phases
+    a phase ran, indented under it; the total is the outer ones')."""
+    from minidock.linux.timing import SEP
+
+    rows = [("  " * name.count(SEP) + name.rsplit(SEP, 1)[-1], ms)
+            for name, ms in entries.items()]
+    total = sum(ms for name, ms in entries.items() if SEP not in name)
+    width = max([len(label) for label, _ in rows] + [5])
+    lines = ["timings (ms):"] + [f"  {label:<{width}}  {ms:8.1f}" for label, ms in rows]
+    lines.append(f"  {'total':<{width}}  {total:8.1f}")
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -51,7 +51,7 @@ from minidock.errors import (
     ContainerRuntimeError,
     MinidockError,
 )
-from minidock.linux import trace
+from minidock.linux import timing, trace
 from minidock.oci import runtime as oci
 from minidock.records import record
 from minidock.runtime import caps, rootfs, seccomp
@@ -167,14 +167,16 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
         fifo_fd = os.open(os.path.join(state_dir, FIFO), os.O_PATH | os.O_CLOEXEC)
         # Compiled now, loaded at the very end (below): a bad profile fails before any mount.
         sc = seccomp.compile_filter(spec.linux.seccomp) if spec.linux.seccomp else None
-        rootfs.prepare(spec, cgroup_dirs)
-        rootfs.pivot(os.path.realpath(spec.root_path))
+        with timing.phase("mounts and pivot_root"):
+            rootfs.prepare(spec, cgroup_dirs)
+            rootfs.pivot(os.path.realpath(spec.root_path))
         slave = -1
         if proc.terminal:
             slave = _setup_console(spec, opts)
         if spec.linux.sysctl:
             write_sysctls(spec.linux.sysctl)  # (before /proc/sys goes read-only)
-        rootfs.finish(spec)
+        with timing.phase("masked and read-only paths"):
+            rootfs.finish(spec)
         uts = spec.linux.namespace("uts")
         if spec.hostname and uts is not None:
             linux.sethostname(spec.hostname, why="the UTS namespace has its own hostname")
@@ -185,7 +187,8 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
             raise ContainerRuntimeError(
                 f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
                 f"{os.strerror(e.errno or 0).lower()}") from None
-        path = confine(proc, sc, env)
+        with timing.phase("capabilities, seccomp, user"):
+            path = confine(proc, sc, env)
     except MinidockError as e:
         _send(status_w, error=e.message, code=e.exit_code)
         os._exit(1)
@@ -195,7 +198,7 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
     except BaseException as e:  # forked: even a KeyboardInterrupt is reported, then _exit
         _send(status_w, error=f"{type(e).__name__}: {e}", code=125)
         os._exit(1)
-    _send(status_w, ready=1)
+    _send(status_w, ready=1, **({"timings": timing.take()} if timing.enabled() else {}))
     os.close(status_w)
     # Blocks until `start` opens the fifo for reading. The fd was opened O_PATH before
     # pivot_root; /proc/self/fd reopens it for writing from inside the container.
@@ -377,6 +380,7 @@ def _setup_console(spec: oci.Spec, opts: CreateOptions) -> int:
 def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go_r: int,
             cgroup_dirs: dict[str, str] | None) -> None:
     trace.set_role("child")
+    timing.forked()
     if not spec.process.terminal:
         _place_stdio(opts.stdio)
     keep = {0, 1, 2, status_w, go_r}
@@ -395,14 +399,17 @@ def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, 
             os.close(nsfd)
         else:
             flags |= _NS_FLAGS[ns.type]
-    linux.unshare(flags, why="new namespaces: what the container sees of the system is its own")
+    with timing.phase("namespaces"):
+        linux.unshare(flags,
+                      why="new namespaces: what the container sees of the system is its own")
     pid = os.fork()
     if pid == 0:
+        timing.forked()  # (stage 1 sends its own)
         try:
             _init(spec, opts, state_dir, status_w, go_r, cgroup_dirs)
         finally:
             os._exit(1)
-    _send(status_w, pid=pid)
+    _send(status_w, pid=pid, **({"timings": timing.take()} if timing.enabled() else {}))
     os._exit(0)
 
 
@@ -458,6 +465,14 @@ def fork_with_pipes(child: Callable[[int, int], None], cgroup_dir: str | None = 
     os.close(status_w)
     os.close(go_r)
     return pid, os.fdopen(status_r, "rb"), go_w, placed
+
+
+def _add_timings(msg: dict[str, object]) -> None:
+    """--timings: the entries a child measured and sent, into this process's list."""
+    sent = msg.get("timings")
+    if isinstance(sent, list):
+        for name, ms in sent:
+            timing.add(str(name), float(ms))
 
 
 def _read_msg(f: object) -> dict[str, object]:
@@ -517,13 +532,14 @@ def create(state_root: str, container_id: str, bundle: str,
         # Saved now with pid 0 ("creating"), before the cgroup exists: a create killed from
         # here on leaves a state that ``delete`` can undo (it names the cgroup).
         state.save(state_dir)
-        manager = cgroups.new_manager(cgroups_path)
-        manager.create()
-        undo.callback(manager.destroy)
-        if spec.linux.device_rules:
-            manager.apply_device_rules([r.to_dict() for r in spec.linux.device_rules])
-        if not spec.linux.resources.empty():
-            manager.apply_resources(spec.linux.resources)
+        with timing.phase("cgroup"):
+            manager = cgroups.new_manager(cgroups_path)
+            manager.create()
+            undo.callback(manager.destroy)
+            if spec.linux.device_rules:
+                manager.apply_device_rules([r.to_dict() for r in spec.linux.device_rules])
+            if not spec.linux.resources.empty():
+                manager.apply_resources(spec.linux.resources)
         cgroup_dirs = None
         if manager.version == 1:
             cgroup_dirs = {k.removeprefix("name="): v for k, v in manager.paths.items() if k}
@@ -547,6 +563,7 @@ def create(state_root: str, container_id: str, bundle: str,
         os.write(go_w, b"g")
         msg = _read_msg(status)
         os.waitpid(child, 0)
+        _add_timings(msg)
         if "pid" not in msg:
             raise ContainerRuntimeError(
                 f"create container {container_id}: {msg.get('error', 'child died')}")
@@ -556,6 +573,7 @@ def create(state_root: str, container_id: str, bundle: str,
         if not join_early and not placed:
             manager.add_process(init_pid)
         msg = _read_msg(status)
+        _add_timings(msg)
         if not msg.get("ready"):
             raise reported_failure(msg, "create", "container init died")
         state.pid = init_pid

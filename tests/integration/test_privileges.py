@@ -63,6 +63,17 @@ def test_cap_add_and_drop_as_docker(md, images, flags, effective):
     assert got["Seccomp"] == "2" and got["mount"] == "refused"
 
 
+def test_read_only_root_keeps_the_confinement(md, images):
+    got = probe(md, "--read-only")
+    assert got["CapEff"] == "00000000a80425fb" and got["Seccomp"] == "2"
+    r = md.run("run", "--rm", "--network", "none", "--read-only", "busybox", "sh", "-c",
+               "grep ' / ' /proc/self/mounts; touch /x 2>&1; touch /dev/shm/y && echo shm-ok",
+               check=True)
+    root, message, shm = r.stdout.splitlines()
+    assert root.split()[3].startswith("ro,") and "Read-only file system" in message
+    assert shm == "shm-ok"  # the mounts on it stay writable
+
+
 def test_cap_add_sys_admin_lets_mount_through_seccomp_too(md, images):
     got = probe(md, "--cap-add", "SYS_ADMIN")
     assert got["mount"] == "ok"  # the default profile allows mount(2) with CAP_SYS_ADMIN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -388,3 +389,27 @@ def test_cgroup_view_inside_the_container(md, images):
         assert any(":pids:/minidock/" in ln for ln in lines)
         assert "pids" in r.stdout.split()
     assert "Read-only file system" in r.stdout
+
+
+def test_timings_show_what_each_phase_of_a_start_costs(md, images):
+    r = md.run("run", "--rm", "--timings", "--network", "none", "busybox", "true", check=True)
+    lines = r.stderr.splitlines()
+    assert lines[0] == "timings (ms):" and lines[-1].split()[0] == "total"
+    labels = [line.rsplit(None, 1)[0].strip() for line in lines[1:-1]]
+    assert labels == ["image lookup", "create (record, rw layer, /etc files)",
+                      "rootfs mount (overlay)", "spec (config.json)",
+                      "runtime create (minidock)", "cgroup", "namespaces",
+                      "mounts and pivot_root", "masked and read-only paths",
+                      "capabilities, seccomp, user", "exec (runtime start)"], r.stderr
+    outer = [float(line.split()[-1]) for line in lines[1:-1] if line.startswith("  ")
+             and not line.startswith("    ")]
+    assert abs(sum(outer) - float(lines[-1].split()[-1])) < 0.2  # nested ones counted once
+    cid = md.run("run", "-d", "--timings", "--network", "none", "busybox", "sleep", "60",
+                 check=True).stdout.strip()
+    try:
+        timings = json.loads(md.run("inspect", "-f", "{{json .State.Timings}}", cid,
+                                    check=True).stdout)
+        assert "runtime create (minidock) > namespaces" in timings
+        assert all(isinstance(v, float | int) and v >= 0 for v in timings.values())
+    finally:
+        md.run("rm", "-f", cid)

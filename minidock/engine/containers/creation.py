@@ -78,8 +78,10 @@ class CreateOptions:
 
 def create(paths: Paths, opts: CreateOptions) -> Container:
     from minidock.engine import images
+    from minidock.linux import timing
 
-    image_id, image_config = images.image_for_container(paths, opts.image)
+    with timing.phase("image lookup"):
+        image_id, image_config = images.image_for_container(paths, opts.image)
     icfg = image_config.get("config") or {}
     p = opts.process
     entrypoint = p.entrypoint if p.entrypoint is not None else icfg.get("Entrypoint")
@@ -175,7 +177,8 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         "ReadonlyPaths": None if opts.privileged else list(specgen.READONLY_PATHS),
     }
     layers = store.image_store(paths)
-    with flock.locked(store.lock_path(paths, "containers.lock")), ExitStack() as undo:
+    with (timing.phase("create (record, rw layer, /etc files)"),
+          flock.locked(store.lock_path(paths, "containers.lock")), ExitStack() as undo):
         name = store.pick_name(paths, opts.name)
         d = os.path.join(paths.containers, cid)
         os.makedirs(paths.containers, mode=0o710, exist_ok=True)

@@ -37,7 +37,7 @@ from minidock.engine.spec import hostfiles
 from minidock.engine.spec.user import resolve_user
 from minidock.engine.stdio import io
 from minidock.errors import Conflict, ContainerNotFound, InvalidArgument, MinidockError
-from minidock.linux import flock, trace
+from minidock.linux import flock, timing, trace
 from minidock.paths import Paths
 from minidock.records import record
 from minidock.storage.atomic import atomic_write
@@ -80,7 +80,8 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     undo.callback(shutil.rmtree, bundle, True)
     trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
-    rootfs = layers.mount_rw_layer(c.id)
+    with timing.phase("rootfs mount (overlay)"):
+        rootfs = layers.mount_rw_layer(c.id)
     if trace.enabled():
         trace.note(f"from here on <rootfs> stands for {rootfs}")
         trace.alias(rootfs, "<rootfs>")
@@ -88,7 +89,8 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     undo.callback(layers.unmount_rw_layer, c.id)
     tty = bool(c.config.get("Tty"))
     try:
-        doc = _build_spec(paths, c, rootfs, console_size if tty else None)
+        with timing.phase("spec (config.json)"):
+            doc = _build_spec(paths, c, rootfs, console_size if tty else None)
     except MinidockError as e:
         _record_failed_start(paths, c, e)
         raise
@@ -104,7 +106,8 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         stdio = Stdio(fds=pipes.child)
     trace.note(f"OCI bundle written to {bundle}; the runtime ({rt.name}) takes over")
     try:
-        st = rt.create(c.id, bundle, stdio, kill_with_parent=kill_with_parent)
+        with timing.phase(f"runtime create ({rt.name})"):
+            st = rt.create(c.id, bundle, stdio, kill_with_parent=kill_with_parent)
     except MinidockError as e:
         _record_failed_start(paths, c, e)
         raise
@@ -118,9 +121,10 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         forwards = reservation.forwards if reservation is not None else []
         asked = c.networking.get("IPAMConfig") or {}
         try:
-            c.endpoint = setup.attach(c.id, st.pid, forwards, ip=asked.get("IPv4Address"),
-                                      names=network_names(c),
-                                      hosts=os.path.join(c.dir, "hosts"))
+            with timing.phase("network (veth, address, nft)"):
+                c.endpoint = setup.attach(c.id, st.pid, forwards,
+                                          ip=asked.get("IPv4Address"), names=network_names(c),
+                                          hosts=os.path.join(c.dir, "hosts"))
         except MinidockError as e:
             _record_failed_start(paths, c, e, code=128)
             raise
@@ -146,7 +150,11 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     c.state.error = ""
     c.state.oom_killed = False
     store.save(paths, c)
-    rt.start(c.id)
+    with timing.phase("exec (runtime start)"):
+        rt.start(c.id)
+    if timing.enabled():  # (the record lock is still ours: nobody records an exit meanwhile)
+        c.state.timings = dict(timing.entries())
+        store.save(paths, c)
     trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
     return launched
 

@@ -64,6 +64,8 @@ class State:
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
     oom_killed: bool = False
+    #: run --timings: ms per phase of the last start (shown as State.Timings)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def transition(self, new: Status) -> None:
         if new not in _ALLOWED[self.status]:
@@ -88,6 +90,8 @@ class State:
             "Error": self.error,
             "StartedAt": self.started_at,
             "FinishedAt": self.finished_at,
+            **({"Timings": {k: round(v, 2) for k, v in self.timings.items()}}
+               if self.timings else {}),
         }
 
     @classmethod
@@ -100,6 +104,7 @@ class State:
             started_at=d.get("StartedAt", ZERO_TIME),
             finished_at=d.get("FinishedAt", ZERO_TIME),
             oom_killed=bool(d.get("OOMKilled", False)),
+            timings=dict(d.get("Timings") or {}),
         )
 
 
