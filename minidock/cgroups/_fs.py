@@ -101,6 +101,32 @@ def read_keyed(path: str) -> dict[str, str]:
     return out
 
 
+def keyed_int(path: str, key: str) -> int:
+    """One counter of a "key value" file (memory.events, memory.oom_control); 0 when the
+    file or the key is not there."""
+    try:
+        value = read_keyed(path).get(key, "0")
+    except FileNotFoundError:
+        return 0
+    return int(value) if value.isdigit() else 0
+
+
+def write_pids_max(cgroup_dir: str, limit: int) -> None:
+    """pids.max (v1 and v2 alike): ``limit`` tasks, "max" for 0 or less."""
+    write(os.path.join(cgroup_dir, "pids.max"), str(limit) if limit > 0 else "max",
+          why="--pids-limit: fork() fails with EAGAIN past this many tasks")
+
+
+def write_cpuset(cgroup_dir: str, cpus: str, mems: str) -> None:
+    """cpuset.cpus and cpuset.mems (v1 and v2 alike), those given."""
+    if cpus:
+        write(os.path.join(cgroup_dir, "cpuset.cpus"), cpus,
+              why="--cpuset-cpus: the CPUs its tasks may run on")
+    if mems:
+        write(os.path.join(cgroup_dir, "cpuset.mems"), mems,
+              why="--cpuset-mems: the memory nodes it may allocate from")
+
+
 def walk_dirs(top: str) -> Iterator[str]:
     """``top`` and every cgroup below it, parents first."""
     yield top

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import posixpath
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from minidock.errors import InvalidArgument
 from minidock.records import record
@@ -113,6 +113,19 @@ def device_rule_line(rule: Mapping[str, Any]) -> tuple[str, str]:
     return target, f"{type_} {num(major)}:{num(minor)} {access}"
 
 
+def limits_wanted(res: Resources) -> list[str]:
+    """Which kinds of limit ``res`` sets: "memory", "cpu", "cpuset", "pids", "io"."""
+    wants = {
+        "memory": res.memory_limit or res.memory_swap or res.memory_reservation
+        or res.memory_swappiness is not None or res.disable_oom_killer,
+        "cpu": res.cpu_shares or res.cpu_quota or res.cpu_period,
+        "cpuset": res.cpuset_cpus or res.cpuset_mems,
+        "pids": res.pids_limit is not None,
+        "io": res.blkio_weight or res.throttle_read_bps or res.throttle_write_bps,
+    }
+    return [kind for kind, wanted in wants.items() if wanted]
+
+
 @record(frozen=True)
 class Stats:
     """One reading of the container's cgroup; None where the controller is not available."""
@@ -193,11 +206,24 @@ class Manager(abc.ABC):
     def apply_device_rules(self, rules: Sequence[Mapping[str, Any]]) -> None:
         """Apply OCI device rules in order (the first is normally "deny all")."""
 
-    @abc.abstractmethod
     def apply_resources(self, res: Resources) -> None:
         """Write the limits ``res`` sets (None and "" leave a value as it is), at create and
         for ``update``. A value the kernel refuses raises ContainerRuntimeError naming the
         file (e.g. a memory limit below what is in use: device or resource busy)."""
+        from minidock.cgroups import _fs
+
+        for kind in limits_wanted(res):
+            directory, setter = self._limit_setter(kind)
+            try:
+                setter(directory, res)
+            except OSError as e:
+                name = posixpath.basename(e.filename or kind)
+                raise _fs.runtime_error(f"set {name} of cgroup", e, directory) from e
+
+    @abc.abstractmethod
+    def _limit_setter(self, kind: str) -> tuple[str, Callable[[str, Resources], None]]:
+        """(the directory, the function) that write a kind of limit (limits_wanted's
+        words); ContainerRuntimeError when the controller is not there for the cgroup."""
 
     @abc.abstractmethod
     def oom_kills(self) -> int:

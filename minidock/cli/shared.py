@@ -54,11 +54,18 @@ def confirm_prune(command: str, warning: str, force: bool) -> None:
 
 def echo_pruned(title: str, lines: list[str], reclaimed: int) -> None:
     """What a prune removed, then the space (docker/cli: units.HumanSize, 4 digits)."""
+    echo_pruned_sections([(title, lines)], reclaimed)
+
+
+def echo_pruned_sections(sections: list[tuple[str, list[str]]], reclaimed: int) -> None:
+    """Each non-empty section (``system prune``'s containers, networks, ...), then the
+    space."""
     from minidock.cli.format import human_size
 
-    if lines:
-        click.echo(f"{title}:")
-        for line in lines:
-            click.echo(line)
-        click.echo()
+    for title, lines in sections:
+        if lines:
+            click.echo(f"{title}:")
+            for line in lines:
+                click.echo(line)
+            click.echo()
     click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")

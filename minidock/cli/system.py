@@ -179,8 +179,7 @@ def df(ctx: click.Context, format_: str | None) -> None:
 @click.pass_context
 def prune(ctx: click.Context, all_: bool, volumes: bool, force: bool) -> None:
     """Remove unused data."""
-    from minidock.cli.format import human_size
-    from minidock.cli.shared import confirm_prune
+    from minidock.cli.shared import confirm_prune, echo_pruned_sections
     from minidock.engine import disk
 
     warning = ["WARNING! This will remove:", "  - all stopped containers",
@@ -191,14 +190,7 @@ def prune(ctx: click.Context, all_: bool, volumes: bool, force: bool) -> None:
                 else "  - all dangling images",
                 "  - all build cache" if all_ else "  - unused build cache", ""]
     confirm_prune("system prune", "\n".join(warning), force)
-    sections, reclaimed = disk.prune(paths(ctx), all_, volumes)
-    for title, lines in sections:
-        if lines:
-            click.echo(f"{title}:")
-            for line in lines:
-                click.echo(line)
-            click.echo()
-    click.echo(f"Total reclaimed space: {human_size(reclaimed, 4)}")
+    echo_pruned_sections(*disk.prune(paths(ctx), all_, volumes))
 
 
 @click.group("system")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 
 from minidock.cgroups import _fs
@@ -222,31 +222,17 @@ class V1Manager(Manager):
         except OSError as e:
             raise _fs.runtime_error("set device rules of cgroup", e, d) from e
 
-    def apply_resources(self, res: Resources) -> None:
-        wanted = (
-            ("memory", memory.set_limits, res.memory_limit or res.memory_swap
-             or res.memory_reservation or res.memory_swappiness is not None
-             or res.disable_oom_killer),
-            ("cpu", cpu.set_limits, res.cpu_shares or res.cpu_quota or res.cpu_period),
-            ("cpuset", cpuset.set_limits, res.cpuset_cpus or res.cpuset_mems),
-            ("pids", lambda d, r: pidsctl.set_limit(d, r.pids_limit or 0),
-             res.pids_limit is not None),
-            ("blkio", blkio.set_limits, res.blkio_weight or res.throttle_read_bps
-             or res.throttle_write_bps),
-        )
-        for controller, apply, wants in wanted:
-            if not wants:
-                continue
-            d = self._dir_of(controller)
-            if d is None:
-                raise ContainerRuntimeError(
-                    f"set {controller} limits of cgroup {self.path}: the v1 {controller} "
-                    "controller is not mounted")
-            try:
-                apply(d, res)
-            except OSError as e:
-                raise _fs.runtime_error(f"set {os.path.basename(e.filename or controller)} of "
-                                        "cgroup", e, d) from e
+    def _limit_setter(self, kind: str) -> tuple[str, Callable[[str, Resources], None]]:
+        controller, setter = {
+            "memory": ("memory", memory.set_limits), "cpu": ("cpu", cpu.set_limits),
+            "cpuset": ("cpuset", cpuset.set_limits), "pids": ("pids", pidsctl.set_limits),
+            "io": ("blkio", blkio.set_limits)}[kind]
+        d = self._dir_of(controller)
+        if d is None:
+            raise ContainerRuntimeError(
+                f"set {controller} limits of cgroup {self.path}: the v1 {controller} "
+                "controller is not mounted")
+        return d, setter
 
     def oom_kills(self) -> int:
         d = self._dir_of("memory")

@@ -26,9 +26,4 @@ def inherit(parent_dir: str, cgroup_dir: str) -> None:
 
 
 def set_limits(cgroup_dir: str, res: Resources) -> None:
-    if res.cpuset_cpus:
-        _fs.write(os.path.join(cgroup_dir, "cpuset.cpus"), res.cpuset_cpus,
-                  why="--cpuset-cpus: the CPUs its tasks may run on")
-    if res.cpuset_mems:
-        _fs.write(os.path.join(cgroup_dir, "cpuset.mems"), res.cpuset_mems,
-                  why="--cpuset-mems: the memory nodes it may allocate from")
+    _fs.write_cpuset(cgroup_dir, res.cpuset_cpus, res.cpuset_mems)

@@ -72,9 +72,4 @@ def set_limits(cgroup_dir: str, res: Resources) -> None:
 def oom_kills(cgroup_dir: str) -> int:
     """How many processes the OOM killer killed in the cgroup (memory.oom_control's
     oom_kill, Linux 4.13+); 0 when it does not say."""
-    try:
-        control = _fs.read_keyed(os.path.join(cgroup_dir, "memory.oom_control"))
-    except FileNotFoundError:
-        return 0
-    value = control.get("oom_kill", "0")
-    return int(value) if value.isdigit() else 0
+    return _fs.keyed_int(os.path.join(cgroup_dir, "memory.oom_control"), "oom_kill")

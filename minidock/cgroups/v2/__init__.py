@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from minidock.cgroups import _fs
 from minidock.cgroups.base import Manager, Stats
@@ -181,32 +181,15 @@ class V2Manager(Manager):
         except OSError as e:
             raise _fs.runtime_error("attach the device filter to cgroup", e, self._dir) from e
 
-    def apply_resources(self, res: Resources) -> None:
-        wanted = (
-            ("memory", memory.set_limits, res.memory_limit or res.memory_swap
-             or res.memory_reservation),
-            ("cpu", cpu.set_limits, res.cpu_shares or res.cpu_quota or res.cpu_period),
-            ("cpuset", cpuset.set_limits, res.cpuset_cpus or res.cpuset_mems),
-            ("pids", lambda d, r: pidsctl.set_limit(d, r.pids_limit or 0),
-             res.pids_limit is not None),
-            ("io", iostat.set_limits, res.blkio_weight or res.throttle_read_bps
-             or res.throttle_write_bps),
-        )
-        enabled: list[str] | None = None
-        for controller, apply, wants in wanted:
-            if not wants:
-                continue
-            if enabled is None:
-                enabled = controllers.enabled(os.path.dirname(self._dir))
-            if controller not in enabled:
-                raise ContainerRuntimeError(
-                    f"set {controller} limits of cgroup {self._dir}: the {controller} "
-                    "controller is not enabled for it (cgroup.subtree_control of its parent)")
-            try:
-                apply(self._dir, res)
-            except OSError as e:
-                raise _fs.runtime_error(f"set {os.path.basename(e.filename or controller)} of "
-                                        "cgroup", e, self._dir) from e
+    def _limit_setter(self, kind: str) -> tuple[str, Callable[[str, Resources], None]]:
+        setter = {"memory": memory.set_limits, "cpu": cpu.set_limits,
+                  "cpuset": cpuset.set_limits, "pids": pidsctl.set_limits,
+                  "io": iostat.set_limits}[kind]
+        if kind not in controllers.enabled(os.path.dirname(self._dir)):
+            raise ContainerRuntimeError(
+                f"set {kind} limits of cgroup {self._dir}: the {kind} controller is not "
+                "enabled for it (cgroup.subtree_control of its parent)")
+        return self._dir, setter
 
     def oom_kills(self) -> int:
         return memory.oom_kills(self._dir)

@@ -53,9 +53,4 @@ def set_limits(cgroup_dir: str, res: Resources) -> None:
 
 def oom_kills(cgroup_dir: str) -> int:
     """How many processes the OOM killer killed in the cgroup (memory.events oom_kill)."""
-    try:
-        events = _fs.read_keyed(os.path.join(cgroup_dir, "memory.events"))
-    except FileNotFoundError:
-        return 0
-    value = events.get("oom_kill", "0")
-    return int(value) if value.isdigit() else 0
+    return _fs.keyed_int(os.path.join(cgroup_dir, "memory.events"), "oom_kill")

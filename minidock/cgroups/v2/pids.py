@@ -6,13 +6,16 @@ import os
 
 from minidock.cgroups import _fs
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from minidock.oci.runtime import Resources
+
 
 def current(cgroup_dir: str) -> int | None:
     """Tasks (threads included) in the cgroup and its descendants (pids.current)."""
     return _fs.read_int(os.path.join(cgroup_dir, "pids.current"))
 
 
-def set_limit(cgroup_dir: str, limit: int) -> None:
-    """pids.max: ``limit`` tasks (threads count), "max" for 0 or less."""
-    _fs.write(os.path.join(cgroup_dir, "pids.max"), str(limit) if limit > 0 else "max",
-              why="--pids-limit: fork() fails with EAGAIN past this many tasks")
+def set_limits(cgroup_dir: str, res: Resources) -> None:
+    """pids.max: ``pids_limit`` tasks (threads count), "max" for 0 or less."""
+    _fs.write_pids_max(cgroup_dir, res.pids_limit or 0)
