@@ -140,3 +140,20 @@ def test_the_device_cgroup_refuses_what_is_not_allowed(md, images):
     md.run("rm", "-f", "nodev")  # (created, never started: as Docker leaves it)
     assert r.returncode == 125 and 'error gathering device information while adding custom ' \
         'device "/dev/nope-md": no such file or directory' in r.stderr, r.stderr
+
+
+# keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) through perl's syscall (perl-base
+# is in every Debian): Docker's seccomp profile refuses keyctl with EPERM
+KEYCTL = ('my $n = `uname -m` =~ /aarch64/ ? 219 : 250; my $r = syscall($n, 0, -3, 0, 0, 0); '
+          'print $r < 0 ? "denied: $!\\n" : "allowed\\n";')
+
+
+@pytest.mark.parametrize("flags, want", [
+    ((), "denied: Operation not permitted"),
+    (("--privileged",), "allowed"),
+    (("--security-opt", "seccomp=unconfined"), "allowed"),
+])
+def test_keyctl_is_refused_by_the_default_profile_only(md, images, flags, want):
+    r = md.run("run", "--rm", "--network", "none", *flags, "debian:bookworm", "perl", "-e",
+               KEYCTL, check=True)
+    assert r.stdout.strip() == want
