@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
 def create(paths: Paths, name: str | None, labels: dict[str, str],
            options: dict[str, str]) -> str:
-    if options:
-        raise InvalidArgument(f"create {name or 'volume'}: the local driver's mount options "
-                              f"(-o {', '.join(sorted(options))}) are not supported: a volume "
-                              "is a directory under <root>/volumes")
-    return Volumes(paths).create(name, labels)
+    try:
+        return Volumes(paths).create(name, labels, options=options)
+    except InvalidArgument as e:
+        if e.message.startswith(("invalid option key", "missing required option")):
+            raise InvalidArgument(f"create {name or ''}: {e.message}".replace(
+                "create : ", "create: ")) from None
+        raise
 
 
 def inspect(paths: Paths, name: str) -> dict[str, Any]:

@@ -22,6 +22,21 @@ if TYPE_CHECKING:
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
+_OPTIONS = ("type", "device", "o")
+_REQUIRES = {"device": "type", "type": "device", "o": "type"}
+
+
+def check_options(options: dict[str, str]) -> None:
+    """The local driver's options (Docker's validateOpts): type, device and o, each with the
+    ones it needs."""
+    for key in options:
+        if key not in _OPTIONS:
+            raise InvalidArgument(f'invalid option key: "{key}"')
+    for key, needed in _REQUIRES.items():
+        if key in options and needed not in options:
+            raise InvalidArgument(f'missing required option: "{needed}"')
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -83,6 +98,42 @@ class Volumes:
                     pass
         return total
 
+    # --- the local driver's mount options ---
+
+    def options(self, name: str) -> dict[str, str]:
+        return dict(self._read().get(name, {}).get("Options") or {})
+
+    def mounted(self) -> list[str]:
+        """The volumes whose type/device is mounted on their _data now."""
+        if not os.path.exists(self._meta):
+            return []
+        return [n for n, meta in self._read().items()
+                if meta.get("Options") and os.path.ismount(self.data(n))]
+
+    def mount(self, name: str) -> None:
+        """Mount a volume's device on its _data (``mount -t TYPE -o O DEVICE``), unless it
+        has no options or is mounted already: what Docker's local driver does at first use."""
+        opts = self.options(name)
+        if not opts or os.path.ismount(self.data(name)):
+            return
+        import subprocess
+
+        from minidock.linux import trace
+
+        argv = ["mount", "-t", opts["type"], *(["-o", opts["o"]] if opts.get("o") else []),
+                opts["device"], self.data(name)]
+        trace.note(f"volume {name}: {' '.join(argv)}")
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise InvalidArgument(f"error while mounting volume '{self.data(name)}': "
+                                  f"{r.stderr.strip() or 'mount failed'}")
+
+    def unmount(self, name: str) -> None:
+        if os.path.ismount(self.data(name)):
+            import subprocess
+
+            subprocess.run(["umount", self.data(name)], capture_output=True)
+
     # --- changing ---
 
     def _locked(self) -> AbstractContextManager[None]:
@@ -90,9 +141,12 @@ class Volumes:
         return flock.locked(os.path.join(self.top, ".lock"))
 
     def create(self, name: str | None = None, labels: dict[str, str] | None = None,
-               anonymous: bool = False) -> str:
+               anonymous: bool = False, options: dict[str, str] | None = None) -> str:
         """A volume named ``name`` (a new 64-hex name when None); an existing one is kept as
-        it is, as Docker's ``volume create`` of a name that exists."""
+        it is, as Docker's ``volume create`` of a name that exists. ``options``: the local
+        driver's type/device/o, mounted on _data while a container uses the volume."""
+        options = dict(options or {})
+        check_options(options)
         if name is None:
             name, anonymous = os.urandom(32).hex(), True
         elif not NAME_RE.match(name):
@@ -106,7 +160,7 @@ class Volumes:
             os.makedirs(os.path.join(self.top, name), 0o701, exist_ok=True)
             os.mkdir(self.data(name), 0o755)
             meta = self._read()
-            meta[name] = {"CreatedAt": _now(), "Labels": labels or {}, "Options": {},
+            meta[name] = {"CreatedAt": _now(), "Labels": labels or {}, "Options": options,
                           **({"Anonymous": True} if anonymous else {})}
             atomic_write(self._meta, json.dumps(meta, sort_keys=True).encode(), 0o600)
         return name
@@ -115,6 +169,7 @@ class Volumes:
         """The volume and its data go (the caller has checked nobody uses it)."""
         if not self.exists(name):
             raise NotFound(f"get {name}: no such volume")
+        self.unmount(name)
         with self._locked():
             meta = self._read()
             if meta.pop(name, None) is not None:

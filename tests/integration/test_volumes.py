@@ -207,3 +207,28 @@ def test_mount_targets_through_symlinks_stay_in_the_rootfs(md, built, host_dir):
         assert not os.path.exists(f"/etc/{marker}") and not os.path.exists(f"/{marker}")
     finally:
         md.run("rm", "-f", cid)
+
+
+def test_a_volume_with_the_local_drivers_options_is_mounted_while_used(md, images):
+    r = md.run("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=10m",
+               "tv", check=True)
+    data = f"{md.root}/volumes/tv/_data"
+    try:
+        doc = json.loads(md.run("volume", "inspect", "tv", check=True).stdout)[0]
+        assert doc["Options"] == {"device": "tmpfs", "o": "size=10m", "type": "tmpfs"}
+        r = md.run("run", "--rm", "--network", "none", "-v", "tv:/data", "busybox", "sh", "-c",
+                   "grep ' /data ' /proc/mounts", check=True)
+        assert r.stdout.split()[2] == "tmpfs" and "size=10240k" in r.stdout
+        assert not os.path.ismount(data)  # unmounted when its last user ended
+        cid = md.run("run", "-d", "--network", "none", "-v", "tv:/data", "busybox", "sleep",
+                     "300", check=True).stdout.strip()
+        assert os.path.ismount(data)
+        md.run("rm", "-f", cid, check=True)
+        assert not os.path.ismount(data)
+        for opts, message in ((("-o", "foo=bar"), 'create x1: invalid option key: "foo"'),
+                              (("-o", "device=tmpfs"),
+                               'create x1: missing required option: "type"')):
+            r = md.run("volume", "create", *opts, "x1")
+            assert r.returncode == 1 and r.stderr == f"Error response from daemon: {message}\n"
+    finally:
+        md.run("volume", "rm", "-f", "tv")

@@ -88,6 +88,10 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         trace.alias(c.id, c.short_id)
     undo.callback(layers.unmount_rw_layer, c.id)
     tty = bool(c.config.get("Tty"))
+    if c.mount_points:  # (a type/device/o volume gets mounted by the spec's build)
+        from minidock.engine.containers.mounts import release_volumes
+
+        undo.callback(release_volumes, paths, c.id)
     try:
         with timing.phase("spec (config.json)"):
             doc = _build_spec(paths, c, rootfs, console_size if tty else None)
@@ -415,7 +419,7 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         from minidock.engine.containers import mounts
 
         options.append(specgen.with_mounts(mounts.for_start(
-            c.mount_points, c.host_config.get("Tmpfs"), rootfs)))
+            c.mount_points, c.host_config.get("Tmpfs"), rootfs, paths)))
     if c.host_config.get("Init"):
         from minidock.engine.containers.monitor import init_binary
 

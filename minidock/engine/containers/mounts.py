@@ -277,8 +277,14 @@ def _copy_up(rootfs: str, target: str, data: str) -> None:
 
 
 def for_start(points: dict[str, dict[str, Any]], tmpfs: dict[str, str] | None,
-              rootfs: str) -> list[dict[str, Any]]:
-    """The OCI mounts of a container's mount points and --tmpfs, parents before children."""
+              rootfs: str, paths: Paths | None = None) -> list[dict[str, Any]]:
+    """The OCI mounts of a container's mount points and --tmpfs, parents before children;
+    a volume with the local driver's options gets its device mounted first."""
+    volumes = None
+    if paths is not None and any(p["Type"] == "volume" for p in points.values()):
+        from minidock.volume import Volumes
+
+        volumes = Volumes(paths)
     out = []
     for target, point in points.items():
         kind = point["Type"]
@@ -293,6 +299,8 @@ def for_start(points: dict[str, dict[str, Any]], tmpfs: dict[str, str] | None,
         if kind == "volume":
             if not os.path.isdir(point["Source"]):
                 raise InvalidArgument(f"volume {point['Name']}: {point['Source']} is gone")
+            if volumes is not None and point.get("Name"):
+                volumes.mount(point["Name"])  # (type/device/o volumes: mounted at first use)
             nocopy = bool((point.get("Spec", {}).get("VolumeOptions") or {}).get("NoCopy")) \
                 or "nocopy" in str(point.get("Relabel", "")).split(",")
             if not nocopy:
@@ -305,6 +313,24 @@ def for_start(points: dict[str, dict[str, Any]], tmpfs: dict[str, str] | None,
         out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
                     "options": [*TMPFS_DEFAULTS, *words]})
     return sorted(out, key=lambda m: m["destination"].rstrip("/").count("/"))
+
+
+def release_volumes(paths: Paths, cid: str) -> None:
+    """A run ended: the devices of type/device/o volumes no other running container uses are
+    unmounted (Docker's local driver counts its users the same way)."""
+    from minidock.volume import Volumes
+
+    volumes = Volumes(paths)
+    mounted = volumes.mounted()
+    if not mounted:
+        return
+    from minidock.engine.containers import store
+
+    in_use = {p.get("Name") for c in store.readable_records(paths)
+              if c.id != cid and c.state.running for p in c.mount_points.values()}
+    for name in mounted:
+        if name not in in_use:
+            volumes.unmount(name)
 
 
 def volume_names(points: dict[str, dict[str, Any]]) -> list[str]:

@@ -171,6 +171,10 @@ def release(paths: Paths, cid: str) -> bool:
 
         net.release(cid)
     store.image_store(paths).unmount_rw_layer(cid)
+    if os.path.exists(os.path.join(paths.root, "volumes", "metadata.json")):
+        from minidock.engine.containers.mounts import release_volumes
+
+        release_volumes(paths, cid)
     shutil.rmtree(store.bundle_dir(paths, cid), ignore_errors=True)
     for path in (store.attach_socket(paths, cid), store.exit_file(paths, cid)):
         try:
