@@ -8,7 +8,9 @@
 
 A volume created with the local driver's options (``-o type=tmpfs -o device=tmpfs -o
 o=size=10m``, an NFS export, a disk) has that device mounted on its _data while a container
-uses it (``mount``/``unmount``; the engine counts the users). This package knows volumes only; which containers use one is the engine's question
+uses it (``mount``/``unmount``; the engine counts the users).
+
+This package knows volumes only; which containers use one is the engine's question
 (``engine/volumes.py`` reads the containers' mount points).
 """
 
