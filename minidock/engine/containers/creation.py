@@ -105,31 +105,7 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
     if opts.network == "host" and bindings:
         print("WARNING: Published ports are discarded when using host network mode",
               file=sys.stderr)
-    from minidock.engine.spec import privileges
-
-    cap_add = privileges.normalize(opts.cap_add, "CapAdd")
-    cap_drop = privileges.normalize(opts.cap_drop, "CapDrop")
-    devices = [privileges.parse_device_flag(d) for d in opts.devices]
-    from minidock.engine.spec import sharing
-
-    pid_mode = sharing.check_mode("pid", "PID", opts.pid, ("", "host", "container:"))
-    ipc_mode = sharing.check_mode("ipc", "IPC", opts.ipc or "private",
-                                  ("private", "shareable", "host", "none", "container:"))
-    uts_mode = sharing.check_mode("uts", "UTS", opts.uts, ("", "host"))
-    cgroupns = sharing.check_mode("cgroupns", "CGROUP", opts.cgroupns or _cgroupns(),
-                                  ("host", "private"))
-    if uts_mode == "host" and opts.hostname:
-        raise InvalidArgument("Conflicting options: hostname and the UTS mode")
-    sharing.check_sysctls(opts.sysctls, ipc_mode, opts.network)
-    cgroup_rules = [privileges.parse_cgroup_rule(r) for r in opts.device_cgroup_rules]
-    security_opt = list(p.security_opt) or (["label=disable"] if opts.privileged else [])
-    limits = dict(resources.DEFAULTS)
-    if opts.resources:
-        from minidock import cgroups
-
-        limits, warnings = resources.for_create(opts.resources, cgroups.features())
-        for warning in warnings:
-            print(f"WARNING: {warning}", file=sys.stderr)
+    isolation = _isolation(opts)
     from minidock.engine.runtime import choose
 
     runtime = choose(opts.runtime).name  # an unknown name fails now, as Docker's create
@@ -156,25 +132,12 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     host_config = {
         "NetworkMode": opts.network, "PortBindings": dict(sorted(bindings.items())),
-        "AutoRemove": opts.auto_remove, "Privileged": opts.privileged,
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "CgroupnsMode": cgroupns,
-        "IpcMode": ipc_mode, "PidMode": pid_mode, "UTSMode": uts_mode,
-        "ShmSize": 67108864 if opts.shm_size is None else opts.shm_size,
-        "GroupAdd": list(opts.group_add) or None,
-        **({"Sysctls": dict(opts.sysctls)} if opts.sysctls else {}),
+        "AutoRemove": opts.auto_remove,
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "Runtime": runtime, "LogConfig": {"Type": "json-file", "Config": {}},
-        "Binds": [b for b in opts.binds if ":" in b] or None, "CapAdd": cap_add,
-        "CapDrop": cap_drop, "ReadonlyRootfs": opts.read_only,
-        "VolumesFrom": list(opts.volumes_from) or None,
-        **({"Mounts": list(opts.mounts)} if opts.mounts else {}),
-        "Devices": devices, "DeviceCgroupRules": cgroup_rules or None,
-        **({"Tmpfs": dict(opts.tmpfs)} if opts.tmpfs else {}),
-        "SecurityOpt": security_opt or None, "Init": True if opts.init else None,
         "Dns": list(opts.dns), "DnsOptions": list(opts.dns_options),
         "DnsSearch": list(opts.dns_search), "ExtraHosts": list(opts.add_hosts) or None,
-        "PublishAllPorts": opts.publish_all, **limits, "Ulimits": list(opts.ulimits),
-        "MaskedPaths": None if opts.privileged else list(specgen.MASKED_PATHS),
-        "ReadonlyPaths": None if opts.privileged else list(specgen.READONLY_PATHS),
+        "PublishAllPorts": opts.publish_all, **isolation,
     }
     layers = store.image_store(paths)
     with (timing.phase("create (record, rw layer, /etc files)"),
@@ -211,6 +174,53 @@ def create(paths: Paths, opts: CreateOptions) -> Container:
         store.save(paths, c, host_config=True)
         undo.pop_all()
     return c
+
+
+def _isolation(opts: CreateOptions) -> dict[str, Any]:
+    """HostConfig's fields of what the container may do and use: capabilities and
+    --privileged, devices, what it shares (pid, ipc, uts, cgroupns), /dev/shm, sysctls,
+    rlimits, mounts and volumes, --init, and the resource limits; Docker's refusals and
+    warnings for them."""
+    from minidock.engine.spec import privileges, sharing
+
+    pid_mode = sharing.check_mode("pid", "PID", opts.pid, ("", "host", "container:"))
+    ipc_mode = sharing.check_mode("ipc", "IPC", opts.ipc or "private",
+                                  ("private", "shareable", "host", "none", "container:"))
+    uts_mode = sharing.check_mode("uts", "UTS", opts.uts, ("", "host"))
+    cgroupns = sharing.check_mode("cgroupns", "CGROUP", opts.cgroupns or _cgroupns(),
+                                  ("host", "private"))
+    if uts_mode == "host" and opts.hostname:
+        raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+    sharing.check_sysctls(opts.sysctls, ipc_mode, opts.network)
+    security_opt = list(opts.process.security_opt) or (
+        ["label=disable"] if opts.privileged else [])
+    limits = dict(resources.DEFAULTS)
+    if opts.resources:
+        from minidock import cgroups
+
+        limits, warnings = resources.for_create(opts.resources, cgroups.features())
+        for warning in warnings:
+            print(f"WARNING: {warning}", file=sys.stderr)
+    return {
+        "Privileged": opts.privileged, "CgroupnsMode": cgroupns, "IpcMode": ipc_mode,
+        "PidMode": pid_mode, "UTSMode": uts_mode,
+        "ShmSize": 67108864 if opts.shm_size is None else opts.shm_size,
+        "GroupAdd": list(opts.group_add) or None,
+        **({"Sysctls": dict(opts.sysctls)} if opts.sysctls else {}),
+        "Binds": [b for b in opts.binds if ":" in b] or None,
+        "CapAdd": privileges.normalize(opts.cap_add, "CapAdd"),
+        "CapDrop": privileges.normalize(opts.cap_drop, "CapDrop"),
+        "ReadonlyRootfs": opts.read_only, "VolumesFrom": list(opts.volumes_from) or None,
+        **({"Mounts": list(opts.mounts)} if opts.mounts else {}),
+        "Devices": [privileges.parse_device_flag(d) for d in opts.devices],
+        "DeviceCgroupRules": [privileges.parse_cgroup_rule(r)
+                              for r in opts.device_cgroup_rules] or None,
+        **({"Tmpfs": dict(opts.tmpfs)} if opts.tmpfs else {}),
+        "SecurityOpt": security_opt or None, "Init": True if opts.init else None,
+        **limits, "Ulimits": list(opts.ulimits),
+        "MaskedPaths": None if opts.privileged else list(specgen.MASKED_PATHS),
+        "ReadonlyPaths": None if opts.privileged else list(specgen.READONLY_PATHS),
+    }
 
 
 def _volumes(icfg: dict[str, Any], opts: CreateOptions) -> dict[str, dict[str, Any]]:
