@@ -146,10 +146,27 @@ def stats(state_root: str, container_id: str) -> cgroups.Stats:
     return _alive_manager(state_root, container_id).stats()
 
 
+def _remove_half_created(d: str) -> None:
+    """A create killed before its first state save leaves its directory with the exec fifo
+    and a half-written state file, and nothing else (no cgroup, no process yet): it goes."""
+    try:
+        names = set(os.listdir(d))
+    except FileNotFoundError:
+        return
+    if names <= {FIFO, ".state.json.tmp"}:
+        for name in names:
+            os.unlink(os.path.join(d, name))
+        os.rmdir(d)
+
+
 def delete(state_root: str, container_id: str, force: bool = False) -> None:
     """Remove the container's cgroup and state; ``force`` kills a live one first."""
     d = _dir(state_root, container_id)
-    st = load(state_root, container_id)
+    try:
+        st = load(state_root, container_id)
+    except ContainerNotFound:
+        _remove_half_created(d)
+        raise
     status = st.status(d)
     manager = cgroups.new_manager(st.cgroups_path)
     if status in ALIVE:

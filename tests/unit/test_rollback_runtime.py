@@ -294,3 +294,25 @@ def test_create_failing_to_write_the_pid_file_kills_the_init(
     assert events[-2:] == [f"kill {init}", "cgroup destroy"]
     assert _reaped(init)
     assert os.listdir(state_root) == []
+
+
+def test_delete_takes_away_a_create_killed_before_its_first_state_save(tmp_path):
+    """`run` killed between the state dir's fifo and its first state.json: the dir holds the
+    fifo and a half-written state file only (no cgroup, no process yet); delete removes it
+    and still says the container does not exist."""
+    import minidock.runtime as rt
+    from minidock.errors import ContainerNotFound
+
+    cid = "a" * 64
+    d = tmp_path / cid
+    d.mkdir()
+    os.mkfifo(d / "exec.fifo")
+    (d / ".state.json.tmp").write_text('{"id": ')
+    with pytest.raises(ContainerNotFound):
+        rt.delete(str(tmp_path), cid, force=True)
+    assert not d.exists()
+    (tmp_path / cid).mkdir()
+    (tmp_path / cid / "other").write_text("x")  # anything else: not ours to remove
+    with pytest.raises(ContainerNotFound):
+        rt.delete(str(tmp_path), cid, force=True)
+    assert (tmp_path / cid / "other").exists()
