@@ -23,8 +23,8 @@ def create(paths: Paths, name: str | None, labels: dict[str, str],
         return Volumes(paths).create(name, labels, options=options)
     except InvalidArgument as e:
         if e.message.startswith(("invalid option key", "missing required option")):
-            raise InvalidArgument(f"create {name or ''}: {e.message}".replace(
-                "create : ", "create: ")) from None
+            raise InvalidArgument(f"create {name}: {e.message}" if name
+                                  else f"create: {e.message}") from None
         raise
 
 

@@ -153,6 +153,27 @@ def test_each_flag_writes_its_cgroup_file(md, images, detached):
     assert (hc["CpuShares"], hc["MemoryReservation"], hc["CpusetCpus"]) == (512, 32 << 20, "0")
 
 
+def test_swappiness_and_oom_kill_disable_on_v1_are_dropped_on_v2(md, images):
+    """v1 has memory.swappiness and memory.oom_control; v2 has neither: Docker drops the
+    values with its warnings there."""
+    r = md.run("run", "-d", "--network", "none", "-m", "64m", "--memory-swappiness", "10",
+               "--oom-kill-disable", "busybox", "sleep", "300", check=True)
+    cid = r.stdout.strip()
+    try:
+        hc = host_config(md, cid)
+        if detect_version(ROOT) == 2:
+            assert "Memory swappiness discarded." in r.stderr
+            assert "OomKillDisable discarded." in r.stderr
+            assert (hc["MemorySwappiness"], hc["OomKillDisable"]) == (None, False)
+        else:
+            assert read(cid, "memory", "memory.swappiness") == "10"
+            control = read(cid, "memory", "memory.oom_control").split()
+            assert control[:2] == ["oom_kill_disable", "1"]
+            assert (hc["MemorySwappiness"], hc["OomKillDisable"]) == (10, True)
+    finally:
+        md.run("rm", "-f", cid)
+
+
 def test_hostconfig_and_refusals_as_dockers(md, images):
     cid = md.run("create", "--network", "none", "-m", "512m", "busybox", "true",
                  check=True).stdout.strip()

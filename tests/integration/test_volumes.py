@@ -73,6 +73,9 @@ def test_a_named_volume_outlives_its_containers(md, images):
         r = md.run("run", "--rm", "--network", "none", "--volumes-from", "vn", "busybox", "cat",
                    "/data/x", check=True)
         assert r.stdout == "hello\n"
+        r = md.run("run", "--rm", "--network", "none", "--volumes-from", "vn:ro", "busybox",
+                   "sh", "-c", "touch /data/z 2>&1", check=False)
+        assert "Read-only file system" in r.stdout
     finally:
         md.run("rm", "-f", "vn")
     assert md.run("volume", "rm", "myvol").stdout == "myvol\n"
