@@ -403,7 +403,8 @@ def test_timings_show_what_each_phase_of_a_start_costs(md, images):
                       "capabilities, seccomp, user", "exec (runtime start)"], r.stderr
     outer = [float(line.split()[-1]) for line in lines[1:-1] if line.startswith("  ")
              and not line.startswith("    ")]
-    assert abs(sum(outer) - float(lines[-1].split()[-1])) < 0.2  # nested ones counted once
+    # nested ones counted once; each printed figure is rounded to 0.1 ms, the total too
+    assert abs(sum(outer) - float(lines[-1].split()[-1])) <= 0.05 * (len(outer) + 1) + 1e-9
     cid = md.run("run", "-d", "--timings", "--network", "none", "busybox", "sleep", "60",
                  check=True).stdout.strip()
     try:
