@@ -72,6 +72,12 @@ ffibuilder.cdef(
     int md_bpf_load_device_filter(const void *insns, unsigned int count, const char *license,
                                   char *log, unsigned int loglen);
     int md_bpf_attach_device_filter(int cgroup_fd, int prog_fd);
+    int md_clone_tree(const char *path, int recursive, int userns_fd);
+    int md_move_mount(int from_fd, const char *target);
+    int md_set_fsids(unsigned int fsuid, unsigned int fsgid);
+    int md_mount_as(const char *source, const char *target, const char *fstype,
+                    unsigned long flags, const char *data, unsigned int fsuid,
+                    unsigned int fsgid);
     """
 )
 
@@ -81,6 +87,7 @@ ffibuilder.set_source(
     #define _GNU_SOURCE
     #include <dlfcn.h>
     #include <errno.h>
+    #include <fcntl.h>
     #include <sched.h>
     #include <signal.h>
     #include <stdint.h>
@@ -90,6 +97,7 @@ ffibuilder.set_source(
     #include <net/if.h>
     #include <linux/filter.h>
     #include <linux/seccomp.h>
+    #include <sys/fsuid.h>
     #include <sys/ioctl.h>
     #include <sys/mount.h>
     #include <sys/prctl.h>
@@ -124,6 +132,15 @@ ffibuilder.set_source(
     #endif
     #ifndef SYS_seccomp
     #define SYS_seccomp __NR_seccomp
+    #endif
+    #ifndef SYS_open_tree
+    #define SYS_open_tree 428
+    #endif
+    #ifndef SYS_move_mount
+    #define SYS_move_mount 429
+    #endif
+    #ifndef SYS_mount_setattr
+    #define SYS_mount_setattr 442
     #endif
     #ifndef MS_LAZYTIME
     #define MS_LAZYTIME (1 << 25)
@@ -296,6 +313,94 @@ ffibuilder.set_source(
         attr.a.attach_type = 6;  /* BPF_CGROUP_DEVICE */
         attr.a.attach_flags = 2;  /* BPF_F_ALLOW_MULTI */
         return (int)syscall(SYS_bpf, 8 /* BPF_PROG_ATTACH */, &attr, sizeof(attr));
+    }
+
+    /* A detached copy of the mount tree at path (open_tree with OPEN_TREE_CLONE, 5.2+;
+       AT_RECURSIVE: with the mounts below it, as a recursive bind would take), optionally
+       idmapped through the user namespace open at userns_fd (mount_setattr with
+       MOUNT_ATTR_IDMAP, 5.12+; the filesystem must support it). Returns the mount's fd:
+       attach it with md_move_mount, or name it as /proc/self/fd/N. */
+    struct md_mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+
+    static int md_clone_tree(const char *path, int recursive, int userns_fd)
+    {
+        struct md_mount_attr attr;
+        unsigned int flags = 1 /* OPEN_TREE_CLONE */ | 02000000 /* OPEN_TREE_CLOEXEC */;
+        int fd, saved;
+        if (recursive)
+            flags |= 0x8000;  /* AT_RECURSIVE */
+        fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, flags);
+        if (fd < 0 || userns_fd < 0)
+            return fd;
+        memset(&attr, 0, sizeof attr);
+        attr.attr_set = 0x00100000;  /* MOUNT_ATTR_IDMAP */
+        attr.userns_fd = (uint64_t)userns_fd;
+        if (syscall(SYS_mount_setattr, fd, "", 0x1000 /* AT_EMPTY_PATH */
+                    | (recursive ? 0x8000 : 0), &attr, sizeof attr) < 0) {
+            saved = errno;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        return fd;
+    }
+
+    /* Attach a detached mount (md_clone_tree's fd) at target: move_mount, 5.2+; the target
+       may be a /proc/self/fd/N link to a directory opened O_PATH. */
+    static int md_move_mount(int from_fd, const char *target)
+    {
+        return (int)syscall(SYS_move_mount, from_fd, "", AT_FDCWD, target,
+                            4 /* MOVE_MOUNT_F_EMPTY_PATH */ | 0x10 /* T_SYMLINKS */);
+    }
+
+    /* mount(2) with the filesystem ids of the caller set to fsuid/fsgid for the call, and
+       the capabilities setfsuid drops from the effective set (CAP_CHOWN, CAP_DAC_*,
+       CAP_FOWNER, CAP_FSETID) raised again: overlayfs records its mounter's credentials and
+       creates its work dir and copy-ups with them, so over idmapped layers the mounter
+       must be an id those layers map (the container's root), with root's powers. The
+       thread's ids and effective set are restored before returning. */
+    struct md_cap_header { uint32_t version; int pid; };
+    struct md_cap_data { uint32_t effective, permitted, inheritable; };
+
+    static int md_mount_as(const char *source, const char *target, const char *fstype,
+                           unsigned long flags, const char *data, unsigned int fsuid,
+                           unsigned int fsgid)
+    {
+        struct md_cap_header hdr = { 0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0 };
+        struct md_cap_data caps[2], raised[2];
+        int ret, saved;
+        if (syscall(SYS_capget, &hdr, caps) < 0)
+            return -1;
+        setfsgid(fsgid);
+        setfsuid(fsuid);
+        raised[0] = caps[0];
+        raised[1] = caps[1];
+        raised[0].effective = raised[0].permitted;
+        raised[1].effective = raised[1].permitted;
+        ret = (int)syscall(SYS_capset, &hdr, raised);
+        if (ret == 0)
+            ret = mount(source, target, fstype, flags, data);
+        saved = errno;
+        setfsuid(geteuid());
+        setfsgid(getegid());
+        syscall(SYS_capset, &hdr, caps);
+        errno = saved;
+        return ret;
+    }
+
+    /* The calling thread's filesystem ids, with the effective capabilities setfsuid takes
+       away raised again from the permitted set (see md_mount_as); (euid, egid) undoes it. */
+    static int md_set_fsids(unsigned int fsuid, unsigned int fsgid)
+    {
+        struct md_cap_header hdr = { 0x20080522, 0 };
+        struct md_cap_data caps[2];
+        if (syscall(SYS_capget, &hdr, caps) < 0)
+            return -1;
+        setfsgid(fsgid);
+        setfsuid(fsuid);
+        caps[0].effective = caps[0].permitted;
+        caps[1].effective = caps[1].permitted;
+        return (int)syscall(SYS_capset, &hdr, caps);
     }
 
     static int md_seccomp_load(const void *filter, unsigned short len, unsigned int flags)

@@ -11,7 +11,8 @@ container-setup steps, so the trace shows the whole story.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from minidock._native import ffi, lib
 from minidock.linux import trace
@@ -166,6 +167,57 @@ def mount(
         call,
         why,
     )
+
+
+def clone_tree(path: str, recursive: bool = False, userns_fd: int = -1, why: str = "") -> int:
+    """A detached copy of the mount at ``path`` (with the mounts below it if ``recursive``),
+    idmapped through the user namespace at ``userns_fd`` when one is given: the returned fd
+    is a mount no path reaches yet (:func:`move_mount` attaches it; /proc/self/fd/N names
+    it). open_tree(OPEN_TREE_CLONE) is 5.2+, MOUNT_ATTR_IDMAP 5.12+ and per filesystem."""
+    def call() -> int:
+        return _check(lib.md_clone_tree(os.fsencode(path), int(recursive), userns_fd),
+                      "open_tree" if userns_fd < 0 else "idmap mount", path)
+
+    flags = "OPEN_TREE_CLONE" + ("|AT_RECURSIVE" if recursive else "")
+    shown = f'open_tree("{path}", {flags})'
+    if userns_fd >= 0:
+        shown += "; mount_setattr(MOUNT_ATTR_IDMAP)"
+    return trace.step(shown, call, why)
+
+
+def move_mount(fd: int, target: str, why: str = "", shown_target: str | None = None) -> None:
+    """Attach the detached mount ``fd`` (from :func:`clone_tree`) at ``target``."""
+    def call() -> None:
+        _check(lib.md_move_mount(fd, os.fsencode(target)), f"move_mount {target}", target)
+
+    trace.step(f'move_mount({fd}, "{shown_target or target}")', call, why)
+
+
+def mount_as(fsuid: int, fsgid: int, source: str, target: str, fstype: str, data: str,
+             why: str = "") -> None:
+    """mount(2) with the caller's filesystem ids set to ``fsuid``/``fsgid`` for the call (and
+    root's file capabilities kept): overlayfs over idmapped layers works with its
+    mounter's credentials, which must be ids those layers map."""
+    def call() -> None:
+        raw = ffi.new("char[]", data.encode())
+        _check(lib.md_mount_as(source.encode(), os.fsencode(target), fstype.encode(), 0, raw,
+                               fsuid, fsgid), f"mount {target}", target)
+
+    trace.step(f'setfsuid({fsuid}); setfsgid({fsgid}); mount("{source}", "{target}", '
+               f'"{fstype}", 0, "{data}")', call, why)
+
+
+@contextmanager
+def fs_ids(uid: int, gid: int, why: str = "") -> Iterator[None]:
+    """Within the block, files are made and checked as ``uid``/``gid`` (setfsuid and
+    setfsgid, root's file capabilities kept): the engine's own writes into a rootfs seen
+    through an idmapped mount, which refuses ids its mapping lacks (the host's root)."""
+    trace.step(f"setfsuid({uid}); setfsgid({gid})",
+               lambda: _check(lib.md_set_fsids(uid, gid), "setfsuid"), why)
+    try:
+        yield
+    finally:
+        lib.md_set_fsids(os.geteuid(), os.getegid())
 
 
 def umount2(target: str, flags: int = 0, why: str = "") -> None:
