@@ -110,11 +110,23 @@ class Process:
 
 
 @record
+class IDMapping:
+    """One ``linux.uidMappings`` / ``gidMappings`` range (a uid_map line), or a mount's."""
+
+    container_id: int
+    host_id: int
+    size: int
+
+
+@record
 class Mount:
     destination: str
     type: str | None = None
     source: str | None = None
     options: list[str] = field(default_factory=list)
+    #: OCI 1.1 idmapped bind mounts: the source seen through this mapping
+    uid_mappings: list[IDMapping] = field(default_factory=list)
+    gid_mappings: list[IDMapping] = field(default_factory=list)
 
 
 @record
@@ -233,6 +245,8 @@ class Linux:
     seccomp: Seccomp | None = None
     resources: Resources = field(default_factory=Resources)
     sysctl: dict[str, str] = field(default_factory=dict)
+    uid_mappings: list[IDMapping] = field(default_factory=list)
+    gid_mappings: list[IDMapping] = field(default_factory=list)
 
     def namespace(self, kind: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -307,7 +321,9 @@ def parse(doc: Any) -> Spec:
             raise InvalidArgument(
                 f"invalid OCI config: mount destination {dest!r} must be absolute")
         mounts.append(Mount(dest, m.get("type"), m.get("source"),
-                            _strlist(m, "options", f"mounts[{i}]")))
+                            _strlist(m, "options", f"mounts[{i}]"),
+                            _mappings(m, "uidMappings", f"mounts[{i}]"),
+                            _mappings(m, "gidMappings", f"mounts[{i}]")))
     lx = doc.get("linux") or {}
     if not isinstance(lx, dict):
         raise _bad("linux", "an object")
@@ -341,7 +357,16 @@ def parse(doc: Any) -> Spec:
         seccomp=_seccomp(lx["seccomp"]) if lx.get("seccomp") is not None else None,
         resources=_resources(res),
         sysctl=_sysctl(lx.get("sysctl")),
+        uid_mappings=_mappings(lx, "uidMappings", "linux"),
+        gid_mappings=_mappings(lx, "gidMappings", "linux"),
     )
+    if bool(linux.uid_mappings) != bool(linux.gid_mappings):
+        raise InvalidArgument("invalid OCI config: linux.uidMappings and linux.gidMappings "
+                              "go together")
+    userns = linux.namespace("user")
+    if linux.uid_mappings and (userns is None or userns.path):
+        raise InvalidArgument("invalid OCI config: linux.uidMappings need a new user "
+                              "namespace (a \"user\" entry without a path)")
     annotations = doc.get("annotations") or {}
     return Spec(
         process=process,
@@ -353,6 +378,29 @@ def parse(doc: Any) -> Spec:
         annotations=dict(annotations),
         oci_version=doc.get("ociVersion") or OCI_VERSION,
     )
+
+
+def _mappings(d: dict[str, Any], key: str, where: str) -> list[IDMapping]:
+    raw = d.get(key) or []
+    if not isinstance(raw, list):
+        raise _bad(f"{where}.{key}", "a list")
+    out = []
+    for m in raw:
+        if not isinstance(m, dict):
+            raise _bad(f"{where}.{key}", "a list of objects")
+        one = IDMapping(_u32(m, "containerID", f"{where}.{key}"),
+                        _u32(m, "hostID", f"{where}.{key}"), _u32(m, "size", f"{where}.{key}"))
+        if one.size == 0:
+            raise _bad(f"{where}.{key}", "ranges of at least one id")
+        out.append(one)
+    return out
+
+
+def _u32(d: dict[str, Any], key: str, where: str) -> int:
+    v = d.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 32:
+        raise _bad(f"{where}.{key}", "an integer from 0 to 4294967295")
+    return v
 
 
 def _sysctl(value: Any) -> dict[str, str]:

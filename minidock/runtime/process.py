@@ -144,9 +144,11 @@ def lookup_command(arg0: str, env: dict[str, str]) -> str:
     raise CommandNotFound(f'exec: "{arg0}": executable file not found in $PATH')
 
 
-def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go_r: int,
-          cgroup_dirs: dict[str, str] | None) -> None:
-    """Stage 2: pid 1 of the container. Never returns: execs the command or exits."""
+def _init(spec: oci.Spec, opts: CreateOptions, fifo_fd: int, status_w: int, go_r: int,
+          cgroup_dirs: dict[str, str] | None, clones: dict[int, int] | None) -> None:
+    """Stage 2: pid 1 of the container. Never returns: execs the command or exits.
+    ``fifo_fd``: the exec fifo, O_PATH; ``clones``: in a new user namespace, the bind
+    sources stage 1 cloned (rootfs.clone_bind_sources)."""
     trace.set_role("init")
     if os.read(go_r, 1) != b"g":
         os._exit(1)  # the runtime went away before we were told to go on
@@ -164,12 +166,13 @@ def _init(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go
         netns = spec.linux.namespace("network")
         if netns is not None and netns.path is None:
             linux.link_up("lo", why="the loopback of a new network namespace starts down")
-        fifo_fd = os.open(os.path.join(state_dir, FIFO), os.O_PATH | os.O_CLOEXEC)
         # Compiled now, loaded at the very end (below): a bad profile fails before any mount.
         sc = seccomp.compile_filter(spec.linux.seccomp) if spec.linux.seccomp else None
         with timing.phase("mounts and pivot_root"):
-            rootfs.prepare(spec, cgroup_dirs)
-            rootfs.pivot(os.path.realpath(spec.root_path))
+            root = rootfs.prepare(spec, cgroup_dirs, clones)
+            for fd in (clones or {}).values():
+                os.close(fd)
+            rootfs.pivot(root)
         slave = -1
         if proc.terminal:
             slave = _setup_console(spec, opts)
@@ -378,12 +381,12 @@ def _setup_console(spec: oci.Spec, opts: CreateOptions) -> int:
 
 
 def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, go_r: int,
-            cgroup_dirs: dict[str, str] | None) -> None:
+            cgroup_dirs: dict[str, str] | None, mount_userns: dict[int, int]) -> None:
     trace.set_role("child")
     timing.forked()
     if not spec.process.terminal:
         _place_stdio(opts.stdio)
-    keep = {0, 1, 2, status_w, go_r}
+    keep = {0, 1, 2, status_w, go_r, *mount_userns.values()}
     if opts.console_fd >= 0:
         keep.add(opts.console_fd)
     if trace.enabled():
@@ -391,6 +394,18 @@ def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, 
     _keep_only(keep)
     if os.read(go_r, 1) != b"g":
         os._exit(1)
+    # (The state dir is the host root's: opened now, before any user namespace.)
+    fifo_fd = os.open(os.path.join(state_dir, FIFO), os.O_PATH | os.O_CLOEXEC)
+    remap = bool(spec.linux.uid_mappings)
+    clones = None
+    if remap:
+        # Walked now, as the host's root: from inside the user namespace the container's
+        # root is another host uid, which the engine's 0710 directories keep out. The
+        # cwd follows into the new mount namespace; the bind sources go as detached mounts.
+        linux.chdir(spec.root_path, why="the rootfs, entered while its path can be walked")
+        clones = rootfs.clone_bind_sources(spec, mount_userns)
+        for fd in mount_userns.values():
+            os.close(fd)
     flags = 0
     for ns in spec.linux.namespaces:
         if ns.path:
@@ -402,15 +417,33 @@ def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, 
     with timing.phase("namespaces"):
         linux.unshare(flags,
                       why="new namespaces: what the container sees of the system is its own")
+    if remap:
+        _send(status_w, userns=1)  # the runtime writes our uid_map and gid_map
+        if os.read(go_r, 1) != b"g":
+            os._exit(1)
+        become_userns_root()
     pid = os.fork()
     if pid == 0:
         timing.forked()  # (stage 1 sends its own)
         try:
-            _init(spec, opts, state_dir, status_w, go_r, cgroup_dirs)
+            _init(spec, opts, fifo_fd, status_w, go_r, cgroup_dirs, clones)
         finally:
             os._exit(1)
     _send(status_w, pid=pid, **({"timings": timing.take()} if timing.enabled() else {}))
     os._exit(0)
+
+
+def become_userns_root() -> None:
+    """In a user namespace that has its mappings: become its root (the host uid the
+    mapping gives container uid 0). Until now this process was the host's root, which the
+    namespace does not map: files it made there would fail with EOVERFLOW."""
+    import prctl
+
+    linux.setgroups([], why="the host's groups mean nothing in the user namespace")
+    linux.setresgid(0, why="the user namespace's root group")
+    linux.setresuid(0, why="the user namespace's root (a host uid of the mapping)")
+    # The uid change made us non-dumpable, which would give /proc/self to the host's root.
+    prctl.set_dumpable(True)
 
 
 #: clone3 errors that mean "not on this kernel" (before 5.3 / 5.7) or "hidden by a seccomp
@@ -522,6 +555,10 @@ def create(state_root: str, container_id: str, bundle: str,
         os.mkdir(state_dir, 0o711)
     except FileExistsError:
         raise Conflict(f"container with id {container_id} exists") from None
+    userns = spec.linux.namespace("user")
+    if userns is not None and userns.path is None and not spec.linux.uid_mappings:
+        raise ContainerRuntimeError("create: a new user namespace needs linux.uidMappings "
+                                    "and linux.gidMappings")
     cgroups_path = spec.linux.cgroups_path or f"/minidock/{container_id}"
     state = RuntimeState(id=container_id, bundle=os.path.abspath(bundle),
                          created=_now(), cgroups_path=cgroups_path,
@@ -529,6 +566,9 @@ def create(state_root: str, container_id: str, bundle: str,
     with ExitStack() as undo:
         undo.callback(_remove_state_dir, state_dir)
         os.mkfifo(os.path.join(state_dir, FIFO), 0o622)
+        if spec.linux.uid_mappings:  # the init opens it as the namespace's root (as runc)
+            os.chown(os.path.join(state_dir, FIFO), _host_id(spec.linux.uid_mappings, 0),
+                     _host_id(spec.linux.gid_mappings, 0))
         # Saved now with pid 0 ("creating"), before the cgroup exists: a create killed from
         # here on leaves a state that ``delete`` can undo (it names the cgroup).
         state.save(state_dir)
@@ -547,9 +587,14 @@ def create(state_root: str, container_id: str, bundle: str,
             import prctl
 
             prctl.set_child_subreaper(1)
+        mount_userns = _mount_namespaces(spec, undo)
         child, status, go_w, placed = fork_with_pipes(
-            lambda status_w, go_r: _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs),
+            lambda status_w, go_r: _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs,
+                                           mount_userns),
             manager.birth_dir())
+        for fd in mount_userns.values():
+            os.close(fd)
+        mount_userns.clear()
         undo.callback(status.close)
         undo.callback(os.close, go_w)
         # Moving the first process into a cgroup costs 5-20 ms in the kernel (an RCU grace
@@ -562,6 +607,14 @@ def create(state_root: str, container_id: str, bundle: str,
             manager.add_process(child)
         os.write(go_w, b"g")
         msg = _read_msg(status)
+        if msg.get("userns"):
+            from minidock.linux import idmap
+
+            idmap.write_maps(child, _triples(spec.linux.uid_mappings),
+                             _triples(spec.linux.gid_mappings),
+                             why="map the container's ids to the host's (linux.uidMappings)")
+            os.write(go_w, b"g")
+            msg = _read_msg(status)
         os.waitpid(child, 0)
         _add_timings(msg)
         if "pid" not in msg:
@@ -585,6 +638,40 @@ def create(state_root: str, container_id: str, bundle: str,
         status.close()
         os.close(go_w)
     return state
+
+
+def _host_id(mapping: list[oci.IDMapping], cid: int) -> int:
+    for m in mapping:
+        if m.container_id <= cid < m.container_id + m.size:
+            return m.host_id + cid - m.container_id
+    raise ContainerRuntimeError(f"create: id {cid} is not in linux.uidMappings/gidMappings")
+
+
+def _triples(mapping: list[oci.IDMapping]) -> list[tuple[int, int, int]]:
+    return [(m.container_id, m.host_id, m.size) for m in mapping]
+
+
+def _mount_namespaces(spec: oci.Spec, undo: ExitStack) -> dict[int, int]:
+    """For each mount with its own id mapping (OCI 1.1 idmapped mounts): a user namespace
+    carrying it, by spec.mounts index. Only with a new user namespace: stage 1 clones the
+    source through it before unsharing."""
+    out: dict[int, int] = {}
+    if not spec.linux.uid_mappings:
+        return out
+    from minidock.linux import idmap
+
+    for i, m in enumerate(spec.mounts):
+        if m.uid_mappings or m.gid_mappings:
+            out[i] = idmap.userns_fd(_triples(m.uid_mappings or spec.linux.uid_mappings),
+                                     _triples(m.gid_mappings or spec.linux.gid_mappings))
+            undo.callback(_close_quietly, out, i)
+    return out
+
+
+def _close_quietly(fds: dict[int, int], key: int) -> None:
+    fd = fds.pop(key, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _now() -> str:

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Iterable
 
 from minidock import linux
+from minidock.linux import trace
 from minidock.oci.runtime import Device, Mount, Spec
 
 # mount(8) option words -> (flag, set?) ; everything else is filesystem data
@@ -84,7 +85,8 @@ def secure_join(root: str, path: str) -> str:
     ``..`` stops at root), like a chroot would. Components that do not exist are kept
     as they are, so the result can be created afterwards.
     """
-    root = os.path.realpath(root)
+    if root != ".":  # (".": the cwd is the rootfs; see prepare_in_userns)
+        root = os.path.realpath(root)
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
     hops = 0
@@ -145,16 +147,24 @@ def _mount_in_root(root: str, host_target: str, source: str | None, fstype: str 
     for a symlink; mounting through /proc/self/fd/N of an fd opened with O_NOFOLLOW and
     checked against root closes that window.
     """
-    fd = os.open(host_target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = _open_target(root, host_target)
     try:
-        real = os.readlink(f"/proc/self/fd/{fd}")
-        if real != root and not real.startswith(root.rstrip("/") + "/"):
-            raise OSError(errno.EXDEV, f"mount target escapes the rootfs: {real}", host_target)
         linux.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data or None,
                     why=why or f"mount on {os.path.relpath(host_target, root)}",
                     shown_target=host_target)
     finally:
         os.close(fd)
+
+
+def _open_target(root: str, host_target: str) -> int:
+    """An O_PATH fd of a mount target, checked to be inside root (see _mount_in_root)."""
+    fd = os.open(host_target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    real = os.readlink(f"/proc/self/fd/{fd}")
+    top = os.getcwd() if root == "." else root
+    if real != top and not real.startswith(top.rstrip("/") + "/"):
+        os.close(fd)
+        raise OSError(errno.EXDEV, f"mount target escapes the rootfs: {real}", host_target)
+    return fd
 
 
 _WHY = {
@@ -168,21 +178,43 @@ _WHY = {
 }
 
 
-def mount_one(root: str, m: Mount) -> None:
+def mount_one(root: str, m: Mount, clone: int = -1) -> None:
+    """One spec mount. ``clone``: for a bind, the source as a detached mount (stage 1 made
+    it while it could still reach the host path; see clone_bind_sources)."""
     flags, propagation, data = parse_options(m.options)
     is_bind = bool(flags & linux.MS_BIND)
     source = m.source
-    source_is_file = bool(is_bind and source and not os.path.isdir(source))
+    if clone >= 0:
+        source_is_file = not stat.S_ISDIR(os.fstat(clone).st_mode)
+    else:
+        source_is_file = bool(is_bind and source and not os.path.isdir(source))
     target = _prepare_target(root, m.destination, source_is_file)
     why = _WHY.get(m.destination, "")
-    if is_bind:
+    if is_bind and clone >= 0:
+        fd = _open_target(root, target)
+        try:
+            linux.move_mount(clone, f"/proc/self/fd/{fd}", shown_target=target,
+                             why=why or f"attach {source}, cloned before the user namespace")
+        finally:
+            os.close(fd)
+    elif is_bind:
         if not why:
             why = f"bind {source} into the container"
         _mount_in_root(root, target, source, None, flags & (linux.MS_BIND | linux.MS_REC),
                        None, why)
+    if is_bind:
         # A bind mount ignores every flag but MS_BIND|MS_REC: read-only and friends
         # need a second, remounting call.
         extra = flags & ~(linux.MS_BIND | linux.MS_REC)
+        if extra and clone >= 0:
+            # In a user namespace the source's nosuid/nodev/noexec may be locked: a remount
+            # that drops them is refused, so they are kept (runc does the same).
+            kept = os.statvfs(target).f_flag
+            for st_flag, ms_flag, off in ((os.ST_NOSUID, linux.MS_NOSUID, "suid"),
+                                          (os.ST_NODEV, linux.MS_NODEV, "dev"),
+                                          (os.ST_NOEXEC, linux.MS_NOEXEC, "exec")):
+                if kept & st_flag and off not in m.options:
+                    extra |= ms_flag
         if extra:
             linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | extra, None,
                         why=f"apply {','.join(o for o in m.options if o in _FLAGS)} to the bind")
@@ -226,7 +258,9 @@ _DEV_LINKS = (
 )
 
 
-def create_devices(root: str, devices: Iterable[Device]) -> None:
+def create_devices(root: str, devices: Iterable[Device], bind: bool = False) -> None:
+    """The spec's device nodes in /dev; ``bind``: the host's nodes bind-mounted instead
+    (inside a user namespace mknod is refused, as it should be)."""
     dev = secure_join(root, "/dev")
     old_umask = os.umask(0)
     try:
@@ -239,6 +273,9 @@ def create_devices(root: str, devices: Iterable[Device]) -> None:
                 raise OSError(errno.EINVAL, f"unknown device type {d.type!r}", d.path)
             if os.path.dirname(host) != dev:  # /dev/input/mice, /dev/snd/... (--privileged)
                 os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
+            if bind:
+                _bind_device(root, host, d)
+                continue
             linux.mknod(host, kind[d.type] | (d.file_mode & 0o7777), d.major, d.minor,
                         why=f"device node {d.path}")
             os.chown(host, d.uid, d.gid, follow_symlinks=False)
@@ -248,6 +285,21 @@ def create_devices(root: str, devices: Iterable[Device]) -> None:
                 linux.symlink(target, path)
     finally:
         os.umask(old_umask)
+
+
+def _bind_device(root: str, host: str, d: Device) -> None:
+    """A device in a user namespace: the host's node (the same path on the host, which
+    must be that device) bound onto an empty file."""
+    st = os.stat(d.path)
+    kind = stat.S_IFBLK if d.type == "b" else stat.S_IFCHR
+    if (stat.S_IFMT(st.st_mode) != kind or os.major(st.st_rdev) != d.major
+            or os.minor(st.st_rdev) != d.minor):
+        raise OSError(errno.ENODEV, "not the host's node for this device (in a user "
+                      "namespace devices are bound from the host, never made)", d.path)
+    if not os.path.lexists(host):
+        os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    _mount_in_root(root, host, d.path, None, linux.MS_BIND, None,
+                   f"device {d.path} bound from the host: mknod is refused in a user namespace")
 
 
 def pivot(root: str) -> None:
@@ -290,19 +342,49 @@ def readonly_paths(paths: Iterable[str]) -> None:
                     | linux.MS_NODEV | linux.MS_NOEXEC, None, why=f"{p} read-only")
 
 
-def prepare(spec: Spec, cgroup_dirs: dict[str, str] | None) -> None:
-    """Steps 1-4 of the module docstring (everything before pivot_root)."""
-    root = os.path.realpath(spec.root_path)
+def clone_bind_sources(spec: Spec, userns_fds: dict[int, int]) -> dict[int, int]:
+    """Before a user namespace: every bind source as a detached mount (by spec.mounts
+    index), idmapped where ``userns_fds`` has a namespace for that mount. Made while the
+    process is still the host's root: the container's root (another host uid) may not
+    even reach the source's path (the engine's dirs are 0710)."""
+    clones: dict[int, int] = {}
+    for i, m in enumerate(spec.mounts):
+        flags, _, _ = parse_options(m.options)
+        if flags & linux.MS_BIND and m.source:
+            clones[i] = linux.clone_tree(
+                m.source, recursive=bool(flags & linux.MS_REC), userns_fd=userns_fds.get(i, -1),
+                why="the bind source, reached while we are still the host's root")
+    return clones
+
+
+def prepare(spec: Spec, cgroup_dirs: dict[str, str] | None,
+            clones: dict[int, int] | None = None) -> str:
+    """Steps 1-4 of the module docstring (everything before pivot_root); returns the root
+    for :func:`pivot`. ``clones`` (clone_bind_sources) means a new user namespace: the cwd
+    is the rootfs, entered by stage 1 while it could still walk the host path there, and
+    every path below is taken relative to it."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE, None,
                 why="make every mount private: nothing done here reaches the host")
-    linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC, None,
-                why="pivot_root needs the new root to be a mount point")
-    for m in spec.mounts:
+    if clones is None:
+        root = os.path.realpath(spec.root_path)
+        linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC, None,
+                    why="pivot_root needs the new root to be a mount point")
+    else:
+        root = "."
+        fd = linux.clone_tree(".", recursive=True,
+                              why="a copy of the rootfs made in this namespace: what the "
+                                  "new mount namespace inherited is locked, pivot_root "
+                                  "refuses it")
+        linux.move_mount(fd, ".", why="on top of the rootfs", shown_target=spec.root_path)
+        trace.step(f"fchdir({fd})", lambda: os.fchdir(fd), "into the copy")
+        os.close(fd)
+    for i, m in enumerate(spec.mounts):
         if m.type == "cgroup" or m.type == "cgroup2":
             setup_cgroup_mount(root, m.destination, cgroup_dirs)
         else:
-            mount_one(root, m)
-    create_devices(root, spec.linux.devices)
+            mount_one(root, m, (clones or {}).get(i, -1))
+    create_devices(root, spec.linux.devices, bind=clones is not None)
+    return root
 
 
 def finish(spec: Spec) -> None:
