@@ -11,6 +11,7 @@ minidock at their own registries and CAs)::
                                                  "default-runtime": "runc",
                                                  "bip": "172.26.0.1/16",
                                                  "firewall-driver": "iptables",
+                                                 "userns-remap": "default",
                                                  "default-address-pools": [{"base":
                                                    "10.10.0.0/16", "size": 24}]}
     /etc/minidock/certs.d/<host[:port]>/ca.crt  extra CAs trusted for that registry (any *.crt)
@@ -32,6 +33,9 @@ What the settings mean, as in Docker (moby registry/config.go, registry/endpoint
   subnet (without ``bip``) and the user networks' (without ``--subnet``) are cut from.
 - ``firewall-driver`` (netavark's word): ``nftables`` (minidock's table) or ``iptables``
   (chains of its own, as Docker 20.10 keeps); unset, nftables unless it is not installed.
+- ``userns-remap``: every container in a user namespace of its own, its root a host uid
+  without privileges (Docker's key and lookup; see engine/spec/remap.py). ``run --userns
+  host`` opts out, ``run --userns remap`` opts in without it.
 
 Not to be confused with an image config (the JSON a manifest points to). Loading is lazy and
 pure apart from reading the files; nothing here opens a socket.
@@ -122,6 +126,10 @@ class EngineConfig:
     #: ``firewall-driver``: "nftables" or "iptables" (netavark's names); "" for nftables
     #: where it is installed, else iptables
     firewall_driver: str = ""
+    #: ``userns-remap``: "default" (the dockremap user, made if missing) or "USER[:GROUP]",
+    #: whose /etc/subuid and /etc/subgid ranges every container's ids map to (unless
+    #: ``--userns host``); "" for none
+    userns_remap: str = ""
 
     def is_insecure(self, netloc: str) -> bool:
         """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
@@ -202,8 +210,12 @@ def parse_engine_config(
     if driver not in ("", "nftables", "iptables"):
         raise InvalidArgument(f"{source}: firewall-driver must be \"nftables\" or "
                               f"\"iptables\", not {driver!r}")
+    remap = doc.get("userns-remap") or ""
+    if not isinstance(remap, str):
+        raise InvalidArgument(f"{source}: userns-remap must be a string such as \"default\"")
     return EngineConfig(
         firewall_driver=driver,
+        userns_remap=remap.strip(),
         runtimes=runtimes,
         default_runtime=default_runtime.strip(),
         bip=bip.strip(),

@@ -84,6 +84,8 @@ def container_options(f: click.decorators.FC) -> click.decorators.FC:
                      "container:NAME)."),
         click.option("--uts", help="UTS namespace to use (host)."),
         click.option("--cgroupns", help="Cgroup namespace to use (host, private)."),
+        click.option("--userns", help="User namespace to use: host, or remap (container "
+                     "ids mapped to a subordinate range, as config.json's userns-remap)."),
         click.option("--shm-size", help="Size of /dev/shm (e.g. 128m)."),
         click.option("--ulimit", multiple=True, help="Ulimit options (nofile=1024:2048)."),
         click.option("--sysctl", multiple=True, help="Sysctl options (net.ipv4.ip_forward=1)."),

@@ -97,6 +97,7 @@ _RUN_FLAGS = flag_table((
     (("--ipc",), "ipc", True, False),
     (("--uts",), "uts", True, False),
     (("--cgroupns",), "cgroupns", True, False),
+    (("--userns",), "userns", True, False),
     (("--shm-size",), "shm_size", True, False),
     (("--ulimit",), "ulimit", True, True),
     (("--sysctl",), "sysctl", True, True),
@@ -118,6 +119,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "dns_option": (), "cap_add": (), "cap_drop": (), "privileged": False, "volume": (),
     "mount": (), "tmpfs": (), "read_only": False, "volumes_from": (), "device": (),
     "device_cgroup_rule": (), "pid": None, "ipc": None, "uts": None, "cgroupns": None,
+    "userns": None,
     "shm_size": None, "ulimit": (), "sysctl": (), "group_add": (), "init": False,
     "label": (), "runtime": None, "detach": False, "trace_": False, "timings": False,
     **{row[1]: (() if row[3] else False if not row[2] else None) for row in RESOURCE_FLAGS},
@@ -255,7 +257,8 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
                    read_only: bool = False, volumes_from: tuple[str, ...] = (),
                    device: tuple[str, ...] = (), device_cgroup_rule: tuple[str, ...] = (),
                    pid: str | None = None, ipc: str | None = None, uts: str | None = None,
-                   cgroupns: str | None = None, shm_size: str | None = None,
+                   cgroupns: str | None = None, userns: str | None = None,
+                   shm_size: str | None = None,
                    ulimit: tuple[str, ...] = (), sysctl: tuple[str, ...] = (),
                    group_add: tuple[str, ...] = (), init: bool = False,
                    **limits: Any) -> Any:
@@ -283,6 +286,7 @@ def create_options(image: str, command: tuple[str, ...], interactive: bool, tty:
         volumes_from=list(volumes_from), devices=list(device),
         device_cgroup_rules=list(device_cgroup_rule), resources=_parse_limits(limits),
         pid=pid or "", ipc=ipc or "", uts=uts or "", cgroupns=cgroupns or "",
+        userns=userns or "",
         shm_size=_shm_size(shm_size), group_add=list(group_add), init=init,
         **_process_limits(ulimit, sysctl))
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
+    #: (uid, gid) of a host file -> the ids to chown its copy to
+    Owner = Callable[[int, int], tuple[int, int]]
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -194,10 +197,14 @@ def _copy_tree_out(dfd: int, name: str, st: os.stat_result, target: str,
         links[key] = target
 
 
+def _same(uid: int, gid: int) -> tuple[int, int]:
+    return uid, gid
+
+
 def _copy_file(open_src: Callable[[], int], open_out: Callable[[], int], st: os.stat_result,
-               *, keep_owner: bool) -> None:
+               *, keep_owner: bool, owner: Owner = _same) -> None:
     """Copy a file's data to the one ``open_out`` makes, with the mode and times of ``st`` (and
-    its owner with ``keep_owner``)."""
+    its owner with ``keep_owner``, as ``owner`` gives the ids to chown to)."""
     with contextlib.ExitStack() as close:
         src = open_src()
         close.callback(os.close, src)
@@ -205,7 +212,7 @@ def _copy_file(open_src: Callable[[], int], open_out: Callable[[], int], st: os.
         close.callback(os.close, out)
         fs.copy_data(src, out, st.st_size)
         if keep_owner:
-            os.fchown(out, st.st_uid, st.st_gid)  # chown clears setuid: the mode after it
+            os.fchown(out, *owner(st.st_uid, st.st_gid))  # clears setuid: the mode after it
         os.fchmod(out, stat.S_IMODE(st.st_mode))
         os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
 
@@ -236,7 +243,10 @@ def copy_to(paths: Paths, ref: str, src: str, dst: str, *, follow_link: bool = F
                                   f"{os.path.abspath(src)}: no such file or directory") from None
     with _container_root(paths, ref) as (c, root_fd):
         if src == "-":
-            _untar_in(root_fd, dst_abs, ref, c.id, stdin or sys.stdin.buffer)
+            remapped = c.state.running and c.host_config.get("UsernsMode") != "host" and \
+                _remapped(c)
+            _untar_in(root_fd, dst_abs, ref, c.id, stdin or sys.stdin.buffer,
+                      c.state.pid if remapped else 0)
             return
         contents = src.endswith("/.")
         arcname = os.path.basename(os.path.normpath(os.path.abspath(src)))
@@ -269,15 +279,49 @@ def copy_to(paths: Paths, ref: str, src: str, dst: str, *, follow_link: bool = F
                 os.close(parent_path)
         links: dict[tuple[int, int], tuple[int, str]] = {}
         try:
-            _copy_tree_in(src, st, parent, name, follow_link, links)
+            with _as_container_root(c) as owner:
+                _copy_tree_in(src, st, parent, name, follow_link, links, owner)
         finally:
             os.close(parent)
             for link_dir, _ in links.values():
                 os.close(link_dir)
 
 
+def _remapped(c: ct.Container) -> bool:
+    from minidock.engine.spec import remap
+
+    return remap.wanted(str(c.host_config.get("UsernsMode") or ""))
+
+
+@contextlib.contextmanager
+def _as_container_root(c: ct.Container) -> Iterator[Owner]:
+    """Writes into a running --userns remap container go through its idmapped rootfs, which
+    stores only ids of its mapping: they are made as the container's root, and owners are
+    given as the mount shows them (container id + the range's start)."""
+    idmap = None
+    if c.state.running and c.host_config.get("UsernsMode") != "host":
+        from minidock.engine.spec import remap
+
+        idmap = remap.for_container(c.host_config)
+    if idmap is None:
+        yield _same
+        return
+    uids, gids = idmap
+
+    def host(ranges: list[tuple[int, int, int]], cid: int) -> int:
+        return next((h + cid - c0 for c0, h, n in ranges if c0 <= cid < c0 + n), 65534)
+
+    def owner(uid: int, gid: int) -> tuple[int, int]:
+        return host(uids, uid), host(gids, gid)
+
+    from minidock import linux
+
+    with linux.fs_ids(*owner(0, 0), why="write into the idmapped rootfs as its root"):
+        yield owner
+
+
 def _copy_tree_in(src: str, st: os.stat_result, parent: int, name: str, follow: bool,
-                  links: dict[tuple[int, int], tuple[int, str]]) -> None:
+                  links: dict[tuple[int, int], tuple[int, str]], owner: Owner = _same) -> None:
     """Copy the host path ``src`` to ``name`` in the directory fd ``parent`` (in the
     container), never following anything on the container's side."""
     mode = st.st_mode
@@ -290,9 +334,9 @@ def _copy_tree_in(src: str, st: os.stat_result, parent: int, name: str, follow: 
         try:
             for child in sorted(os.listdir(src), key=os.fsencode):
                 path = os.path.join(src, child)
-                _copy_tree_in(path, os.lstat(path), cfd, child, False, links)
+                _copy_tree_in(path, os.lstat(path), cfd, child, False, links, owner)
             if name != ".":
-                os.fchown(cfd, st.st_uid, st.st_gid)
+                os.fchown(cfd, *owner(st.st_uid, st.st_gid))
                 os.fchmod(cfd, stat.S_IMODE(mode))
                 os.utime(cfd, ns=(st.st_atime_ns, st.st_mtime_ns))
         finally:
@@ -311,7 +355,7 @@ def _copy_tree_in(src: str, st: os.stat_result, parent: int, name: str, follow: 
         return
     if stat.S_ISLNK(mode):
         os.symlink(os.readlink(src), name, dir_fd=parent)
-        os.chown(name, st.st_uid, st.st_gid, dir_fd=parent, follow_symlinks=False)
+        os.chown(name, *owner(st.st_uid, st.st_gid), dir_fd=parent, follow_symlinks=False)
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=parent,
                  follow_symlinks=False)
         return
@@ -319,17 +363,18 @@ def _copy_tree_in(src: str, st: os.stat_result, parent: int, name: str, follow: 
         nofollow = 0 if follow else os.O_NOFOLLOW
         _copy_file(lambda: os.open(src, os.O_RDONLY | os.O_CLOEXEC | nofollow),
                    lambda: os.open(name, _WRITE | os.O_EXCL, 0o600, dir_fd=parent), st,
-                   keep_owner=True)
+                   keep_owner=True, owner=owner)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         os.mknod(name, mode, st.st_rdev, dir_fd=parent)
-        os.chown(name, st.st_uid, st.st_gid, dir_fd=parent, follow_symlinks=False)
+        os.chown(name, *owner(st.st_uid, st.st_gid), dir_fd=parent, follow_symlinks=False)
     else:
         return
     if st.st_nlink > 1:
         links[key] = (os.dup(parent), name)
 
 
-def _untar_in(root_fd: int, dst: str, ref: str, cid: str, stdin: BinaryIO) -> None:
+def _untar_in(root_fd: int, dst: str, ref: str, cid: str, stdin: BinaryIO,
+              userns_pid: int = 0) -> None:
     """``cp - CONTAINER:DST``: the tar on stdin extracted into the directory DST."""
     from minidock.image.layer import apply_layer
 
@@ -340,6 +385,44 @@ def _untar_in(root_fd: int, dst: str, ref: str, cid: str, stdin: BinaryIO) -> No
     except FileNotFoundError:
         raise _not_found(dst, ref) from None
     try:
-        apply_layer(stdin, f"/proc/self/fd/{dfd}")
+        if userns_pid:
+            _in_user_namespace(userns_pid, lambda: apply_layer(stdin, f"/proc/self/fd/{dfd}"))
+        else:
+            apply_layer(stdin, f"/proc/self/fd/{dfd}")
     finally:
         os.close(dfd)
+
+
+def _in_user_namespace(pid: int, work: Callable[[], object]) -> None:
+    """Run ``work`` in a child that is the root of the user namespace of process ``pid``
+    (a running --userns remap container): what it writes through the idmapped rootfs is
+    owned as the tar says, in the container's ids, as if the container had written it."""
+    from minidock import linux
+    from minidock.errors import MinidockError
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:  # never returns into the caller's stack
+        try:
+            os.close(r)
+            fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            linux.setns(fd, linux.CLONE_NEWUSER, why="write as the container's root")
+            linux.setgroups([])
+            linux.setresgid(0)
+            linux.setresuid(0)
+            work()
+        except BaseException as e:  # forked: reported, then _exit
+            text = e.message if isinstance(e, MinidockError) else str(e)
+            os.write(w, (text or type(e).__name__).encode()[:4000])
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        chunks = []
+        while chunk := os.read(r, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
+    if chunks:
+        raise MinidockError(b"".join(chunks).decode(errors="replace"))

@@ -62,6 +62,7 @@ class CreateOptions:
     ipc: str = ""  # --ipc private|shareable|host|none|container:X
     uts: str = ""  # --uts host
     cgroupns: str = ""  # --cgroupns host|private
+    userns: str = ""  # --userns host|remap
     shm_size: int | None = None  # --shm-size, bytes
     ulimits: list[dict[str, Any]] = field(default_factory=list)  # --ulimit, parsed
     sysctls: dict[str, str] = field(default_factory=dict)  # --sysctl
@@ -189,6 +190,9 @@ def _isolation(opts: CreateOptions) -> dict[str, Any]:
     uts_mode = sharing.check_mode("uts", "UTS", opts.uts, ("", "host"))
     cgroupns = sharing.check_mode("cgroupns", "CGROUP", opts.cgroupns or _cgroupns(),
                                   ("host", "private"))
+    from minidock.engine.spec import remap
+
+    userns = remap.check_mode(opts.userns, opts.privileged, pid_mode, cgroupns)
     if uts_mode == "host" and opts.hostname:
         raise InvalidArgument("Conflicting options: hostname and the UTS mode")
     sharing.check_sysctls(opts.sysctls, ipc_mode, opts.network)
@@ -203,7 +207,7 @@ def _isolation(opts: CreateOptions) -> dict[str, Any]:
             print(f"WARNING: {warning}", file=sys.stderr)
     return {
         "Privileged": opts.privileged, "CgroupnsMode": cgroupns, "IpcMode": ipc_mode,
-        "PidMode": pid_mode, "UTSMode": uts_mode,
+        "PidMode": pid_mode, "UTSMode": uts_mode, "UsernsMode": userns,
         "ShmSize": 67108864 if opts.shm_size is None else opts.shm_size,
         "GroupAdd": list(opts.group_add) or None,
         **({"Sysctls": dict(opts.sysctls)} if opts.sysctls else {}),

@@ -79,9 +79,15 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     bundle = store.bundle_dir(paths, c.id)
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     undo.callback(shutil.rmtree, bundle, True)
-    trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})")
+    idmap = None
+    if c.host_config.get("UsernsMode") != "host":
+        from minidock.engine.spec import remap
+
+        idmap = remap.for_container(c.host_config)
+    trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})"
+               + (", idmapped: --userns remap" if idmap else ""))
     with timing.phase("rootfs mount (overlay)"):
-        rootfs = layers.mount_rw_layer(c.id)
+        rootfs = layers.mount_rw_layer(c.id, idmap=idmap)
     if trace.enabled():
         trace.note(f"from here on <rootfs> stands for {rootfs}")
         trace.alias(rootfs, "<rootfs>")
@@ -94,7 +100,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         undo.callback(release_volumes, paths, c.id)
     try:
         with timing.phase("spec (config.json)"):
-            doc = _build_spec(paths, c, rootfs, console_size if tty else None)
+            doc = _build_spec(paths, c, rootfs, console_size if tty else None, idmap)
     except MinidockError as e:
         _record_failed_start(paths, c, e)
         raise
@@ -375,21 +381,33 @@ def _read_in_root(root: str, path: str) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
 
 
-def _make_workdir(root: str, workdir: str, uid: int, gid: int) -> None:
-    """Docker creates a missing WORKDIR/-w inside the container, owned by its user."""
+def _make_workdir(root: str, workdir: str, uid: int, gid: int, idmap: Any = None) -> None:
+    """Docker creates a missing WORKDIR/-w inside the container, owned by its user. On an
+    idmapped rootfs (--userns remap) as the container's root, with the ids as the mount
+    shows them: the host's root is an id that mount cannot store."""
     from minidock.linux.fs import make_dirs_in_root
 
-    make_dirs_in_root(root, workdir, 0o755, uid, gid)
+    if idmap is None:
+        make_dirs_in_root(root, workdir, 0o755, uid, gid)
+        return
+    from minidock import linux
+
+    def host(ranges: list[tuple[int, int, int]], cid: int) -> int:
+        return next((h + cid - c for c, h, n in ranges if c <= cid < c + n), 65534)
+
+    uids, gids = idmap
+    with linux.fs_ids(host(uids, 0), host(gids, 0), why="create -w in the idmapped rootfs"):
+        make_dirs_in_root(root, workdir, 0o755, host(uids, uid), host(gids, gid))
 
 
-def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int] | None
-                ) -> dict[str, Any]:
+def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int] | None,
+                idmap: Any = None) -> dict[str, Any]:
     cfg = c.config
     user = resolve_user(cfg.get("User") or "0", _read_in_root(rootfs, "/etc/passwd"),
                         _read_in_root(rootfs, "/etc/group"))
     workdir = cfg.get("WorkingDir") or "/"
     if workdir != "/":
-        _make_workdir(rootfs, workdir, user.uid, user.gid)
+        _make_workdir(rootfs, workdir, user.uid, user.gid, idmap)
     env = specgen.merge_env([], cfg.get("Env") or [], cfg["Hostname"], cfg.get("Tty", False),
                             user.home)
     doc = specgen.base_spec(rootfs, [c.path, *c.args], env, workdir, user, cfg["Hostname"],
@@ -446,6 +464,13 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
         from minidock.engine.spec import privileges
 
         options.append(privileges.with_privileged())  # last: no seccomp, whatever the opts
+    if idmap is not None:
+        from minidock.engine.spec import remap
+
+        options.append(remap.with_userns(
+            idmap, (paths.containers, os.path.join(paths.root, "volumes")),
+            host_network=mode == "host",
+            host_ipc=hc.get("IpcMode") == "host"))
     return specgen.build(doc, *options)
 
 

@@ -19,6 +19,7 @@ from minidock.image.reference import validate_digest
 from minidock.image.store.base import CACHE_ID, HEX64, read_text
 from minidock.image.store.images import Images
 from minidock.records import record
+from minidock.storage.overlay2 import IdMap
 
 
 @record(frozen=True)
@@ -170,10 +171,11 @@ class Mounts(Images):
                 undo.pop_all()
             return mount_id
 
-    def mount_rw_layer(self, container_id: str) -> str:
-        """Mount the container's root filesystem; returns the merged path."""
+    def mount_rw_layer(self, container_id: str, idmap: IdMap | None = None) -> str:
+        """Mount the container's root filesystem; returns the merged path. ``idmap``: seen
+        through a user namespace's id mapping (``--userns remap``; overlay2.get)."""
         with self.locked():
-            return self.driver.get(self.get_rw_layer(container_id).mount_id)
+            return self.driver.get(self.get_rw_layer(container_id).mount_id, idmap=idmap)
 
     def unmount_rw_layer(self, container_id: str) -> None:
         """Unmount the container's root filesystem. A container whose rw layer is already
