@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run the cgroup and container integration tests on a real cgroup-v2-only kernel, for hosts
-# whose own layout is v1 or hybrid: boots the project's v2 guest (scripts/v2guest: Debian
+# whose own layout is v1 or hybrid (and --userns remap on Debian 12's 6.1 kernel): boots the project's v2 guest (scripts/v2guest: Debian
 # bookworm, cgroup_no_v1=all) and runs pytest there as root.  Exits with pytest's status (125: the
 # guest did not boot).
 #
@@ -45,7 +45,8 @@ fi
   "tests/integration/test_limits.py::test_parallel_runs_share_the_minidock_parent_cgroup" \
   "tests/integration/test_privileges.py::test_the_default_is_dockers_confinement" \
   "tests/integration/test_privileges.py::test_privileged_gets_everything_the_host_may_grant" \
-  "tests/integration/test_privileges.py::test_the_device_cgroup_refuses_what_is_not_allowed"
+  "tests/integration/test_privileges.py::test_the_device_cgroup_refuses_what_is_not_allowed" \
+  tests/integration/test_userns.py
 
 [ "$(id -u)" = 0 ] || { echo "$0: must run as root (the guest image is built as root)" >&2; exit 2; }
 

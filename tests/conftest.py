@@ -37,6 +37,7 @@ REQUIREMENT_MARKERS = {
     "images": "needs the test images built by scripts/make-test-images",
     "registry": "needs a registry on 127.0.0.1",
     "network": "needs veth, bridges and nftables (the nft command) for minidock's bridge",
+    "idmap": "needs overlayfs over idmapped layers (Linux 5.19+; --userns remap)",
 }
 
 # pytest.StashKey holding the node ids of integration modules skipped at collection
@@ -126,6 +127,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+def have_idmapped_overlay() -> bool:
+    """overlayfs takes idmapped layers since 5.19 (--userns remap's rootfs)."""
+    release = os.uname().release.split("-")[0].split(".")
+    try:
+        return (int(release[0]), int(release[1])) >= (5, 19)
+    except (IndexError, ValueError):
+        return False
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") and not have_root():
         pytest.skip("needs root (euid 0)")
@@ -137,6 +147,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("needs a registry: install docker-registry or set MINIDOCK_TEST_REGISTRY")
     if item.get_closest_marker("network") and not have_network():
         pytest.skip("needs nftables' nft command and root (apt-get install nftables)")
+    if item.get_closest_marker("idmap") and not have_idmapped_overlay():
+        pytest.skip("needs Linux 5.19+ (overlayfs over idmapped layers) for --userns remap")
     # `images` is resolved by the autouse fixture in tests/integration/conftest.py, which builds
     # the tarballs when they are missing.
 

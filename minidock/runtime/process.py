@@ -22,6 +22,11 @@ The sync protocol (two pipes; messages are JSON lines, each well under PIPE_BUF)
   return                                                         blocks until `start`
   start(): open exec.fifo, read ------------------------------->  execve(command)
 
+With a new user namespace (linux.uidMappings), stage 1 first opens the exec fifo, enters
+the rootfs and clones the bind sources while it is still the host's root; after its
+unshare it sends {"userns": 1}, the runtime writes its uid_map and gid_map and answers
+"go", and stage 1 becomes the namespace's root before it forks the init.
+
 Why two forks: unshare(CLONE_NEWPID) moves only the *children* of the caller into the new
 PID namespace, and the runtime's own process must stay where it is.
 

@@ -10,6 +10,11 @@ Runs in the container's init (pid 1 of the new PID namespace) before pivot_root.
     4. /dev nodes and symlinks         the runtime builds /dev itself, never the image's
     5. pivot_root(".", ".")            then detach the old root stacked underneath
     6. masked and read-only paths      over /proc and /sys, after the switch
+
+In a new user namespace (prepare's ``clones``) step 2 is a clone of the rootfs attached on
+top of it (what the namespace inherited is locked), every path is relative to the cwd (the
+rootfs: its host path is not walkable by the namespace's root), bind sources arrive as
+detached mounts, and device nodes are the host's, bound (step 4).
 """
 
 from __future__ import annotations

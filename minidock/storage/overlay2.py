@@ -69,6 +69,7 @@ ID_LENGTH = 26
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _LINK_RE = re.compile(r"^[A-Z2-7]{26}$")
 
+IDMAP_DIR = "idmap"  # <id>/idmap/N: idmapped layers, attached only while the overlay mounts
 OVERLAY_HINT = "overlayfs is not available in this kernel: modprobe overlay"
 IDMAP_HINT = ("--userns remap needs overlayfs over idmapped layers: Linux 5.19 or later, with "
               "the engine's root on a filesystem that supports idmapped mounts (ext4, xfs, "
@@ -216,6 +217,7 @@ class Overlay2Driver:
         if not os.path.lexists(d):
             return
         self._unmount(layer_id)
+        self._drop_idmapped(os.path.join(d, IDMAP_DIR))
         try:
             lid = self._read_link(layer_id)
         except StorageError:
@@ -376,10 +378,11 @@ class Overlay2Driver:
                         idmap: IdMap) -> None:
         """Overlay over idmapped layers (Linux 5.19+ for overlayfs; 5.12+ and a filesystem
         that supports idmapped mounts for the layers): each lower diff and the layer's own
-        dir are cloned as detached mounts seen through the mapping, named in the mount data
-        as /proc/self/fd/N (no path of the host gets a new mount), and the overlay is mounted
-        with the mapped root as its mounter. The clones are closed once the overlay holds
-        them. Nothing on disk is chowned: layers stay shared with every other container."""
+        dir are cloned as mounts seen through the mapping, attached for the moment of the
+        mount under ``<id>/idmap/N`` (overlayfs before 6.15 takes only layers attached in
+        its mounter's namespace), and the overlay is mounted with the mapped root as its
+        mounter. The overlay holds private copies of its layers: the attachments go again at
+        once. Nothing on disk is chowned: layers stay shared with every other container."""
         from minidock.linux import idmap as userns
 
         uids, gids = idmap
@@ -387,29 +390,67 @@ class Overlay2Driver:
         root_gid = next((h for c, h, _ in gids if c == 0), None)
         if root_uid is None or root_gid is None:
             raise StorageError(f"mount layer {layer_id}: the id mapping has no root")
-        with contextlib.ExitStack() as fds:
+        d = self.dir(layer_id)
+        place = os.path.join(d, IDMAP_DIR)
+        self._drop_idmapped(place)  # (a start killed half-way may have left some)
+        os.mkdir(place, 0o700)
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._drop_idmapped, place)
             ns = userns.userns_fd(uids, gids)
-            fds.callback(os.close, ns)
+            undo.callback(os.close, ns)
+            names: list[str] = []
 
-            def clone(path: str) -> str:
+            def attach(path: str) -> str:
+                name = str(len(names))
+                os.mkdir(os.path.join(place, name), 0o700)
                 fd = linux.clone_tree(path, userns_fd=ns,
                                       why="the layer as the container's user namespace sees it")
-                fds.callback(os.close, fd)
-                return f"/proc/self/fd/{fd}"
+                try:
+                    linux.move_mount(fd, os.path.join(place, name),
+                                     why="attached while the overlay is mounted on it")
+                finally:
+                    os.close(fd)
+                names.append(name)
+                return name
 
-            lowers = [clone(os.path.realpath(os.path.join(self.home, p)))
+            lowers = [attach(os.path.realpath(os.path.join(self.home, p)))
                       for p in lower.split(":")]
-            d = self.dir(layer_id)
             if readonly:
-                data = f"{prefix}lowerdir={clone(os.path.join(d, DIFF_DIR))}:{':'.join(lowers)}"
+                data = f"{prefix}lowerdir={attach(os.path.join(d, DIFF_DIR))}:{':'.join(lowers)}"
             else:
-                own = clone(d)
+                own = attach(d)
                 data = (f"{prefix}lowerdir={':'.join(lowers)},upperdir={own}/{DIFF_DIR},"
                         f"workdir={own}/{WORK_DIR}")
-            linux.mount_as(root_uid, root_gid, "overlay", self.merged_path(layer_id),
-                           "overlay", data,
-                           why=f"stack layer {layer_id} on idmapped layers, mounted as the "
-                               "container's root")
+            # relative paths from <id>/idmap: short mount data whatever the depth of the image
+            cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            undo.callback(os.close, cwd)
+            os.chdir(place)
+            try:
+                linux.mount_as(root_uid, root_gid, "overlay", self.merged_path(layer_id),
+                               "overlay", data,
+                               why=f"stack layer {layer_id} on idmapped layers, mounted as "
+                                   "the container's root")
+            finally:
+                os.fchdir(cwd)
+
+    @staticmethod
+    def _drop_idmapped(place: str) -> None:
+        """Detach and remove what _mount_idmapped attached under ``place``."""
+        try:
+            names = os.listdir(place)
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = os.path.join(place, name)
+            # (os.path.ismount cannot tell: a clone of the same filesystem keeps st_dev)
+            try:
+                linux.umount2(path, linux.MNT_DETACH | linux.UMOUNT_NOFOLLOW,
+                              why="the overlay holds its own copy of this layer")
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOENT):
+                    raise StorageError(f"unmount {path}: {_errtext(e)}") from e
+            quietly(os.rmdir, path)
+        quietly(os.rmdir, place)
 
     def _mount_relative(self, data: str, target: str) -> None:
         """mount(2) with paths relative to ``home``, from a child whose cwd is ``home``.

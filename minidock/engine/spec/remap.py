@@ -217,8 +217,9 @@ def with_userns(idmap: IdMap, own_dirs: tuple[str, ...], host_network: bool,
                                                for d in own_dirs):
                 m["uidMappings"], m["gidMappings"] = ranges(uids), ranges(gids)
             elif m.get("type") == "sysfs" and host_network:
+                # (not rbind: the host's cgroup2 under it would refuse the container's own)
                 m.update({"type": "bind", "source": "/sys",
-                          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+                          "options": ["bind", "nosuid", "noexec", "nodev", "ro"]})
             elif m.get("type") == "mqueue" and host_ipc:
                 m.update({"type": "bind", "source": "/dev/mqueue",
                           "options": ["rbind", "nosuid", "noexec", "nodev"]})
