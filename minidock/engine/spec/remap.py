@@ -21,7 +21,6 @@ directory bound with -v is *not* idmapped: it shows the host's owners shifted, a
 from __future__ import annotations
 
 import os
-import subprocess
 
 from minidock.errors import InvalidArgument, MinidockError
 from minidock.storage.overlay2 import IdMap
@@ -184,6 +183,8 @@ def _ensure_default_user() -> None:
 
 
 def _run(argv: list[str], what: str) -> None:
+    import subprocess  # (only when dockremap is made: subprocess loads threading)
+
     try:
         r = subprocess.run(argv, capture_output=True, text=True, check=False)
     except FileNotFoundError:
