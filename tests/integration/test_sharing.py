@@ -51,6 +51,12 @@ def test_joining_another_containers_pid_and_ipc(md, images, detached):
         f"cannot join PID of a non running container: {cid}" in r.stderr
 
 
+def test_exec_gets_the_added_groups_too(md, images, detached):
+    cid = detached("--network", "none", "--group-add", "10", "busybox", "sleep", "300")
+    assert md.run("exec", cid, "id", "-G", check=True).stdout.split() == ["0", "10"]
+    assert "10" in md.run("exec", "-u", "1000", cid, "id", "-G", check=True).stdout.split()
+
+
 def test_ulimits_shm_size_and_groups(md, images):
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     low = min(512, hard)

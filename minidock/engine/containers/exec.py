@@ -105,9 +105,15 @@ def build_process(c: containers.Container, spec: dict[str, Any], opts: ExecOptio
     process = {k: v for k, v in (spec.get("process") or {}).items()
                if k in ("capabilities", "noNewPrivileges", "rlimits", "apparmorProfile",
                         "selinuxLabel", "oomScoreAdj")}
+    gids = list(user.additional_gids)
+    if c.host_config.get("GroupAdd"):  # (Docker's getUser adds them for exec too)
+        from minidock.engine.spec import sharing
+
+        gids += [g for g in sharing.group_ids(c.host_config["GroupAdd"],
+                                              _read_in_root(root, "/etc/group"))
+                 if g not in gids]
     process.update(args=list(opts.args), env=env, cwd=workdir, terminal=opts.tty,
-                   user={"uid": user.uid, "gid": user.gid,
-                         "additionalGids": list(user.additional_gids)})
+                   user={"uid": user.uid, "gid": user.gid, "additionalGids": gids})
     if console:
         process["consoleSize"] = {"height": console[0], "width": console[1]}
     return process
