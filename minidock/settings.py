@@ -35,7 +35,9 @@ What the settings mean, as in Docker (moby registry/config.go, registry/endpoint
   (chains of its own, as Docker 20.10 keeps); unset, nftables unless it is not installed.
 - ``userns-remap``: every container in a user namespace of its own, its root a host uid
   without privileges (Docker's key and lookup; see engine/spec/remap.py). ``run --userns
-  host`` opts out, ``run --userns remap`` opts in without it.
+  host`` opts out, ``run --userns remap`` opts in without it. ``userns-remap-layers``:
+  ``idmapped`` (idmapped layers, where the kernel can, else copies) or ``copy`` (Docker's
+  chowned copies of the layers).
 
 Not to be confused with an image config (the JSON a manifest points to). Loading is lazy and
 pure apart from reading the files; nothing here opens a socket.
@@ -130,6 +132,9 @@ class EngineConfig:
     #: whose /etc/subuid and /etc/subgid ranges every container's ids map to (unless
     #: ``--userns host``); "" for none
     userns_remap: str = ""
+    #: ``userns-remap-layers``: "idmapped" (the default, where the kernel can: else copies)
+    #: or "copy" (chowned copies of the layers under <root>/<uid>.<gid>/, as Docker)
+    userns_remap_layers: str = ""
 
     def is_insecure(self, netloc: str) -> bool:
         """May ``netloc`` be reached over plain HTTP (and TLS without verification)?"""
@@ -213,9 +218,14 @@ def parse_engine_config(
     remap = doc.get("userns-remap") or ""
     if not isinstance(remap, str):
         raise InvalidArgument(f"{source}: userns-remap must be a string such as \"default\"")
+    layers = doc.get("userns-remap-layers") or ""
+    if layers not in ("", "idmapped", "copy"):
+        raise InvalidArgument(f"{source}: userns-remap-layers must be \"idmapped\" or "
+                              f"\"copy\", not {layers!r}")
     return EngineConfig(
         firewall_driver=driver,
         userns_remap=remap.strip(),
+        userns_remap_layers=layers,
         runtimes=runtimes,
         default_runtime=default_runtime.strip(),
         bip=bip.strip(),

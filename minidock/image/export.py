@@ -249,19 +249,22 @@ def _pad(size: int) -> bytes:
     return b"\0" * (-size % tarfile.BLOCKSIZE)
 
 
-def tar_directory(root: str, *, overlay_whiteouts: bool) -> Iterator[bytes]:
+def tar_directory(root: str, *, overlay_whiteouts: bool,
+                  ids: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[bytes]:
     """A tar of the tree at ``root`` (not its root entry), sorted by name, never following links.
 
     ``overlay_whiteouts``: write overlayfs whiteouts (0/0 character devices) as ``.wh.<name>``
     files and an opaque directory's xattr as a ``.wh..wh..opq`` entry, as Docker exports a
     layer's diff. Without it (a container's merged view, which shows no whiteouts) devices are
-    written as devices. Hard links after the first become link entries.
+    written as devices. Hard links after the first become link entries. ``ids``: the owners
+    as the tar should say them (a container's upper dir shifted into a user namespace's
+    range while it runs, storage/shifted.py).
     """
     root_fd = os.open(root, _OPEN_DIR)
     try:
         out = _Chunker()
         seen: dict[tuple[int, int], str] = {}
-        yield from out.feed(_walk(root_fd, "", overlay_whiteouts, seen))
+        yield from out.feed(_walk(root_fd, "", overlay_whiteouts, seen, ids))
         yield from out.feed([b"\0" * (2 * tarfile.BLOCKSIZE)])
         yield from out.flush()
     finally:
@@ -297,18 +300,19 @@ def tar_entry(dfd: int, name: str, arcname: str) -> Iterator[bytes]:
 
 
 def _walk(dfd: int, prefix: str, whiteouts: bool, seen: dict[tuple[int, int], str],
-          ) -> Iterator[bytes]:
+          ids: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[bytes]:
     for name in sorted(os.listdir(dfd), key=os.fsencode):
-        yield from _entry(dfd, name, prefix + name, whiteouts, seen)
+        yield from _entry(dfd, name, prefix + name, whiteouts, seen, ids)
 
 
 def _entry(dfd: int, name: str, path: str, whiteouts: bool,
-           seen: dict[tuple[int, int], str]) -> Iterator[bytes]:
+           seen: dict[tuple[int, int], str],
+           ids: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[bytes]:
     """The entry ``name`` of ``dfd`` as ``path`` in the tar, and what is below it."""
     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     info = tarfile.TarInfo(path)
     info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uid, info.gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
     info.mtime = int(st.st_mtime)
     mode = st.st_mode
     if stat.S_ISCHR(mode) and whiteouts and st.st_rdev == 0:
@@ -328,7 +332,7 @@ def _entry(dfd: int, name: str, path: str, whiteouts: bool,
                 marker.mode = info.mode & 0o777
                 marker.uid, marker.gid, marker.mtime = info.uid, info.gid, info.mtime
                 yield _header(marker)
-            yield from _walk(cfd, path + "/", whiteouts, seen)
+            yield from _walk(cfd, path + "/", whiteouts, seen, ids)
         finally:
             os.close(cfd)
     elif stat.S_ISLNK(mode):
@@ -509,10 +513,11 @@ class _IterReader(io.RawIOBase):
         super().close()
 
 
-def diff_tar_stream(upper: str) -> BinaryIO:
+def diff_tar_stream(upper: str, ids: Callable[[int, int], tuple[int, int]] | None = None
+                    ) -> BinaryIO:
     """A container's changes as a layer tar to read(): the tar of its overlay upper dir with
     whiteouts and opaque directories in the tar conventions (what ``commit`` registers)."""
-    chunks = tar_directory(upper, overlay_whiteouts=True)
+    chunks = tar_directory(upper, overlay_whiteouts=True, ids=ids)
     return cast(BinaryIO, io.BufferedReader(_IterReader(chunks), CHUNK))
 
 

@@ -46,7 +46,9 @@ import shutil
 
 from minidock import linux
 from minidock.errors import InvalidArgument, StorageError, quietly
+from minidock.linux import trace
 from minidock.storage.atomic import atomic_write
+from minidock.storage.shifted import SHIFT_FILE
 
 #: an id mapping for idmapped layers: (uid ranges, gid ranges), each range (container id,
 #: host id, count) as a user namespace's uid_map line
@@ -218,6 +220,7 @@ class Overlay2Driver:
             return
         self._unmount(layer_id)
         self._drop_idmapped(os.path.join(d, IDMAP_DIR))
+        self._remove_copies(layer_id)
         try:
             lid = self._read_link(layer_id)
         except StorageError:
@@ -304,7 +307,8 @@ class Overlay2Driver:
     def is_mounted(self, layer_id: str) -> bool:
         return os.path.ismount(self.merged_path(layer_id))
 
-    def get(self, layer_id: str, volatile: bool = False, idmap: IdMap | None = None) -> str:
+    def get(self, layer_id: str, volatile: bool = False, idmap: IdMap | None = None,
+            copy: bool = False) -> str:
         """Mount the layer (with its lower layers) and return the path of its root.
 
         ``volatile`` (Linux 5.10+) skips the sync of the whole upper filesystem that an
@@ -313,6 +317,8 @@ class Overlay2Driver:
         ``idmap`` (uid and gid mappings, as a user namespace's): every layer is seen through
         an idmapped mount, so a container whose root is host uid 100000 owns what root owns
         on disk, and what it writes lands on disk with its own ids (see _mount_idmapped).
+        Where overlayfs takes no idmapped layers (EINVAL: before 5.19), or with ``copy``,
+        Docker's way instead: chowned copies of the layers (_mount_copied).
         """
         d = self.dir(layer_id)
         if not os.path.isdir(d):
@@ -344,9 +350,12 @@ class Overlay2Driver:
         try:
             with contextlib.ExitStack() as undo:
                 undo.callback(quietly, os.rmdir, merged)
-                if idmap is not None:
-                    self._mount_idmapped(layer_id, lower, readonly, prefix, idmap)
-                elif len(data) <= page - 1:
+                if idmap is not None and not readonly:
+                    self._mount_remapped(layer_id, lower, prefix, idmap, copy)
+                    undo.pop_all()
+                    return merged
+                self._shift_upper(layer_id, None)
+                if len(data) <= page - 1:
                     linux.mount(
                         "overlay", merged, "overlay", 0, data,
                         why=f"stack layer {layer_id} on {len(lower.split(':'))} lower layer(s)",
@@ -433,6 +442,106 @@ class Overlay2Driver:
             finally:
                 os.fchdir(cwd)
 
+    def _mount_remapped(self, layer_id: str, lower: str, prefix: str, idmap: IdMap,
+                        copy: bool) -> None:
+        """A container's rootfs for a user namespace: over idmapped layers where the kernel
+        can, else (or with ``copy``) over chowned copies."""
+        if not copy:
+            self._shift_upper(layer_id, None)
+            try:
+                self._mount_idmapped(layer_id, lower, False, prefix, idmap)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+                    raise
+                trace.note(f"idmapped layers refused ({errno.errorcode.get(e.errno or 0)}): "
+                           "chowned copies instead")
+        self._mount_copied(layer_id, lower, prefix, idmap)
+
+    def remapped_home(self, idmap: IdMap) -> str:
+        """Docker's remapped root for this mapping: ``<root>/<uid>.<gid>/overlay2``."""
+        uids, gids = idmap
+        root_uid = next((h for c, h, _ in uids if c == 0), 0)
+        root_gid = next((h for c, h, _ in gids if c == 0), 0)
+        return os.path.join(os.path.dirname(self.home), f"{root_uid}.{root_gid}", "overlay2")
+
+    def _mount_copied(self, layer_id: str, lower: str, prefix: str, idmap: IdMap) -> None:
+        """Overlay over copies of the lower layers with every owner moved into the mapping
+        (made once per layer and mapping, storage/shifted.py), and the container's own upper
+        dir shifted in place until it is unmounted."""
+        from minidock.storage import shifted
+
+        home = self.remapped_home(idmap)
+        os.makedirs(os.path.join(home, LINK_DIR), 0o700, exist_ok=True)
+        os.chmod(os.path.dirname(home), 0o710)
+        shift = shifted.shift_of(idmap)
+        for entry in lower.split(":"):
+            lid = os.path.basename(entry)
+            target = os.readlink(os.path.join(self.home, LINK_DIR, lid))  # ../<id>/diff
+            lower_id = os.path.basename(os.path.dirname(target))
+            copy_dir = os.path.join(home, self._check_id(lower_id))
+            if not os.path.isdir(os.path.join(copy_dir, DIFF_DIR)):
+                os.makedirs(copy_dir, 0o710, exist_ok=True)
+                trace.note(f"copy layer {lower_id} with its owners moved into the range")
+                shifted.copy_shifted(os.path.join(self.dir(lower_id), DIFF_DIR),
+                                     os.path.join(copy_dir, DIFF_DIR), shift)
+            link = os.path.join(home, LINK_DIR, lid)
+            if not os.path.lexists(link):
+                os.symlink(f"../{lower_id}/{DIFF_DIR}", link)
+        self._shift_upper(layer_id, idmap)
+        d = self.dir(layer_id)
+        data = (f"{prefix}lowerdir={lower},upperdir={os.path.join(d, DIFF_DIR)},"
+                f"workdir={os.path.join(d, WORK_DIR)}")
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.chdir(home)
+            linux.mount("overlay", self.merged_path(layer_id), "overlay", 0, data,
+                        why=f"stack layer {layer_id} on copies of its layers owned by the "
+                            "user namespace's ids")
+        except OSError:
+            self._shift_upper(layer_id, None)
+            raise
+        finally:
+            os.fchdir(cwd)
+            os.close(cwd)
+
+    def _shift_upper(self, layer_id: str, idmap: IdMap | None) -> None:
+        """Make the layer's upper dir hold the ids of ``idmap`` (host ids, for a container
+        running over copies) or, with None, its own. The marker file says which it holds:
+        written before a shift in, removed after a shift back."""
+        from minidock.storage import shifted
+
+        marker = os.path.join(self.dir(layer_id), SHIFT_FILE)
+        current = shifted.read_marker(self.dir(layer_id))
+        if current == idmap:
+            return
+        diff = os.path.join(self.dir(layer_id), DIFF_DIR)
+        if current is not None:
+            shifted.shift_tree(diff, shifted.shift_of(current, back=True))
+            os.unlink(marker)
+        if idmap is not None:
+            import json
+
+            atomic_write(marker, json.dumps([list(idmap[0]), list(idmap[1])]).encode(),
+                         0o600)
+            shifted.shift_tree(diff, shifted.shift_of(idmap))
+
+    def _remove_copies(self, layer_id: str) -> None:
+        """The layer's chowned copies in every remapped root (<root>/<uid>.<gid>/)."""
+        top = os.path.dirname(self.home)
+        for name in os.listdir(top):
+            if not re.fullmatch(r"[0-9]+\.[0-9]+", name):
+                continue
+            home = os.path.join(top, name, "overlay2")
+            copy_dir = os.path.join(home, layer_id)
+            if not os.path.isdir(copy_dir):
+                continue
+            links = os.path.join(home, LINK_DIR)
+            for lid in os.listdir(links) if os.path.isdir(links) else []:
+                if os.readlink(os.path.join(links, lid)) == f"../{layer_id}/{DIFF_DIR}":
+                    os.unlink(os.path.join(links, lid))
+            shutil.rmtree(copy_dir)
+
     @staticmethod
     def _drop_idmapped(place: str) -> None:
         """Detach and remove what _mount_idmapped attached under ``place``."""
@@ -517,3 +626,4 @@ class Overlay2Driver:
         if self._read_lower(layer_id) is None:
             return  # base layer: get() mounted nothing
         self._unmount(layer_id)
+        self._shift_upper(layer_id, None)  # (a container that ran over chowned copies)

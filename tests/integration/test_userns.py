@@ -10,6 +10,7 @@ import os
 import pwd
 import subprocess
 
+import helpers
 import pytest
 
 pytestmark = [pytest.mark.root, pytest.mark.overlay, pytest.mark.cgroup, pytest.mark.images,
@@ -188,3 +189,53 @@ def test_bad_userns_values_are_refused(md, images):
     r = md.run("run", "--rm", "--userns", "remap", "--pid", "host", "busybox", "true")
     assert r.returncode == 125 and "--pid=host needs --userns=host" in r.stderr
     assert md.run("ps", "-aq").stdout.strip() == ""  # nothing half-created
+
+
+def test_chowned_copies_where_idmapped_layers_are_not_used(md, images, detached, tmp_path,
+                                                           monkeypatch):
+    """Docker's way (and the way on kernels before 5.19): the layers copied under
+    <root>/<uid>.<gid>/overlay2 with their owners in the range; the container's upper dir
+    shifted while it runs, back when it stops; commit of a running one says its own ids."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.json").write_text(
+        '{"userns-remap": "default", "userns-remap-layers": "copy"}\n')
+    monkeypatch.setenv("MINIDOCK_CONFIG_DIR", str(config))
+    cid = detached("--network", "none", "busybox", "sh", "-c",
+                   "touch /w && chown 7:8 /w && touch /ready && sleep 300")
+    start, gstart = _range_start(), _range_start("/etc/subgid")
+    md.run("exec", cid, "sh", "-c", "while [ ! -e /ready ]; do sleep 0.05; done", check=True)
+    out = md.run("exec", cid, "sh", "-c", "id -u; stat -c %u:%g / /bin/sh /w",
+                 check=True).stdout.split()
+    assert out == ["0", "0:0", "0:0", "7:8"]
+    remapped = os.path.join(md.root, f"{start}.{gstart}", "overlay2")
+    image_layers = [d for d in os.listdir(remapped) if d != "l" and not d.endswith("-init")]
+    assert image_layers, os.listdir(remapped)
+    busybox = os.path.join(remapped, image_layers[0], "diff", "bin", "busybox")
+    assert (os.stat(busybox).st_uid, os.stat(busybox).st_gid) == (start, gstart)
+    upper = md.run("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", cid,
+                   check=True).stdout.strip()
+    assert os.stat(os.path.join(upper, "w")).st_uid == start + 7  # while it runs
+    assert os.path.exists(os.path.join(os.path.dirname(upper), "userns-shift"))
+    exported = subprocess.run(md.argv("export", cid), capture_output=True, check=True).stdout
+    listing = subprocess.run(["tar", "--numeric-owner", "-tvf", "-"], input=exported,
+                             capture_output=True, check=True).stdout.decode().splitlines()
+    assert next(line for line in listing if line.endswith(" w")).split()[1] == "7/8"
+    assert next(line for line in listing if line.endswith(" bin/busybox")).split()[1] == "0/0"
+    md.run("commit", cid, "copied:1", check=True)  # running: the tar says its own ids
+    try:
+        r = md.run("run", "--rm", "--userns", "host", "--network", "none", "copied:1",
+                   "stat", "-c", "%u:%g", "/w", check=True)
+        assert r.stdout.split() == ["7:8"]
+        md.run("stop", "-t", "0", cid, check=True)
+        marker = os.path.join(os.path.dirname(upper), "userns-shift")
+        assert helpers.wait_for(lambda: not os.path.exists(marker), 10)  # gone after the shift
+        assert os.stat(os.path.join(upper, "w")).st_uid == 7  # shifted back when stopped
+        # a copy is made once per layer; removing the layer removes its copies
+        before = set(os.listdir(remapped))
+        md.run("run", "--rm", "--network", "none", "copied:1", "true", check=True)
+        made = set(os.listdir(remapped)) - before
+        assert len(made) == 1  # copied:1's own layer (each run's -init copy goes with it)
+    finally:
+        md.run("rmi", "copied:1")
+    assert set(os.listdir(remapped)) == before

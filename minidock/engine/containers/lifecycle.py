@@ -79,15 +79,16 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     bundle = store.bundle_dir(paths, c.id)
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     undo.callback(shutil.rmtree, bundle, True)
-    idmap = None
+    idmap, copy = None, False
     if c.host_config.get("UsernsMode") != "host":
         from minidock.engine.spec import remap
 
         idmap = remap.for_container(c.host_config)
+        copy = idmap is not None and remap.copied_layers()
     trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})"
                + (", idmapped: --userns remap" if idmap else ""))
     with timing.phase("rootfs mount (overlay)"):
-        rootfs = layers.mount_rw_layer(c.id, idmap=idmap)
+        rootfs = layers.mount_rw_layer(c.id, idmap=idmap, copy=copy)
     if trace.enabled():
         trace.note(f"from here on <rootfs> stands for {rootfs}")
         trace.alias(rootfs, "<rootfs>")

@@ -165,7 +165,9 @@ def _commit_locked(paths: Paths, cid: str, ref: Any, config: dict[str, Any],
         with store.locked(), ExitStack() as undo:
             diff_id = None
             if os.listdir(upper):
-                with diff_tar_stream(upper) as stream:
+                from minidock.storage.shifted import back_shift
+
+                with diff_tar_stream(upper, back_shift(upper)) as stream:
                     layer = store.register_layer(stream, parent_chain)
                 undo.callback(store.release_layer, layer.chain_id)
                 diff_id = layer.diff_id

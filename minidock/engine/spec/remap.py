@@ -14,7 +14,9 @@ What differs from Docker: Docker gives a remapped daemon a second root
 (/var/lib/docker/100000.100000) with every layer unpacked again and chowned. minidock keeps
 one store: the container's layers are seen through idmapped mounts (storage/overlay2.py),
 so disk keeps the container's own ids and commit, cp and export need no translation. So do
-the container's hostname, hosts and resolv.conf and its volumes (idmapped binds). A host
+the container's hostname, hosts and resolv.conf and its volumes (idmapped binds). Where
+overlayfs takes no idmapped layers (before 5.19), or with ``"userns-remap-layers": "copy"``,
+it is Docker's way after all: chowned copies under <root>/<uid>.<gid>/ (storage/shifted.py). A host
 directory bound with -v is *not* idmapped: it shows the host's owners shifted, as in Docker.
 """
 
@@ -67,6 +69,14 @@ def configured() -> str:
     from minidock.settings import load_engine_config
 
     return load_engine_config().userns_remap
+
+
+def copied_layers() -> bool:
+    """config.json's userns-remap-layers is "copy": chowned copies even where idmapped
+    layers would work."""
+    from minidock.settings import load_engine_config
+
+    return load_engine_config().userns_remap_layers == "copy"
 
 
 def wanted(mode: str) -> bool:

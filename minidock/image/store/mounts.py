@@ -171,11 +171,14 @@ class Mounts(Images):
                 undo.pop_all()
             return mount_id
 
-    def mount_rw_layer(self, container_id: str, idmap: IdMap | None = None) -> str:
+    def mount_rw_layer(self, container_id: str, idmap: IdMap | None = None,
+                       copy: bool = False) -> str:
         """Mount the container's root filesystem; returns the merged path. ``idmap``: seen
-        through a user namespace's id mapping (``--userns remap``; overlay2.get)."""
+        through a user namespace's id mapping (``--userns remap``; overlay2.get), over
+        chowned copies of the layers with ``copy``."""
         with self.locked():
-            return self.driver.get(self.get_rw_layer(container_id).mount_id, idmap=idmap)
+            return self.driver.get(self.get_rw_layer(container_id).mount_id, idmap=idmap,
+                                   copy=copy)
 
     def unmount_rw_layer(self, container_id: str) -> None:
         """Unmount the container's root filesystem. A container whose rw layer is already
