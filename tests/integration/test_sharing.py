@@ -36,19 +36,50 @@ def test_pid_ipc_and_uts_of_the_host(md, images):
 
 
 def test_joining_another_containers_pid_and_ipc(md, images, detached):
-    cid = detached("--name", "sharer", "--network", "none", "--ipc", "shareable", "busybox",
-                   "sleep", "300")
+    cid = detached("--name", "sharer", "--network", "none", "--ipc", "shareable",
+                   "--shm-size", "32m", "busybox", "sh", "-c",
+                   "echo from-the-donor > /dev/shm/note; sleep 300")
+    md.run("exec", cid, "sh", "-c", "while [ ! -s /dev/shm/note ]; do sleep 0.05; done",
+           check=True)
     out = inside(md, "--pid", "container:sharer", "--ipc", "container:sharer", "busybox",
-                 "sh", "-c", "ps -o comm; readlink /proc/self/ns/ipc")
+                 "sh", "-c", "ps -o comm; cat /dev/shm/note; grep ' /dev/shm ' /proc/mounts; "
+                 "readlink /proc/self/ns/ipc")
     pid = md.run("inspect", "-f", "{{.State.Pid}}", cid, check=True).stdout.strip()
     assert "sleep" in out.split() and out.split()[-1] == os.readlink(f"/proc/{pid}/ns/ipc")
+    assert "from-the-donor" in out and "size=32768k" in out  # the donor's own /dev/shm
+    shm = os.path.join(md.root, "containers", cid, "mounts", "shm")  # Docker's place for it
+    assert os.path.ismount(shm) and os.path.exists(os.path.join(shm, "note"))
+    plain = detached("--network", "none", "busybox", "sleep", "300")
+    r = md.run("run", "--rm", "--network", "none", "--ipc", f"container:{plain}", "busybox",
+               "true")
+    assert r.returncode == 125 and f"can't join IPC of container {plain}: non-shareable IPC " \
+        "(hint: use IpcMode:shareable for the donor container)" in r.stderr
     hc = json.loads(md.run("inspect", "-f", "{{json .HostConfig}}", cid, check=True).stdout)
     assert hc["IpcMode"] == "shareable"
     md.run("stop", "-t", "0", cid)
+    assert not os.path.exists(shm)  # unmounted and removed with the run
     r = md.run("run", "--rm", "--network", "none", "--pid", "container:sharer", "busybox",
                "true")
     assert r.returncode == 125 and \
         f"cannot join PID of a non running container: {cid}" in r.stderr
+
+
+def test_ipc_none_and_a_private_cgroup_namespace(md, images):
+    own = os.readlink("/proc/self/ns/ipc")
+    out = inside(md, "--ipc", "none", "busybox", "sh", "-c",
+                 "grep -c ' /dev/shm ' /proc/mounts; readlink /proc/self/ns/ipc").split()
+    assert out[0] == "0" and out[1] != own  # its own IPC namespace, and no /dev/shm (Docker)
+    host_ns = os.readlink("/proc/self/ns/cgroup")
+    private = inside(md, "--cgroupns", "private", "busybox", "sh", "-c",
+                     "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup").split()
+    assert private[0] != host_ns
+    assert all(line.endswith(":/") for line in private[1:])  # its cgroup is its root
+    shared = inside(md, "--cgroupns", "host", "busybox", "sh", "-c",
+                    "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup").split()
+    assert shared[0] == host_ns
+    assert all("/minidock/" in line for line in shared[1:] if not line.startswith("0::"))
+    r = md.run("run", "--rm", "--cgroupns", "bogus", "busybox", "true")
+    assert r.returncode == 125 and "--cgroupns: invalid CGROUP mode" in r.stderr
 
 
 def test_exec_gets_the_added_groups_too(md, images, detached):

@@ -95,6 +95,7 @@ if TYPE_CHECKING:
         resolve,
         restart_marker,
         runtime_of,
+        unmount_shm,
         users_of_image,
         users_of_volume,
     )
@@ -120,6 +121,7 @@ _HOMES = {
     "ID_RE": _STORE,
     "NAME_RE": _STORE,
     "all_ids": _STORE,
+    "unmount_shm": _STORE,
     "attach_socket": _STORE,
     "bundle_dir": _STORE,
     "cgroups_path": _STORE,
@@ -203,6 +205,7 @@ __all__ = [
     "runtime_of",
     "start",
     "stop",
+    "unmount_shm",
     "unpause",
     "update_limits",
     "users_of_image",

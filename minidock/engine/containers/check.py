@@ -12,6 +12,7 @@ compared with what should exist:
     a record that says running/paused    its monitor lives                record the exit (255)
     a record in removing/dead            rm runs                          remove it
     overlay2/<id>/merged mounted         its container is live            unmount
+    containers/<id>/mounts/shm mounted   its container is live            unmount
     cgroup /minidock/<id>                its container is live            kill what is left, rmdir
     <run-root>/runtime*/<id>             its container is live            kill the init, delete
       (runtime/ is minidock's; runtime-<name>/ each other runtime's, asked through it)
@@ -190,7 +191,16 @@ def _check_mounts(paths: Paths, creating: bool) -> list[Finding]:
     store = ct.image_store(paths)
     found = []
     home = paths.overlay2.rstrip("/") + "/"
+    containers = paths.containers.rstrip("/") + "/"
     for point in mount_points(paths.root):
+        if point.startswith(containers) and point.endswith("/mounts/shm"):
+            cid = point[len(containers):].split("/", 1)[0]  # an --ipc shareable /dev/shm
+            if not _live(paths, cid):
+                found.append(Finding("MOUNT", point, f"mounted, but container {cid[:12]} is "
+                                     "not running",
+                                     partial(ct.unmount_shm, cid, os.path.dirname(
+                                         os.path.dirname(point))), cid))
+            continue
         rel = point[len(home):] if point.startswith(home) else ""
         layer_id, _, rest = rel.partition("/")
         cid = owners.get(layer_id, "")

@@ -95,6 +95,8 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         trace.alias(c.id, c.short_id)
     undo.callback(layers.unmount_rw_layer, c.id)
     tty = bool(c.config.get("Tty"))
+    if c.host_config.get("IpcMode") == "shareable":
+        _mount_shm(c, undo)
     if c.mount_points:  # (a type/device/o volume gets mounted by the spec's build)
         from minidock.engine.containers.mounts import release_volumes
 
@@ -168,6 +170,20 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
         store.save(paths, c)
     trace.note(f"container {c.short_id} started: init is host pid {st.pid}")
     return launched
+
+
+def _mount_shm(c: Container, undo: ExitStack) -> None:
+    """--ipc shareable: /dev/shm is a tmpfs the engine mounts on the host (Docker's
+    containers/<id>/mounts/shm), so a container that joins this one's IPC namespace can be
+    given the same /dev/shm. Unmounted when the container's run is released."""
+    from minidock import linux
+
+    shm = store.shm_dir(c)
+    os.makedirs(shm, 0o700, exist_ok=True)
+    size = int(c.host_config.get("ShmSize") or 67108864)
+    linux.mount("shm", shm, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                f"mode=1777,size={size}", why="--ipc shareable: a /dev/shm others may join")
+    undo.callback(store.unmount_shm, c.id, c.dir)
 
 
 def lock_for_start(paths: Paths, ref: str, undo: ExitStack
@@ -491,9 +507,21 @@ def _sharing(paths: Paths, c: Container, rootfs: str) -> list[specgen.SpecOption
             if not other.state.running:
                 raise Conflict(f"cannot join {what} of a non running container: {other.id}")
             out.append(sharing.with_namespace(kind, f"/proc/{other.state.pid}/ns/{kind}"))
+            if kind == "ipc":  # and its /dev/shm, which only a shareable one has on the host
+                donor_shm = store.shm_dir(other)
+                if not os.path.ismount(donor_shm):
+                    raise Conflict(f"can't join IPC of container {other.id}: non-shareable IPC "
+                                   "(hint: use IpcMode:shareable for the donor container)")
+                out.append(sharing.with_shm_from(donor_shm))
     ipc = str(hc.get("IpcMode") or "")
+    if ipc == "shareable":  # (mounted by launch)
+        out.append(sharing.with_shm_from(store.shm_dir(c)))
     shm = int(hc.get("ShmSize") or 67108864)
-    if ipc == "host" or shm != 67108864:
+    if ipc == "none":  # Docker: an IPC namespace of its own and no /dev/shm at all
+        out.append(sharing.without_shm())
+    elif ipc == "shareable" or ipc.startswith("container:"):
+        pass
+    elif ipc == "host" or shm != 67108864:
         out.append(sharing.with_shm(shm, host=ipc == "host"))
     if hc.get("Ulimits"):
         out.append(sharing.with_rlimits(hc["Ulimits"]))

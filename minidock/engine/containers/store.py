@@ -21,6 +21,7 @@ whose watcher died; :func:`minidock.engine.containers.get` is the read that make
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -78,6 +79,28 @@ def mounted_rootfs(paths: Paths, cid: str) -> Iterator[str]:
         finally:
             if not mounted_before:
                 store.unmount_rw_layer(cid)
+
+
+def shm_dir(c: Container) -> str:
+    """Docker's containers/<id>/mounts/shm: the /dev/shm tmpfs of an --ipc shareable one."""
+    return os.path.join(c.dir, "mounts", "shm")
+
+
+def unmount_shm(cid: str, cdir: str) -> None:
+    """Unmount (if mounted) and remove a container's mounts/shm."""
+    from minidock import linux
+
+    shm = os.path.join(cdir, "mounts", "shm")
+    try:
+        linux.umount2(shm, linux.MNT_DETACH, why="the shareable /dev/shm of " + cid[:12])
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+    for d in (shm, os.path.dirname(shm)):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def save(paths: Paths, c: Container, host_config: bool = False) -> None:

@@ -105,6 +105,23 @@ def with_shm(size: int, host: bool) -> SpecOption:
     return apply
 
 
+def with_shm_from(source: str) -> SpecOption:
+    """/dev/shm bound from a tmpfs on the host (--ipc shareable, or a donor's for
+    --ipc container:X), as Docker binds containers/<id>/mounts/shm."""
+    def apply(spec: dict[str, Any]) -> None:
+        for m in spec["mounts"]:
+            if m["destination"] == "/dev/shm":
+                m.update({"type": "bind", "source": source, "options": ["rbind", "rprivate"]})
+    return apply
+
+
+def without_shm() -> SpecOption:
+    """--ipc none: no /dev/shm mount (the image's directory, if any, stays as it is)."""
+    def apply(spec: dict[str, Any]) -> None:
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/dev/shm"]
+    return apply
+
+
 def with_rlimits(ulimits: list[dict[str, Any]]) -> SpecOption:
     def apply(spec: dict[str, Any]) -> None:
         spec["process"]["rlimits"] = [{"type": f"RLIMIT_{u['Name'].upper()}",
