@@ -89,3 +89,15 @@ def read_text(path: str = SELF) -> str:
 def read(path: str = SELF) -> list[Mount]:
     """The mounts of this process's mount namespace (or of ``path``'s process)."""
     return parse(read_text(path))
+
+
+def mount_of(path: str, mounts: list[Mount] | None = None) -> Mount | None:
+    """The mount ``path`` (absolute, symlinks resolved) is on: the deepest mount point at or
+    above it, the last one mounted where several are stacked."""
+    best = None
+    for m in read() if mounts is None else mounts:
+        point = m.mount_point
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best.mount_point)):
+            best = m
+    return best

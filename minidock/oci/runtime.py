@@ -241,7 +241,7 @@ class Linux:
     readonly_paths: list[str] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     device_rules: list[DeviceRule] = field(default_factory=list)
-    rootfs_propagation: str = "private"
+    rootfs_propagation: str = ""
     seccomp: Seccomp | None = None
     resources: Resources = field(default_factory=Resources)
     sysctl: dict[str, str] = field(default_factory=dict)
@@ -353,7 +353,7 @@ def parse(doc: Any) -> Spec:
         readonly_paths=_strlist(lx, "readonlyPaths", "linux"),
         devices=devices,
         device_rules=rules,
-        rootfs_propagation=lx.get("rootfsPropagation") or "private",
+        rootfs_propagation=lx.get("rootfsPropagation") or "",
         seccomp=_seccomp(lx["seccomp"]) if lx.get("seccomp") is not None else None,
         resources=_resources(res),
         sysctl=_sysctl(lx.get("sysctl")),

@@ -314,8 +314,15 @@ def pivot(root: str) -> None:
     with MNT_DETACH then removes the old root from this namespace (the trick runc and
     lxc use), so no host path stays reachable from the container.
     """
-    linux.chdir(root, why="enter the new root")
-    linux.pivot_root(".", ".", why="make the rootfs the new / of this mount namespace")
+    old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        linux.chdir(root, why="enter the new root")
+        linux.pivot_root(".", ".", why="make the rootfs the new / of this mount namespace")
+        # "." is still the new root (covered by the old one): step onto the old root itself,
+        # so that only its mounts turn slave, not the container's (rshared binds stay so).
+        trace.step("fchdir(old root)", lambda: os.fchdir(old_root), "onto the old root")
+    finally:
+        os.close(old_root)
     linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC, None,
                 why="keep the unmount of the old root from propagating anywhere")
     linux.umount2(".", linux.MNT_DETACH, why="detach the old root (the host's /)")
@@ -347,6 +354,29 @@ def readonly_paths(paths: Iterable[str]) -> None:
                     | linux.MS_NODEV | linux.MS_NOEXEC, None, why=f"{p} read-only")
 
 
+#: linux.rootfsPropagation -> the flags for "/" ("": minidock's default, every mount private;
+#: runc's is rslave, which differs only in host mounts appearing under binds)
+_ROOT_PROPAGATION = {
+    "": linux.MS_REC | linux.MS_PRIVATE,
+    "private": linux.MS_PRIVATE, "rprivate": linux.MS_REC | linux.MS_PRIVATE,
+    "slave": linux.MS_SLAVE, "rslave": linux.MS_REC | linux.MS_SLAVE,
+    "shared": linux.MS_SHARED, "rshared": linux.MS_REC | linux.MS_SHARED,
+    "unbindable": linux.MS_UNBINDABLE, "runbindable": linux.MS_REC | linux.MS_UNBINDABLE,
+}
+
+
+def _private_parent(rootfs: str) -> None:
+    """Make the mount the rootfs is on private if it is shared (runc does the same): binding
+    the rootfs onto itself would otherwise propagate to the host, and pivot_root refuses a
+    new root whose parent mount is shared."""
+    from minidock.linux import mountinfo
+
+    best = mountinfo.mount_of(os.path.realpath(rootfs) if rootfs != "." else os.getcwd())
+    if best is not None and any(o.startswith("shared:") for o in best.optional):
+        linux.mount(None, best.mount_point, None, linux.MS_PRIVATE, None,
+                    why="the rootfs's own mount private: its bind must not reach the host")
+
+
 def clone_bind_sources(spec: Spec, userns_fds: dict[int, int]) -> dict[int, int]:
     """Before a user namespace: every bind source as a detached mount (by spec.mounts
     index), idmapped where ``userns_fds`` has a namespace for that mount. Made while the
@@ -368,8 +398,17 @@ def prepare(spec: Spec, cgroup_dirs: dict[str, str] | None,
     for :func:`pivot`. ``clones`` (clone_bind_sources) means a new user namespace: the cwd
     is the rootfs, entered by stage 1 while it could still walk the host path there, and
     every path below is taken relative to it."""
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE, None,
-                why="make every mount private: nothing done here reaches the host")
+    flag = _ROOT_PROPAGATION.get(spec.linux.rootfs_propagation)
+    if flag is None:
+        raise OSError(errno.EINVAL, "invalid linux.rootfsPropagation",
+                      spec.linux.rootfs_propagation)
+    linux.mount(None, "/", None, flag, None,
+                why="make every mount private: nothing done here reaches the host"
+                if flag == linux.MS_REC | linux.MS_PRIVATE else
+                f"linux.rootfsPropagation {spec.linux.rootfs_propagation}: mounts stay tied "
+                "to the host's")
+    if flag != linux.MS_REC | linux.MS_PRIVATE:
+        _private_parent(spec.root_path if clones is None else ".")
     if clones is None:
         root = os.path.realpath(spec.root_path)
         linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC, None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -235,3 +236,53 @@ def test_a_volume_with_the_local_drivers_options_is_mounted_while_used(md, image
             assert r.returncode == 1 and r.stderr == f"Error response from daemon: {message}\n"
     finally:
         md.run("volume", "rm", "-f", "tv")
+
+
+@pytest.fixture
+def propagation_dirs(tmp_path):
+    """Two tmpfs mounts, one made shared (as systemd makes /) and one private, unmounted with
+    all below them after."""
+    made = []
+    try:
+        for name, how in (("shared", "--make-shared"), ("private", "--make-private")):
+            d = tmp_path / name
+            d.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "mdprop", str(d)], check=True)
+            made.append(d)
+            subprocess.run(["mount", how, str(d)], check=True)
+        yield made[0], made[1]
+    finally:
+        for d in made:
+            subprocess.run(["umount", "-R", str(d)], check=False)
+
+
+def test_bind_propagation_as_docker(md, images, detached, propagation_dirs):
+    """rshared: mounts go both ways; rslave: from the host in only; rprivate (the default):
+    neither. Docker's refusals for a source that is not shared (or slave)."""
+    shared_dir, private = propagation_dirs
+    results = {}
+    for mode in ("rshared", "rslave", "rprivate"):
+        for d in ("in", "out"):
+            (shared_dir / mode / d).mkdir(parents=True)
+        cid = detached("--privileged", "--network", "none", "-v",
+                       f"{shared_dir / mode}:/p:{mode}", "busybox", "sh", "-c",
+                       "mount -t tmpfs inside /p/in && touch /p/in/made-inside /ready; "
+                       "sleep 300")
+        md.run("exec", cid, "sh", "-c", "while [ ! -e /ready ]; do sleep 0.05; done",
+               check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "outside", str(shared_dir / mode / "out")],
+                       check=True)
+        inside = md.run("exec", cid, "grep", "-c", " /p/out ", "/proc/self/mountinfo").stdout
+        results[mode] = ((shared_dir / mode / "in" / "made-inside").exists(),
+                         inside.strip() == "1")
+        md.run("rm", "-f", cid, check=True)
+    assert results == {"rshared": (True, True), "rslave": (False, True),
+                       "rprivate": (False, False)}
+    r = md.run("run", "--rm", "--network", "none", "-v", f"{private}:/p:rshared", "busybox",
+               "true")
+    assert r.returncode == 125 and f"path {private} is mounted on {private} but it is not a " \
+        "shared mount" in r.stderr, r.stderr
+    r = md.run("run", "--rm", "--network", "none", "--mount",
+               f"type=bind,source={private},target=/p,bind-propagation=rslave", "busybox",
+               "true")
+    assert r.returncode == 125 and "but it is not a shared or slave mount" in r.stderr

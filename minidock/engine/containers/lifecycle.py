@@ -453,8 +453,11 @@ def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int
     if c.mount_points or c.host_config.get("Tmpfs"):
         from minidock.engine.containers import mounts
 
-        options.append(specgen.with_mounts(mounts.for_start(
-            c.mount_points, c.host_config.get("Tmpfs"), rootfs, paths)))
+        extra = mounts.for_start(c.mount_points, c.host_config.get("Tmpfs"), rootfs, paths)
+        options.append(specgen.with_mounts(extra))
+        propagation = mounts.root_propagation(extra)
+        if propagation:
+            options.append(specgen.with_root_propagation(propagation))
     if c.host_config.get("Init"):
         from minidock.engine.containers.monitor import init_binary
 

@@ -315,6 +315,35 @@ def for_start(points: dict[str, dict[str, Any]], tmpfs: dict[str, str] | None,
     return sorted(out, key=lambda m: m["destination"].rstrip("/").count("/"))
 
 
+def root_propagation(mounts: list[dict[str, Any]]) -> str:
+    """linux.rootfsPropagation for these OCI mounts, and Docker's checks of their sources
+    (daemon/oci_linux.go): a [r]shared bind needs a shared source mount and makes the root
+    "shared"; a [r]slave one needs a shared or slave source and makes it "rslave" (unless
+    already shared). "" when no bind asks for either (the runtime's default)."""
+    wanted = ""
+    for m in mounts:
+        if m.get("type") != "bind":
+            continue
+        opts = set(m.get("options") or ())
+        if opts & {"shared", "rshared"}:
+            _source_propagation(str(m["source"]), ("shared:",), "a shared mount")
+            wanted = "shared"
+        elif opts & {"slave", "rslave"}:
+            _source_propagation(str(m["source"]), ("shared:", "master:"),
+                                "a shared or slave mount")
+            wanted = wanted or "rslave"
+    return wanted
+
+
+def _source_propagation(source: str, tags: tuple[str, ...], what: str) -> None:
+    from minidock.linux import mountinfo
+
+    best = mountinfo.mount_of(os.path.realpath(source))
+    if best is None or not any(o.startswith(tags) for o in best.optional):
+        where = best.mount_point if best else "?"
+        raise InvalidArgument(f"path {source} is mounted on {where} but it is not {what}")
+
+
 def release_volumes(paths: Paths, cid: str) -> None:
     """A run ended: the devices of type/device/o volumes no other running container uses are
     unmounted (Docker's local driver counts its users the same way)."""

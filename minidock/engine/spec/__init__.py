@@ -40,6 +40,7 @@ from minidock.engine.spec.generate import (
     with_no_new_privileges,
     with_readonly_rootfs,
     with_resources,
+    with_root_propagation,
     with_seccomp,
     with_security_opts,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "with_no_new_privileges",
     "with_readonly_rootfs",
     "with_resources",
+    "with_root_propagation",
     "with_seccomp",
     "with_security_opts",
 ]

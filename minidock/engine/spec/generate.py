@@ -189,6 +189,14 @@ def with_mounts(mounts: list[dict[str, Any]]) -> SpecOption:
     return apply
 
 
+def with_root_propagation(value: str) -> SpecOption:
+    """linux.rootfsPropagation: how the container's mounts stay tied to the host's
+    ("shared" for an rshared volume, "rslave" for an rslave one)."""
+    def apply(spec: dict[str, Any]) -> None:
+        spec["linux"]["rootfsPropagation"] = value
+    return apply
+
+
 INIT_PATH = "/sbin/docker-init"  # where Docker puts its init (tini) in a container
 
 
