@@ -152,17 +152,14 @@ def driver() -> str:
 def apply(bridges: Sequence[tuple[str, str, bool]], forwards: Iterable[Forward] = ()) -> None:
     """Make the firewall what it should be for these bridges, through the driver in use (when
     the driver changed, the other one's rules go once the new ones are in place)."""
-    from minidock.settings import load_engine_config
-
     forwards = list(forwards)
-    used = load_engine_config().firewall_driver
-    if used != "iptables" and _apply_nft(bridges, forwards, required=used == "nftables"):
-        used = "nftables"
+    used = driver()  # (the one decision: present() and describe() ask it too)
+    if used == "nftables":
+        _apply_nft(bridges, forwards)
     else:
         from minidock.net import iptables
 
         iptables.apply(bridges, forwards)
-        used = "iptables"
     _switch(used)
     with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
         if f.read().strip() != "1":
@@ -200,19 +197,15 @@ def _switch(used: str) -> None:
     os.replace(DRIVER_FILE + ".tmp", DRIVER_FILE)
 
 
-def _apply_nft(bridges: Sequence[tuple[str, str, bool]], forwards: list[Forward],
-               required: bool) -> bool:
+def _apply_nft(bridges: Sequence[tuple[str, str, bool]], forwards: list[Forward]) -> None:
     """Make the table what it should be; a table that already is stays untouched (replacing
-    rules costs the kernel an RCU grace period, ~15 ms, on every container start). False
-    when nftables is not installed (neither libnftables nor nft) and not ``required``."""
+    rules costs the kernel an RCU grace period, ~15 ms, on every container start)."""
     text = ruleset(bridges, forwards)
     why = "minidock's nft table, replaced whole in one transaction"
     try:
         listed = linux.nft_run(f"list table ip {TABLE}\n", why="is the table as it should be?")
     except OSError:
         listed = ""  # no such table yet
-    if listed is None and not required and shutil.which("nft") is None:
-        return False  # no nftables here
     names = ", ".join(b[0] for b in bridges)
     if listed is not None and _canonical(listed) == _canonical(text):
         trace.note(f"table ip {TABLE} already holds the NAT rules of {names} and the "
@@ -225,7 +218,6 @@ def _apply_nft(bridges: Sequence[tuple[str, str, bool]], forwards: list[Forward]
             raise MinidockError(f"apply nft table ip {TABLE}: {e.strerror}") from None
         if not done:
             _nft_program(text)
-    return True
 
 
 MARK = "minidock"
