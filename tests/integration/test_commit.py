@@ -267,9 +267,9 @@ def test_commit_freezes_a_running_container_while_it_reads_its_layer(md, images,
         seen: list[bool] = []
         real = committing.diff_tar_stream
 
-        def spy(path: str):
+        def spy(path: str, ids=None):
             seen.append(helpers.freezer_says_frozen(cid))
-            return real(path)
+            return real(path, ids)
 
         monkeypatch.setattr(committing, "diff_tar_stream", spy)
         paths = Paths(md.root, md.run_root)
