@@ -90,7 +90,7 @@ def secure_join(root: str, path: str) -> str:
     ``..`` stops at root), like a chroot would. Components that do not exist are kept
     as they are, so the result can be created afterwards.
     """
-    if root != ".":  # (".": the cwd is the rootfs; see prepare_in_userns)
+    if root != ".":  # (".": the cwd is the rootfs, in a user namespace; see prepare)
         root = os.path.realpath(root)
     parts = [p for p in path.split("/") if p not in ("", ".")]
     resolved: list[str] = []
