@@ -290,11 +290,13 @@ class _Chunker:
             self._size = 0
 
 
-def tar_entry(dfd: int, name: str, arcname: str) -> Iterator[bytes]:
+def tar_entry(dfd: int, name: str, arcname: str,
+              ids: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[bytes]:
     """A tar of the entry ``name`` of the directory fd ``dfd`` (a directory with everything
-    below it), named ``arcname`` in the tar, never following links (``docker cp ... -``)."""
+    below it), named ``arcname`` in the tar, never following links (``docker cp ... -``);
+    ``ids`` as tar_directory's."""
     out = _Chunker()
-    yield from out.feed(_entry(dfd, name, arcname, False, {}))
+    yield from out.feed(_entry(dfd, name, arcname, False, {}, ids))
     yield from out.feed([b"\0" * (2 * tarfile.BLOCKSIZE)])
     yield from out.flush()
 

@@ -222,6 +222,11 @@ def test_chowned_copies_where_idmapped_layers_are_not_used(md, images, detached,
                              capture_output=True, check=True).stdout.decode().splitlines()
     assert next(line for line in listing if line.endswith(" w")).split()[1] == "7/8"
     assert next(line for line in listing if line.endswith(" bin/busybox")).split()[1] == "0/0"
+    copied = subprocess.run(md.argv("cp", f"{cid}:/w", "-"), capture_output=True,
+                            check=True).stdout  # cp's tar, likewise
+    listing = subprocess.run(["tar", "--numeric-owner", "-tvf", "-"], input=copied,
+                             capture_output=True, check=True).stdout.decode().split()
+    assert listing[1] == "7/8"
     md.run("commit", cid, "copied:1", check=True)  # running: the tar says its own ids
     try:
         r = md.run("run", "--rm", "--userns", "host", "--network", "none", "copied:1",

@@ -92,7 +92,7 @@ def copy_from(paths: Paths, ref: str, src: str, dst: str, *, follow_link: bool =
             except FileNotFoundError:
                 raise _not_found(src_abs, ref) from None
             if dst == "-":
-                _tar_out(parent_fd, name, arcname, out or sys.stdout.buffer)
+                _tar_out(parent_fd, name, arcname, out or sys.stdout.buffer, _said_ids(paths, c))
                 return
             target = _host_target(dst, st, arcname, contents)
             _copy_tree_out(parent_fd, name, st, target, {})
@@ -217,10 +217,22 @@ def _copy_file(open_src: Callable[[], int], open_out: Callable[[], int], st: os.
         os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _tar_out(dfd: int, name: str, arcname: str, out: BinaryIO) -> None:
+def _said_ids(paths: Paths, c: ct.Container) -> Owner | None:
+    """A running container over chowned copies (--userns remap) shows the range's ids: the
+    tar says them as the container knows them."""
+    if not c.state.running:
+        return None
+    from minidock.storage.shifted import back_shift
+
+    layers = ct.image_store(paths)
+    return back_shift(layers.driver.diff_path(layers.get_rw_layer(c.id).mount_id))
+
+
+def _tar_out(dfd: int, name: str, arcname: str, out: BinaryIO, ids: Owner | None = None
+             ) -> None:
     from minidock.image.export import tar_entry
 
-    for chunk in tar_entry(dfd, name, arcname):
+    for chunk in tar_entry(dfd, name, arcname, ids):
         out.write(chunk)
     out.flush()
 
