@@ -299,6 +299,22 @@ def test_rm_finishes_a_removal_killed_after_the_rw_layer_went(md, images, cleanu
     assert check(md).returncode == 0, check(md).stdout
 
 
+def test_rm_of_a_removed_container_takes_its_left_lock_files(md, images, cleanup_all):
+    """An rm killed after the record went (but before its lock files did): rm -f of that id
+    says there is no such container, as Docker, and takes the lock files away."""
+    cid = md.run("create", "busybox", check=True).stdout.strip()
+    md.run("rm", cid, check=True)
+    locks = [os.path.join(md.run_root, "locks", f"{cid}{suffix}")
+             for suffix in (".lock", ".monitor")]
+    for path in locks:
+        open(path, "w").close()
+    assert check(md).returncode != 0  # system check sees them
+    r = md.run("rm", "-f", cid)
+    assert r.returncode == 1 and f"No such container: {cid}" in r.stderr
+    assert not any(os.path.exists(p) for p in locks)
+    assert check(md).returncode == 0, check(md).stdout
+
+
 def test_twenty_parallel_calls(md, images, cleanup_all):
     pre = [md.run("run", "-d", "busybox", "sleep", "1000", check=True).stdout.strip()
            for _ in range(6)]

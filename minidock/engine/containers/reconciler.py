@@ -15,6 +15,7 @@ container it has just stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -242,6 +243,10 @@ def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -
         if not force:
             raise
         return _remove_unreadable(paths, store.resolve(paths, ref))
+    except ContainerNotFound:
+        if force and store.ID_RE.fullmatch(ref):
+            _drop_locks(paths, ref)  # an rm killed after the record went left them
+        raise
     if c.state.running:
         if not force:
             raise Conflict(
@@ -264,15 +269,23 @@ def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -
         shutil.rmtree(store.bundle_dir(paths, c.id), ignore_errors=True)
         layers.unmount_rw_layer(c.id)
         layers.remove_rw_layer(c.id)
+        # (before the record: an rm killed after this still finds the container and ends it)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(store.lock_path(paths, c.id + ".monitor"))
         store.remove_dir(c.dir)
-    for suffix in (".lock", ".monitor"):
-        try:
-            os.unlink(store.lock_path(paths, c.id + suffix))
-        except FileNotFoundError:
-            pass
+    # (container_lock took its own file away with it)
     if volumes:
         _remove_anonymous_volumes(paths, c)
     return c.id
+
+
+def _drop_locks(paths: Paths, cid: str) -> None:
+    """The lock files of a container that no longer exists, unless someone holds one."""
+    for suffix in (".lock", ".monitor"):
+        path = store.lock_path(paths, cid + suffix)
+        if os.path.exists(path) and not flock.is_held(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def _remove_anonymous_volumes(paths: Paths, c: Container) -> None:
