@@ -211,17 +211,11 @@ def parse_engine_config(
     bip = doc.get("bip") or ""
     if not isinstance(bip, str):
         raise InvalidArgument(f"{source}: bip must be a string such as \"172.26.0.1/16\"")
-    driver = doc.get("firewall-driver") or ""
-    if driver not in ("", "nftables", "iptables"):
-        raise InvalidArgument(f"{source}: firewall-driver must be \"nftables\" or "
-                              f"\"iptables\", not {driver!r}")
+    driver = _choice(doc, "firewall-driver", ("nftables", "iptables"), source)
     remap = doc.get("userns-remap") or ""
     if not isinstance(remap, str):
         raise InvalidArgument(f"{source}: userns-remap must be a string such as \"default\"")
-    layers = doc.get("userns-remap-layers") or ""
-    if layers not in ("", "idmapped", "copy"):
-        raise InvalidArgument(f"{source}: userns-remap-layers must be \"idmapped\" or "
-                              f"\"copy\", not {layers!r}")
+    layers = _choice(doc, "userns-remap-layers", ("idmapped", "copy"), source)
     return EngineConfig(
         firewall_driver=driver,
         userns_remap=remap.strip(),
@@ -237,6 +231,15 @@ def parse_engine_config(
         ),
         certs_dir=certs_dir or os.path.join(config_dir(), "certs.d"),
     )
+
+
+def _choice(doc: dict[str, Any], key: str, allowed: tuple[str, str], source: str) -> str:
+    """A key that is unset ("") or one of two words."""
+    value = doc.get(key) or ""
+    if value not in ("", *allowed):
+        raise InvalidArgument(f"{source}: {key} must be \"{allowed[0]}\" or \"{allowed[1]}\", "
+                              f"not {value!r}")
+    return str(value)
 
 
 def _address_pools(value: Any, source: str) -> tuple[tuple[str, int], ...]:

@@ -19,6 +19,22 @@ from minidock.linux import trace
 Mapping = list[tuple[int, int, int]]
 
 
+def to_host(mapping: Mapping, cid: int) -> int | None:
+    """The host id a container id maps to (None: the mapping lacks it)."""
+    for c, h, n in mapping:
+        if c <= cid < c + n:
+            return h + cid - c
+    return None
+
+
+def to_container(mapping: Mapping, hid: int) -> int | None:
+    """The container id a host id stands for (None: outside the mapping)."""
+    for c, h, n in mapping:
+        if h <= hid < h + n:
+            return c + hid - h
+    return None
+
+
 def map_text(mapping: Mapping) -> str:
     return "".join(f"{c} {h} {n}\n" for c, h, n in mapping)
 

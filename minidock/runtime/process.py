@@ -409,8 +409,7 @@ def _stage1(spec: oci.Spec, opts: CreateOptions, state_dir: str, status_w: int, 
         # cwd follows into the new mount namespace; the bind sources go as detached mounts.
         linux.chdir(spec.root_path, why="the rootfs, entered while its path can be walked")
         clones = rootfs.clone_bind_sources(spec, mount_userns)
-        for fd in mount_userns.values():
-            os.close(fd)
+        close_namespaces(mount_userns)
     flags = 0
     for ns in spec.linux.namespaces:
         if ns.path:
@@ -597,9 +596,7 @@ def create(state_root: str, container_id: str, bundle: str,
             lambda status_w, go_r: _stage1(spec, opts, state_dir, status_w, go_r, cgroup_dirs,
                                            mount_userns),
             manager.birth_dir())
-        for fd in mount_userns.values():
-            os.close(fd)
-        mount_userns.clear()
+        close_namespaces(mount_userns)
         undo.callback(status.close)
         undo.callback(os.close, go_w)
         # Moving the first process into a cgroup costs 5-20 ms in the kernel (an RCU grace
@@ -646,10 +643,12 @@ def create(state_root: str, container_id: str, bundle: str,
 
 
 def _host_id(mapping: list[oci.IDMapping], cid: int) -> int:
-    for m in mapping:
-        if m.container_id <= cid < m.container_id + m.size:
-            return m.host_id + cid - m.container_id
-    raise ContainerRuntimeError(f"create: id {cid} is not in linux.uidMappings/gidMappings")
+    from minidock.linux.idmap import to_host
+
+    host = to_host(_triples(mapping), cid)
+    if host is None:
+        raise ContainerRuntimeError(f"create: id {cid} is not in linux.uidMappings/gidMappings")
+    return host
 
 
 def _triples(mapping: list[oci.IDMapping]) -> list[tuple[int, int, int]]:
@@ -665,18 +664,24 @@ def _mount_namespaces(spec: oci.Spec, undo: ExitStack) -> dict[int, int]:
         return out
     from minidock.linux import idmap
 
+    undo.callback(close_namespaces, out)
+    made: dict[tuple[tuple[tuple[int, int, int], ...], ...], int] = {}
     for i, m in enumerate(spec.mounts):
         if m.uid_mappings or m.gid_mappings:
-            out[i] = idmap.userns_fd(_triples(m.uid_mappings or spec.linux.uid_mappings),
-                                     _triples(m.gid_mappings or spec.linux.gid_mappings))
-            undo.callback(_close_quietly, out, i)
+            key = (tuple(_triples(m.uid_mappings or spec.linux.uid_mappings)),
+                   tuple(_triples(m.gid_mappings or spec.linux.gid_mappings)))
+            if key not in made:  # one namespace per mapping, however many mounts use it
+                made[key] = idmap.userns_fd(list(key[0]), list(key[1]))
+            out[i] = made[key]
     return out
 
 
-def _close_quietly(fds: dict[int, int], key: int) -> None:
-    fd = fds.pop(key, None)
-    if fd is not None:
+def close_namespaces(fds: dict[int, int]) -> None:
+    """Close the namespaces of _mount_namespaces (several mounts may share one) and forget
+    them."""
+    for fd in set(fds.values()):
         os.close(fd)
+    fds.clear()
 
 
 def _now() -> str:

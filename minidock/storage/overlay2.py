@@ -47,8 +47,8 @@ import shutil
 from minidock import linux
 from minidock.errors import InvalidArgument, StorageError, quietly
 from minidock.linux import trace
+from minidock.storage import shifted
 from minidock.storage.atomic import atomic_write
-from minidock.storage.shifted import SHIFT_FILE
 
 #: an id mapping for idmapped layers: (uid ranges, gid ranges), each range (container id,
 #: host id, count) as a user namespace's uid_map line
@@ -395,9 +395,8 @@ class Overlay2Driver:
         from minidock.linux import idmap as userns
 
         uids, gids = idmap
-        root_uid = next((h for c, h, _ in uids if c == 0), None)
-        root_gid = next((h for c, h, _ in gids if c == 0), None)
-        if root_uid is None or root_gid is None:
+        root_uid, root_gid = shifted.shift_of(idmap)(0, 0)
+        if shifted.OVERFLOW_ID in (root_uid, root_gid):
             raise StorageError(f"mount layer {layer_id}: the id mapping has no root")
         d = self.dir(layer_id)
         place = os.path.join(d, IDMAP_DIR)
@@ -460,17 +459,13 @@ class Overlay2Driver:
 
     def remapped_home(self, idmap: IdMap) -> str:
         """Docker's remapped root for this mapping: ``<root>/<uid>.<gid>/overlay2``."""
-        uids, gids = idmap
-        root_uid = next((h for c, h, _ in uids if c == 0), 0)
-        root_gid = next((h for c, h, _ in gids if c == 0), 0)
+        root_uid, root_gid = shifted.shift_of(idmap)(0, 0)
         return os.path.join(os.path.dirname(self.home), f"{root_uid}.{root_gid}", "overlay2")
 
     def _mount_copied(self, layer_id: str, lower: str, prefix: str, idmap: IdMap) -> None:
         """Overlay over copies of the lower layers with every owner moved into the mapping
         (made once per layer and mapping, storage/shifted.py), and the container's own upper
         dir shifted in place until it is unmounted."""
-        from minidock.storage import shifted
-
         home = self.remapped_home(idmap)
         os.makedirs(os.path.join(home, LINK_DIR), 0o700, exist_ok=True)
         os.chmod(os.path.dirname(home), 0o710)
@@ -509,9 +504,7 @@ class Overlay2Driver:
         """Make the layer's upper dir hold the ids of ``idmap`` (host ids, for a container
         running over copies) or, with None, its own. The marker file says which it holds:
         written before a shift in, removed after a shift back."""
-        from minidock.storage import shifted
-
-        marker = os.path.join(self.dir(layer_id), SHIFT_FILE)
+        marker = os.path.join(self.dir(layer_id), shifted.SHIFT_FILE)
         current = shifted.read_marker(self.dir(layer_id))
         if current == idmap:
             return

@@ -37,14 +37,14 @@ def shift_of(idmap: IdMap, back: bool = False) -> Shift:
     """(uid, gid) -> the ids the mapping gives them (container -> host), or ``back``.
     An id the mapping lacks becomes 65534 on the way in and stays as it is on the way back
     (the host's root, say, for a file the engine wrote)."""
+    from minidock.linux.idmap import to_container, to_host
+
     uids, gids = idmap
+    convert, missing = (to_container, None) if back else (to_host, OVERFLOW_ID)
 
     def one(ranges: list[tuple[int, int, int]], i: int) -> int:
-        for c, h, n in ranges:
-            src, dst = (h, c) if back else (c, h)
-            if src <= i < src + n:
-                return dst + i - src
-        return i if back else OVERFLOW_ID
+        found = convert(ranges, i)
+        return found if found is not None else (i if missing is None else missing)
 
     return lambda uid, gid: (one(uids, uid), one(gids, gid))
 

@@ -198,8 +198,7 @@ def _check_mounts(paths: Paths, creating: bool) -> list[Finding]:
             if not _live(paths, cid):
                 found.append(Finding("MOUNT", point, f"mounted, but container {cid[:12]} is "
                                      "not running",
-                                     partial(ct.unmount_shm, cid, os.path.dirname(
-                                         os.path.dirname(point))), cid))
+                                     partial(ct.unmount_shm, paths, cid), cid))
             continue
         rel = point[len(home):] if point.startswith(home) else ""
         layer_id, _, rest = rel.partition("/")

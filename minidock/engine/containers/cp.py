@@ -33,6 +33,7 @@ import stat
 import sys
 
 from minidock.engine import containers as ct
+from minidock.engine.containers import store
 from minidock.errors import InvalidArgument, NotFound
 from minidock.linux import fs
 from minidock.paths import Paths
@@ -92,7 +93,8 @@ def copy_from(paths: Paths, ref: str, src: str, dst: str, *, follow_link: bool =
             except FileNotFoundError:
                 raise _not_found(src_abs, ref) from None
             if dst == "-":
-                _tar_out(parent_fd, name, arcname, out or sys.stdout.buffer, _said_ids(paths, c))
+                ids = store.tar_ids(paths, c.id) if c.state.running else None
+                _tar_out(parent_fd, name, arcname, out or sys.stdout.buffer, ids)
                 return
             target = _host_target(dst, st, arcname, contents)
             _copy_tree_out(parent_fd, name, st, target, {})
@@ -217,17 +219,6 @@ def _copy_file(open_src: Callable[[], int], open_out: Callable[[], int], st: os.
         os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _said_ids(paths: Paths, c: ct.Container) -> Owner | None:
-    """A running container over chowned copies (--userns remap) shows the range's ids: the
-    tar says them as the container knows them."""
-    if not c.state.running:
-        return None
-    from minidock.storage.shifted import back_shift
-
-    layers = ct.image_store(paths)
-    return back_shift(layers.driver.diff_path(layers.get_rw_layer(c.id).mount_id))
-
-
 def _tar_out(dfd: int, name: str, arcname: str, out: BinaryIO, ids: Owner | None = None
              ) -> None:
     from minidock.image.export import tar_entry
@@ -255,8 +246,7 @@ def copy_to(paths: Paths, ref: str, src: str, dst: str, *, follow_link: bool = F
                                   f"{os.path.abspath(src)}: no such file or directory") from None
     with _container_root(paths, ref) as (c, root_fd):
         if src == "-":
-            remapped = c.state.running and c.host_config.get("UsernsMode") != "host" and \
-                _remapped(c)
+            remapped = c.state.running and _remapped(c)
             _untar_in(root_fd, dst_abs, ref, c.id, stdin or sys.stdin.buffer,
                       c.state.pid if remapped else 0)
             return
@@ -310,23 +300,16 @@ def _as_container_root(c: ct.Container) -> Iterator[Owner]:
     """Writes into a running --userns remap container go through its idmapped rootfs, which
     stores only ids of its mapping: they are made as the container's root, and owners are
     given as the mount shows them (container id + the range's start)."""
-    idmap = None
-    if c.state.running and c.host_config.get("UsernsMode") != "host":
-        from minidock.engine.spec import remap
+    from minidock.engine.spec import remap
 
-        idmap = remap.for_container(c.host_config)
-    if idmap is None:
+    remapped = remap.for_container(c.host_config) if c.state.running else None
+    if remapped is None:
         yield _same
         return
-    uids, gids = idmap
-
-    def host(ranges: list[tuple[int, int, int]], cid: int) -> int:
-        return next((h + cid - c0 for c0, h, n in ranges if c0 <= cid < c0 + n), 65534)
-
-    def owner(uid: int, gid: int) -> tuple[int, int]:
-        return host(uids, uid), host(gids, gid)
-
     from minidock import linux
+    from minidock.storage.shifted import shift_of
+
+    owner = shift_of(remapped[0])
 
     with linux.fs_ids(*owner(0, 0), why="write into the idmapped rootfs as its root"):
         yield owner

@@ -79,12 +79,9 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     bundle = store.bundle_dir(paths, c.id)
     os.makedirs(bundle, mode=0o700, exist_ok=True)
     undo.callback(shutil.rmtree, bundle, True)
-    idmap, copy = None, False
-    if c.host_config.get("UsernsMode") != "host":
-        from minidock.engine.spec import remap
+    from minidock.engine.spec import remap
 
-        idmap = remap.for_container(c.host_config)
-        copy = idmap is not None and remap.copied_layers()
+    idmap, copy = remap.for_container(c.host_config) or (None, False)
     trace.note(f"mount the container's filesystem (overlay2 rw layer of {c.short_id})"
                + (", idmapped: --userns remap" if idmap else ""))
     with timing.phase("rootfs mount (overlay)"):
@@ -96,7 +93,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     undo.callback(layers.unmount_rw_layer, c.id)
     tty = bool(c.config.get("Tty"))
     if c.host_config.get("IpcMode") == "shareable":
-        _mount_shm(c, undo)
+        _mount_shm(paths, c, undo)
     if c.mount_points:  # (a type/device/o volume gets mounted by the spec's build)
         from minidock.engine.containers.mounts import release_volumes
 
@@ -172,7 +169,7 @@ def launch(paths: Paths, c: Container, undo: ExitStack, *, interactive: bool,
     return launched
 
 
-def _mount_shm(c: Container, undo: ExitStack) -> None:
+def _mount_shm(paths: Paths, c: Container, undo: ExitStack) -> None:
     """--ipc shareable: /dev/shm is a tmpfs the engine mounts on the host (Docker's
     containers/<id>/mounts/shm), so a container that joins this one's IPC namespace can be
     given the same /dev/shm. Unmounted when the container's run is released."""
@@ -183,7 +180,7 @@ def _mount_shm(c: Container, undo: ExitStack) -> None:
     size = int(c.host_config.get("ShmSize") or 67108864)
     linux.mount("shm", shm, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                 f"mode=1777,size={size}", why="--ipc shareable: a /dev/shm others may join")
-    undo.callback(store.unmount_shm, c.id, c.dir)
+    undo.callback(store.unmount_shm, paths, c.id)
 
 
 def lock_for_start(paths: Paths, ref: str, undo: ExitStack
@@ -408,13 +405,11 @@ def _make_workdir(root: str, workdir: str, uid: int, gid: int, idmap: Any = None
         make_dirs_in_root(root, workdir, 0o755, uid, gid)
         return
     from minidock import linux
+    from minidock.storage.shifted import shift_of
 
-    def host(ranges: list[tuple[int, int, int]], cid: int) -> int:
-        return next((h + cid - c for c, h, n in ranges if c <= cid < c + n), 65534)
-
-    uids, gids = idmap
-    with linux.fs_ids(host(uids, 0), host(gids, 0), why="create -w in the idmapped rootfs"):
-        make_dirs_in_root(root, workdir, 0o755, host(uids, uid), host(gids, gid))
+    host = shift_of(idmap)
+    with linux.fs_ids(*host(0, 0), why="create -w in the idmapped rootfs"):
+        make_dirs_in_root(root, workdir, 0o755, *host(uid, gid))
 
 
 def _build_spec(paths: Paths, c: Container, rootfs: str, console: tuple[int, int] | None,

@@ -173,7 +173,7 @@ def release(paths: Paths, cid: str) -> bool:
         net.release(cid)
     store.image_store(paths).unmount_rw_layer(cid)
     if os.path.isdir(os.path.join(paths.containers, cid, "mounts")):  # --ipc shareable
-        store.unmount_shm(cid, os.path.join(paths.containers, cid))
+        store.unmount_shm(paths, cid)
     if os.path.exists(os.path.join(paths.root, "volumes", "metadata.json")):
         from minidock.engine.containers.mounts import release_volumes
 

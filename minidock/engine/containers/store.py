@@ -38,6 +38,7 @@ from minidock.storage.atomic import atomic_write
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~2 ms of a start)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from minidock.engine.runtime import OCIRuntime
@@ -81,16 +82,25 @@ def mounted_rootfs(paths: Paths, cid: str) -> Iterator[str]:
                 store.unmount_rw_layer(cid)
 
 
+def tar_ids(paths: Paths, cid: str) -> Callable[[int, int], tuple[int, int]] | None:
+    """For a tar of a container's files (export, cp ... -): a running one over chowned
+    copies of its layers (--userns remap) shows the range's ids, said back as its own."""
+    from minidock.storage.shifted import back_shift
+
+    layers = image_store(paths)
+    return back_shift(layers.driver.diff_path(layers.get_rw_layer(cid).mount_id))
+
+
 def shm_dir(c: Container) -> str:
     """Docker's containers/<id>/mounts/shm: the /dev/shm tmpfs of an --ipc shareable one."""
     return os.path.join(c.dir, "mounts", "shm")
 
 
-def unmount_shm(cid: str, cdir: str) -> None:
+def unmount_shm(paths: Paths, cid: str) -> None:
     """Unmount (if mounted) and remove a container's mounts/shm."""
     from minidock import linux
 
-    shm = os.path.join(cdir, "mounts", "shm")
+    shm = os.path.join(paths.containers, cid, "mounts", "shm")
     try:
         linux.umount2(shm, linux.MNT_DETACH, why="the shareable /dev/shm of " + cid[:12])
     except OSError as e:

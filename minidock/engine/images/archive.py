@@ -708,14 +708,11 @@ def export_container(paths: Paths, ref: str, out: BinaryIO) -> None:
     from minidock.engine import containers
     from minidock.engine.containers import store
     from minidock.image.export import tar_directory
-    from minidock.storage.shifted import back_shift
 
     c = containers.get(paths, ref)
     with containers.mounted_rootfs(paths, c.id) as root:
-        layers = store.image_store(paths)
-        # (a running container over chowned copies shows the range's ids: said back as its own)
-        ids = back_shift(layers.driver.diff_path(layers.get_rw_layer(c.id).mount_id))
-        for chunk in tar_directory(root, overlay_whiteouts=False, ids=ids):
+        for chunk in tar_directory(root, overlay_whiteouts=False,
+                                   ids=store.tar_ids(paths, c.id)):
             out.write(chunk)
         out.flush()
 

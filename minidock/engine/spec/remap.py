@@ -65,30 +65,30 @@ def _cgroup_v2() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def configured() -> str:
-    from minidock.settings import load_engine_config
+def wanted(mode: str, configured: str | None = None) -> bool:
+    """Does a container with HostConfig.UsernsMode ``mode`` get a user namespace?
+    ``configured``: config.json's userns-remap, read here when not given."""
+    if mode != "":
+        return mode == "remap"
+    if configured is None:
+        from minidock.settings import load_engine_config
 
-    return load_engine_config().userns_remap
-
-
-def copied_layers() -> bool:
-    """config.json's userns-remap-layers is "copy": chowned copies even where idmapped
-    layers would work."""
-    from minidock.settings import load_engine_config
-
-    return load_engine_config().userns_remap_layers == "copy"
+        configured = load_engine_config().userns_remap
+    return bool(configured)
 
 
-def wanted(mode: str) -> bool:
-    """Does a container with HostConfig.UsernsMode ``mode`` get a user namespace?"""
-    return mode == "remap" or (mode == "" and bool(configured()))
-
-
-def for_container(host_config: dict[str, Any]) -> IdMap | None:
-    """The mapping a container starts with (None: no user namespace)."""
-    if not wanted(str(host_config.get("UsernsMode") or "")):
+def for_container(host_config: dict[str, Any]) -> tuple[IdMap, bool] | None:
+    """The mapping a container starts with, and whether over chowned copies of its layers
+    (config.json's ``"userns-remap-layers": "copy"``); None: no user namespace."""
+    mode = str(host_config.get("UsernsMode") or "")
+    if mode == "host":
         return None
-    return mapping(configured() or "default")
+    from minidock.settings import load_engine_config
+
+    cfg = load_engine_config()
+    if not wanted(mode, cfg.userns_remap):
+        return None
+    return mapping(cfg.userns_remap or "default"), cfg.userns_remap_layers == "copy"
 
 
 def mapping(remap: str) -> IdMap:
@@ -211,7 +211,7 @@ def with_userns(idmap: IdMap, own_dirs: tuple[str, ...], host_network: bool,
     container (under ``own_dirs``: its hostname, hosts, resolv.conf, volumes) idmapped
     through the same mapping; /sys bound instead of mounted when the network namespace is
     the host's (sysfs needs a network namespace the user namespace owns), /dev/mqueue
-    likewise with the host's IPC namespace."""
+    likewise with the host's IPC namespace (left out where the host mounts none)."""
     uids, gids = idmap
 
     def ranges(m: list[tuple[int, int, int]]) -> list[dict[str, int]]:
@@ -234,4 +234,6 @@ def with_userns(idmap: IdMap, own_dirs: tuple[str, ...], host_network: bool,
             elif m.get("type") == "mqueue" and host_ipc:
                 m.update({"type": "bind", "source": "/dev/mqueue",
                           "options": ["rbind", "nosuid", "noexec", "nodev"]})
+        if host_ipc and not os.path.ismount("/dev/mqueue"):
+            spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/dev/mqueue"]
     return apply
