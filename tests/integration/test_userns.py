@@ -188,6 +188,16 @@ def test_bad_userns_values_are_refused(md, images):
     assert r.returncode == 125 and "--userns: invalid USER mode" in r.stderr
     r = md.run("run", "--rm", "--userns", "remap", "--pid", "host", "busybox", "true")
     assert r.returncode == 125 and "--pid=host needs --userns=host" in r.stderr
+    r = md.run("run", "--rm", "--userns", "remap", "--network", "none", "--cgroupns", "host",
+               "busybox", "true")
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # v2: cgroup2 is not mountable
+        assert r.returncode == 125 and "--cgroupns=host needs --userns=host" in r.stderr
+    else:  # v1: the runtime binds the container's own cgroup directories
+        assert r.returncode == 0, r.stderr
+    # --ipc host: mqueue cannot be mounted from the namespace, the host's is bound (if any)
+    r = md.run("run", "--rm", "--userns", "remap", "--network", "none", "--ipc", "host",
+               "busybox", "grep", "-c", " /dev/mqueue ", "/proc/mounts")
+    assert r.stdout.strip() == ("1" if os.path.ismount("/dev/mqueue") else "0"), r.stderr
     assert md.run("ps", "-aq").stdout.strip() == ""  # nothing half-created
 
 
